@@ -1,0 +1,1 @@
+"""wheelfarm's build side: recipes, planning, building, repairing, checking and publishing wheels."""

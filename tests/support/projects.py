@@ -1,0 +1,118 @@
+"""Tiny projects the tests build themselves: sdists and wheels with and without C extensions.
+
+Nothing here depends on PyPI: each project is written from scratch into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+C_SOURCE = textwrap.dedent(
+    """
+    #define PY_SSIZE_T_CLEAN
+    #include <Python.h>
+
+    /* A real call into compiled code: the sum of 1..n, and the machine it was compiled for. */
+    static PyObject *triangle(PyObject *self, PyObject *args) {
+        long long n, total = 0;
+        if (!PyArg_ParseTuple(args, "L", &n)) return NULL;
+        for (long long i = 1; i <= n; i++) total += i;
+        return PyLong_FromLongLong(total);
+    }
+
+    static PyObject *machine(PyObject *self, PyObject *noargs) {
+    #if defined(__aarch64__)
+        return PyUnicode_FromString("aarch64");
+    #elif defined(__x86_64__)
+        return PyUnicode_FromString("x86_64");
+    #else
+        return PyUnicode_FromString("other");
+    #endif
+    }
+
+    static PyMethodDef methods[] = {
+        {"triangle", triangle, METH_VARARGS, "Sum of 1..n."},
+        {"machine", machine, METH_NOARGS, "The architecture this module was compiled for."},
+        {NULL, NULL, 0, NULL},
+    };
+
+    static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
+
+    PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+    """
+)
+
+
+def write_project(
+    root: Path,
+    name: str,
+    version: str = "1.0.0",
+    *,
+    c_extension: bool = False,
+    requires_python: str | None = None,
+    extra_c: str = "",
+) -> Path:
+    """Write a setuptools project `name` into root/<name>-<version>/ and return that folder.
+
+    The import package is the normalized name with dashes as underscores. With `c_extension` it has a
+    `_native` extension module exposing triangle(n) and machine().
+    """
+    pkg = canonicalize_name(name).replace("-", "_")
+    src = root / f"{pkg}-{version}"
+    (src / pkg).mkdir(parents=True)
+    init = f'__version__ = "{version}"\n'
+    if c_extension:
+        init += "from ._native import machine, triangle  # noqa: F401\n"
+        (src / pkg / "_native.c").write_text(C_SOURCE + extra_c)
+    (src / pkg / "__init__.py").write_text(init)
+    ext = f'ext_modules=[Extension("{pkg}._native", ["{pkg}/_native.c"])],' if c_extension else ""
+    rp = f"python_requires={requires_python!r}," if requires_python else ""
+    (src / "setup.py").write_text(
+        textwrap.dedent(
+            f"""
+            from setuptools import Extension, setup
+            setup(name={name!r}, version={version!r}, packages=[{pkg!r}], {ext} {rp})
+            """
+        )
+    )
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
+    return src
+
+
+def make_sdist(out: Path, name: str, version: str = "1.0.0", **kwargs) -> Path:
+    """Build a PEP 625 sdist of a fresh project into `out` and return its path."""
+    work = out / ".src"
+    work.mkdir(parents=True, exist_ok=True)
+    src = write_project(work, name, version, **kwargs)
+    before = set(out.glob("*.tar.gz"))
+    _run_build(src, out, "--sdist")
+    (sdist,) = set(out.glob("*.tar.gz")) - before
+    assert tarfile.is_tarfile(sdist), sdist
+    return sdist
+
+
+def make_wheel(out: Path, name: str, version: str = "1.0.0", **kwargs) -> Path:
+    """Build a wheel of a fresh project (for the host platform if it has a C extension)."""
+    work = out / ".src"
+    work.mkdir(parents=True, exist_ok=True)
+    src = write_project(work, name, version, **kwargs)
+    before = set(out.glob("*.whl"))
+    _run_build(src, out, "--wheel")
+    (wheel,) = set(out.glob("*.whl")) - before
+    return wheel
+
+
+def _run_build(src: Path, out: Path, kind: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", kind, "--outdir", str(out), str(src)],
+        check=True,
+        capture_output=True,
+    )
