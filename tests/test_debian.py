@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder.debian import DebianError, PrivateApt, extract_debs, host_mirror, sysroot
+
+EM_AARCH64 = 183
+
+
+def test_host_mirror_reads_deb822_and_one_line_sources(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("WHEELFARM_DEBIAN_MIRROR", raising=False)
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n"
+    )
+    assert host_mirror(tmp_path) == "http://mirror.example/debian"
+    (tmp_path / "sources.list.d" / "debian.sources").unlink()
+    (tmp_path / "sources.list").write_text(
+        "# c\ndeb [arch=amd64] http://other.example/debian bookworm main\n"
+    )
+    assert host_mirror(tmp_path) == "http://other.example/debian"
+    (tmp_path / "sources.list").write_text("")
+    with pytest.raises(DebianError, match="WHEELFARM_DEBIAN_MIRROR"):
+        host_mirror(tmp_path)
+
+
+def test_download_closure_and_extract_merged_usr(tmp_path: Path) -> None:
+    apt = PrivateApt("bookworm", "arm64")
+    debs = apt.download(["zlib1g"])
+    names = {d.name.split("_")[0] for d in debs}
+    assert {"zlib1g", "libc6"} <= names  # the dependency closure, not just the package
+    root = extract_debs(debs, tmp_path / "root")
+    assert (root / "lib").is_symlink() and (root / "lib").resolve() == (root / "usr/lib").resolve()
+    libz = next((root / "usr/lib/aarch64-linux-gnu").glob("libz.so.1*"))
+    head = libz.resolve().read_bytes()[:20]
+    assert head[:4] == b"\x7fELF" and struct.unpack("<H", head[18:20])[0] == EM_AARCH64
+    assert not list(tmp_path.glob(".root.*")), "no temporary folder is left behind"
+
+
+def test_unknown_package_is_a_clear_error() -> None:
+    with pytest.raises(DebianError, match="no-such-package-wheelfarm"):
+        PrivateApt("bookworm", "arm64").download(["no-such-package-wheelfarm"])
+
+
+def test_host_dpkg_state_is_untouched() -> None:
+    foreign = subprocess.run(
+        ["dpkg", "--print-foreign-architectures"], capture_output=True, text=True, check=True
+    )
+    PrivateApt("bookworm", "arm64").download(["zlib1g"])
+    after = subprocess.run(
+        ["dpkg", "--print-foreign-architectures"], capture_output=True, text=True, check=True
+    )
+    assert "arm64" not in after.stdout and after.stdout == foreign.stdout
+
+
+@pytest.mark.slow
+def test_sysroot_runs_arm64_python_under_qemu() -> None:
+    root = sysroot("bookworm", ["python3.11"])
+    assert sysroot("bookworm", ["python3.11"]) == root  # cached
+    qemu = subprocess.run(["which", "qemu-aarch64"], capture_output=True, text=True)
+    if qemu.returncode != 0:
+        pytest.skip("qemu-user is installed by the builder's toolchain step")
+    out = subprocess.run(
+        [
+            "qemu-aarch64",
+            "-L",
+            str(root),
+            str(root / "usr/bin/python3.11"),
+            "-c",
+            "import platform; print(platform.machine())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "aarch64"
