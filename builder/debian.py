@@ -9,6 +9,8 @@ folder (a sysroot or a root filesystem). The mirror is the one the host's own ap
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -16,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from builder.paths import cache_dir
@@ -106,6 +108,14 @@ class PrivateApt:
             )
         )
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One apt at a time on this root (apt's own locks are off: they would be the host's)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
     def _apt(self, *args: str, cwd: Path | None = None) -> str:
         env = {**os.environ, "APT_CONFIG": str(self._config), "DEBIAN_FRONTEND": "noninteractive"}
         proc = subprocess.run(
@@ -121,12 +131,13 @@ class PrivateApt:
 
     def update(self, max_age: float = LIST_MAX_AGE) -> None:
         """Fetch the package lists unless they are younger than `max_age` seconds."""
-        self._write_config()
-        stamp = self.root / "state/updated"
-        if stamp.exists() and time.time() - stamp.stat().st_mtime < max_age:
-            return
-        self._apt("update")
-        stamp.touch()
+        with self._locked():
+            self._write_config()
+            stamp = self.root / "state/updated"
+            if stamp.exists() and time.time() - stamp.stat().st_mtime < max_age:
+                return
+            self._apt("update")
+            stamp.touch()
 
     def download(self, packages: Sequence[str]) -> list[Path]:
         """Download `packages` and everything they depend on; return the .deb files."""
@@ -137,7 +148,8 @@ class PrivateApt:
         closure = re.findall(r"^Inst (\S+) \((\S+) .*\[(\S+)\]\)", plan, flags=re.MULTILINE)
         if not closure:
             raise DebianError(f"apt-get found nothing to download for {' '.join(packages)}")
-        self._apt("install", "--download-only", *packages)
+        with self._locked():
+            self._apt("install", "--download-only", *packages)
         archives = self.root / "cache/archives"
         debs = [archives / f"{n}_{v.replace(':', '%3a')}_{a}.deb" for n, v, a in closure]
         missing = [d.name for d in debs if not d.exists()]
@@ -202,6 +214,13 @@ def sysroot(suite: str, packages: Sequence[str], arch: str = "arm64") -> Path:
     if (dest / ".complete").exists():
         return dest
     debs = PrivateApt(suite, arch).download(packages)
-    extract_debs(debs, dest)
-    (dest / ".complete").write_text("\n".join(sorted(packages)) + "\n")
+    # Build the whole tree, marker included, then rename it into place: readers never see half.
+    staging = dest.with_name(dest.name + ".new")
+    extract_debs(debs, staging)
+    (staging / ".complete").write_text("\n".join(sorted(packages)) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    try:
+        os.replace(staging, dest)
+    except OSError:  # another process put a complete sysroot there first
+        shutil.rmtree(staging, ignore_errors=True)
     return dest
