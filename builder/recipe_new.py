@@ -61,7 +61,8 @@ def sdist_members(path: Path) -> list[str]:
         with tarfile.open(path) as tf:
             return tf.getnames()
     except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
-        raise RecipeNewError(f"{path}: not a readable sdist ({exc})") from None
+        reason = str(exc).splitlines()[0].rstrip(":") if str(exc) else type(exc).__name__
+        raise RecipeNewError(f"{path}: not a readable sdist ({reason})") from None
 
 
 def inspect_sdist(path: Path, project: str) -> SdistFacts:
