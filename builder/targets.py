@@ -136,12 +136,14 @@ def parse_python(version: str) -> tuple[int, int, bool]:
     return 3, minor, threaded
 
 
+@functools.cache
 def cibw_identifier(python: str, target: str) -> str:
     """The cibuildwheel build identifier for a Python and target, e.g. `cp311-manylinux_aarch64`."""
     _, minor, threaded = parse_python(python)
     return f"cp3{minor}{'t' if threaded else ''}-{parse_target(target).cibw_platform}"
 
 
+@functools.cache
 def supported_tags(python: str, target: str) -> frozenset[Tag]:
     """Every wheel tag a CPython `python` on `target` installs, per packaging.tags."""
     return frozenset(_priority(python, target))
