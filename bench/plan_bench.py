@@ -55,7 +55,10 @@ def make_world(root: Path, projects: int) -> Path:
                     files.append(FileSpec(f"{dist}-{v}-{tag}.whl", tag.encode()))
             elif kind == 2:  # aarch64 for older Pythons plus universal2
                 for py in ("cp39", "cp310", "cp311"):
-                    for plat in ("manylinux_2_17_aarch64.manylinux2014_aarch64", "macosx_10_9_universal2"):
+                    for plat in (
+                        "manylinux_2_17_aarch64.manylinux2014_aarch64",
+                        "macosx_10_9_universal2",
+                    ):
                         tag = f"{py}-{py}-{plat}"
                         files.append(FileSpec(f"{dist}-{v}-{tag}.whl", tag.encode()))
             elif kind == 3:  # abi3
@@ -64,7 +67,7 @@ def make_world(root: Path, projects: int) -> Path:
         index[name] = files
         (recipes / f"{name}.toml").write_text(
             f'[project]\nname = "{name}"\nlatest = 3\npythons = {json.dumps(PYTHONS)}\n'
-            f"targets = {json.dumps(TARGETS)}\n[test]\nimports = [\"{dist}\"]\n"
+            f'targets = {json.dumps(TARGETS)}\n[test]\nimports = ["{dist}"]\n'
         )
     write_static_index(root / "index", index)
     return recipes
@@ -148,7 +151,9 @@ def main() -> None:
             rows.append((f"warm ({cc})", warm, after - mid))
             rows.append((f"peer: raw GET x{n} ({cc})", {"wall": peer}, n))
             print(f"  cold/peer ratio ({cc}): {cold['wall'] / peer:.2f}x")
-        print(f"{'run':34} {'wall s':>7} {'proc cpu s':>10} {'planner cpu s':>13} {'requests':>8} {'server saw':>10} {'jobs':>6}")
+        print(
+            f"{'run':34} {'wall s':>7} {'proc cpu s':>10} {'planner cpu s':>13} {'requests':>8} {'server saw':>10} {'jobs':>6}"
+        )
         for label, r, seen in rows:
             print(
                 f"{label:34} {r['wall']:7.2f} {r.get('process_cpu', float('nan')):10.2f} "
