@@ -74,8 +74,7 @@ class Decision:
     job: Job | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "job"}
-        return out
+        return {k: v for k, v in asdict(self).items() if k != "job"}
 
 
 @dataclass(frozen=True)
@@ -279,7 +278,11 @@ def plan(
     start = time.process_time()
     decisions: list[Decision] = []
     problems = list(errors)
+    seen: dict[str, Path] = {}
     for recipe in recipes:
+        if (first := seen.setdefault(recipe.canonical_name, recipe.path)) != recipe.path:
+            problems.append(PlanError(str(recipe.path), f"the same project as {first}"))
+            continue
         page = pages[recipe.canonical_name]
         if isinstance(page, UpstreamError):
             problems.append(PlanError(str(recipe.path), str(page)))

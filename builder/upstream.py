@@ -457,10 +457,12 @@ class IndexClient:
 
     def _send(self, url: str, headers: dict[str, str]) -> httpx.Response:
         attempts = self.retries + 1
-        problem = ""
+        problem, retry_after = "", None
         for attempt in range(attempts):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1) * (1 + random.random() / 4))
+                delay = self.backoff * 2 ** (attempt - 1) * (1 + random.random() / 4)
+                time.sleep(min(retry_after, 30.0) if retry_after is not None else delay)
+                retry_after = None
             with self._lock:
                 self.stats.requests += 1
             try:
@@ -473,6 +475,8 @@ class IndexClient:
                 continue
             if response.status_code >= 500 or response.status_code == 429:
                 problem = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+                value = response.headers.get("retry-after", "")
+                retry_after = float(value) if value.isdigit() else None
                 continue
             if response.status_code >= 400 and response.status_code != 404:
                 raise UpstreamError(

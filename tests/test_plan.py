@@ -263,6 +263,19 @@ def test_console_script_end_to_end(servers, recipes_dir: Path, tmp_path: Path) -
     assert out.stdout.count("only an sdist upstream") == len(PY) * len(TG)
 
 
+def test_two_recipes_for_one_project(servers, recipes_dir: Path, tmp_path: Path) -> None:
+    up, _ = servers
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "sdist-only.toml").write_text(recipe_text("Sdist_Only"))
+    recipes, _ = load_recipes([recipes_dir / "sdist-only.toml", other])
+    with IndexClient(up.url, cache=HttpCache(tmp_path / "c")) as u:
+        p = plan(recipes, u)
+    (err,) = p.errors
+    assert err.source == str(other / "sdist-only.toml") and "the same project as" in err.message
+    assert len(p.jobs) == len(PY) * len(TG)
+
+
 def test_unreachable_upstream_is_one_line(recipes_dir: Path, tmp_path: Path) -> None:
     recipes, _ = load_recipes([recipes_dir / "sdist-only.toml"])
     with IndexClient(

@@ -135,7 +135,9 @@ class Behaviour:
     """How the server misbehaves for one path."""
 
     sleep: float = 0.0  # seconds before answering
-    fail_first: int = 0  # answer 503 to this many requests first
+    fail_first: int = 0  # answer fail_status to this many requests first
+    fail_status: int = 503
+    retry_after: str | None = None  # a Retry-After header on those failures
     garbage: bool = False  # answer the JSON type with a body that is not JSON
     html_only: bool = False  # an old index: ignores Accept and always serves text/html
     status: int | None = None  # always answer with this status
@@ -189,7 +191,8 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 self._send(b.status, b"nope\n", "text/plain")
                 return
             if count <= b.fail_first:
-                self._send(503, b"try again\n", "text/plain")
+                extra = {"Retry-After": b.retry_after} if b.retry_after else None
+                self._send(b.fail_status, b"try again\n", "text/plain", extra)
                 return
             if path.startswith("/files/"):
                 f = state.root / "files" / path.removeprefix("/files/")
