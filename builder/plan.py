@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
 from packaging.version import Version
 
 from builder.recipes import Recipe, RecipeError, load_recipe, recipe_files
 from builder.targets import (
+    TargetError,
     cibw_identifier,
     parse_python,
     parse_target,
@@ -155,9 +157,31 @@ def _best(files: Iterable[DistFile], python: str, target: str) -> list[DistFile]
     return sorted(found, key=lambda f: min(rank[t] for t in f.tags & ok))
 
 
+def _newer_platform(wheels: list[DistFile], python: str, target: str) -> str | None:
+    """A wheel that would fit if the target were a newer glibc/musl/macOS (e.g. manylinux_2_34)."""
+    tgt = parse_target(target)
+    ok = supported_tags(python, target)
+    for f in wheels:
+        for t in f.tags:
+            try:
+                p = parse_target(t.platform)
+            except TargetError:
+                continue
+            same_level = f"{p.os}_{tgt.version[0]}_{tgt.version[1]}_{p.arch}"
+            if (
+                p.os == tgt.os
+                and p.version > tgt.version
+                and Tag(t.interpreter, t.abi, same_level) in ok
+            ):
+                return t.platform
+    return None
+
+
 def _why_build(wheels: list[DistFile], python: str, target: str) -> str:
     if not wheels:
         return "only an sdist upstream"
+    if newer := _newer_platform(wheels, python, target):
+        return f"upstream wheel needs a newer platform ({newer})"
     plats = set(parse_target(target).platforms)
     interp = cibw_identifier(python, target).split("-")[0]
     for_platform = any(t.platform in plats for f in wheels for t in f.tags)
@@ -167,6 +191,10 @@ def _why_build(wheels: list[DistFile], python: str, target: str) -> str:
     if for_python:
         return f"no wheel for this platform ({target})"
     return "no wheel for this platform or Python"
+
+
+class WheelCheckError(Exception):
+    """The architecture-check hook itself failed (e.g. could not download the wheel)."""
 
 
 def decide(
@@ -216,7 +244,12 @@ def decide(
             failed: list[str] = []
             upstream_ok = None
             for wheel in _best(wheels, py, tgt):
-                problem = wheel_check(wheel, tgt) if wheel_check else None
+                try:
+                    problem = wheel_check(wheel, tgt) if wheel_check else None
+                except Exception as exc:  # the hook's failure must not pass as "wheel is fine"
+                    raise WheelCheckError(
+                        f"architecture check of {wheel.filename} failed: {exc}"
+                    ) from exc
                 if problem is None:
                     upstream_ok = wheel
                     break
@@ -293,9 +326,12 @@ def plan(
         elif isinstance(mine, UpstreamError):
             problems.append(PlanError(str(recipe.path), f"own index: {mine}"))
             mine = None
-        decisions += decide(
-            recipe, page, mine, pythons=pythons, targets=targets, wheel_check=wheel_check
-        )
+        try:
+            decisions += decide(
+                recipe, page, mine, pythons=pythons, targets=targets, wheel_check=wheel_check
+            )
+        except WheelCheckError as exc:
+            problems.append(PlanError(str(recipe.path), str(exc)))
     return Plan(tuple(decisions), tuple(problems), time.process_time() - start)
 
 

@@ -483,7 +483,8 @@ class IndexClient:
                     _redact(url), f"HTTP {response.status_code} {response.reason_phrase}".strip()
                 )
             return response
-        raise UpstreamError(_redact(url), f"{problem} ({attempts} attempts)")
+        tries = f"{attempts} attempt" + ("s" if attempts != 1 else "")
+        raise UpstreamError(_redact(url), f"{problem} ({tries})")
 
     def download(self, file: DistFile, dest_dir: Path | None = None) -> Path:
         """Download a file into the cache (cache_dir()/files), verifying its sha256; reuse it if there."""
