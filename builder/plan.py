@@ -220,8 +220,11 @@ def decide(
     own_releases = own.releases() if own else {}
     name = page.name
 
+    shown: dict[Version, str] = {}
+
     def cell(version: Version, py: str, tgt: str, status: str, reason: str, **kw: Any) -> None:
-        out.append(Decision(name, str(version), py, tgt, status, reason, **kw))
+        text = shown.get(version) or shown.setdefault(version, str(version))
+        out.append(Decision(name, text, py, tgt, status, reason, **kw))
 
     for version in yanked:
         files = releases[version]
@@ -276,7 +279,7 @@ def decide(
                 continue
             job = Job(
                 project=name,
-                version=str(version),
+                version=shown[version],
                 sdist_url=sdist.url,
                 sdist_sha256=sdist.sha256,
                 sdist_filename=sdist.filename,
