@@ -220,11 +220,10 @@ def decide(
     own_releases = own.releases() if own else {}
     name = page.name
 
-    shown: dict[Version, str] = {}
+    shown = {v: str(v) for v in (*live, *yanked)}  # formatted once, used by every cell
 
     def cell(version: Version, py: str, tgt: str, status: str, reason: str, **kw: Any) -> None:
-        text = shown.get(version) or shown.setdefault(version, str(version))
-        out.append(Decision(name, text, py, tgt, status, reason, **kw))
+        out.append(Decision(name, shown[version], py, tgt, status, reason, **kw))
 
     for version in yanked:
         files = releases[version]
