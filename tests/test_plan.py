@@ -281,6 +281,35 @@ def test_cli_json_and_exit_status(
     assert len(lines) == 6
 
 
+def test_cli_pip_index_and_check_hook(
+    servers, recipes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    up, _ = servers
+    monkeypatch.setenv("WHEELFARM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_INDEX_URL", up.url)
+    recipe = str(recipes_dir / "fake-arch.toml")
+    args = [
+        "plan",
+        "--index",
+        "pip",
+        "--python",
+        "3.11",
+        "--target",
+        "manylinux_2_28_aarch64",
+        "--json",
+    ]
+    res = CliRunner().invoke(main, [*args, "--wheel-check", "test_plan:fake_arch_check", recipe])
+    assert res.exit_code == 0, res.output
+    (job,) = json.loads(res.stdout)["include"]
+    assert "fails the architecture check" in job["reason"] and "x86-64" in job["reason"]
+    res = CliRunner().invoke(main, [*args, recipe])  # without the hook the tag is trusted
+    assert res.exit_code == 0 and json.loads(res.stdout)["include"] == []
+    res = CliRunner().invoke(main, [*args, "--wheel-check", "test_plan:nope", recipe])
+    assert res.exit_code == 1 and "--wheel-check test_plan:nope" in res.output
+    res = CliRunner().invoke(main, ["plan", "--target", "linux_aarch64", recipe])
+    assert res.exit_code == 2 and "not a platform tag" in res.output
+
+
 def test_console_script_end_to_end(servers, recipes_dir: Path, tmp_path: Path) -> None:
     up, _ = servers
     env = os.environ | {"WHEELFARM_CACHE": str(tmp_path / "cache")}
