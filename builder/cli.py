@@ -11,7 +11,10 @@ import importlib
 
 import click
 
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "plan": "builder.plan_cli:plan_command",
+    "recipe": "builder.recipe_cli:recipe",
+}
 
 
 class LazyGroup(click.Group):

@@ -1,0 +1,109 @@
+"""`wheelfarm recipe lint|new`: check recipes against the schema, write a starting recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from builder import recipes
+
+
+@click.group()
+def recipe() -> None:
+    """Work with recipes (recipes/<normalized-name>.toml)."""
+
+
+@recipe.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def lint(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Check recipes (files or folders; default recipes/): unknown keys, types, specifiers, tags, names.
+
+    Every problem of every file is reported as FILE: KEY: MESSAGE; the exit status is 1 if any.
+    """
+    results = recipes.lint(paths or [Path("recipes")])
+    bad = [r for r in results if not r.ok]
+    if as_json:
+        doc = {"ok": not bad, "recipes": [r.to_dict() for r in results]}
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        for r in results:
+            for problem in r.problems:
+                click.echo(str(problem))
+        errors = sum(len(r.problems) for r in bad)
+        summary = f"{len(results)} recipe(s) checked, {len(bad)} with {errors} error(s)"
+        click.echo(summary if bad else f"{len(results)} recipe(s) checked, all clean", err=True)
+    if not results:
+        raise click.ClickException(
+            "no recipes found in " + ", ".join(map(str, paths or ["recipes"]))
+        )
+    if bad:
+        raise SystemExit(1)
+
+
+@recipe.command()
+@click.argument("name")
+@click.option("--index", metavar="URL", help="Upstream index: a URL, 'pypi' (default) or 'pip'.")
+@click.option(
+    "--dir",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("recipes"),
+    show_default=True,
+)
+@click.option(
+    "--python",
+    "pythons",
+    multiple=True,
+    metavar="X.Y",
+    help="Pythons (default: 3.9-3.13 that requires-python allows).",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="TAG",
+    help="Targets (default: manylinux_2_17_aarch64).",
+)
+@click.option(
+    "--version", "version", metavar="V", help="Pin one version instead of the newest releases."
+)
+@click.option(
+    "--latest",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Build the newest N releases.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing recipe.")
+def new(
+    name: str,
+    index: str | None,
+    out_dir: Path,
+    pythons: tuple[str, ...],
+    targets: tuple[str, ...],
+    version: str | None,
+    latest: int,
+    force: bool,
+) -> None:
+    """Write a starting recipe for NAME from the upstream index and its newest sdist."""
+    from builder.recipe_new import DEFAULT_TARGETS, RecipeNewError, write_recipe
+    from builder.upstream import IndexClient, UpstreamError
+
+    try:
+        with IndexClient(index) as client:
+            path = write_recipe(
+                name,
+                client,
+                out_dir,
+                pythons=pythons or None,
+                targets=targets or DEFAULT_TARGETS,
+                version=version,
+                latest=latest,
+                force=force,
+            )
+    except (RecipeNewError, UpstreamError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(str(path))
