@@ -290,7 +290,8 @@ def database_url(url_or_path: str | Path | None) -> str:
 
 
 def _sqlite_engine(url: str) -> Engine:
-    engine = sa.create_engine(url, connect_args={"timeout": 60})
+    # The pool hands a connection to one thread at a time, so threads may share the engine.
+    engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:
@@ -358,7 +359,7 @@ def _row_to_attempt(row: sa.Row) -> Attempt:
 
 
 class Ledger:
-    """Open with `Ledger.open(url_or_path)`; safe to share between processes (not threads)."""
+    """Open with `Ledger.open(url_or_path)`; safe to share between threads and processes."""
 
     def __init__(
         self,

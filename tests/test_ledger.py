@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -243,6 +244,30 @@ def test_history_and_summary(ledger):
     s = ledger.summary()
     assert [f.key_line for f in s.failures] == ["error: y"]
     assert json.loads(json.dumps(s.to_dict()))["by_outcome"]["failed"] == 1
+
+
+def test_threads_share_one_ledger(ledger):
+    def work(t: int) -> None:
+        for i in range(10):
+            j = job(t * 100 + i)
+            ledger.finish_attempt(ledger.start_attempt(j, inputs(j)), Outcome.BUILT)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    attempts_ = ledger.run_attempts()
+    assert len(attempts_) == 40 and all(a.outcome is Outcome.BUILT for a in attempts_)
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path):
+    with pytest.raises(LedgerError, match="cannot open the ledger"):
+        Ledger.open("postgresql://nobody@127.0.0.1:1/ledger")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(LedgerError, match="cannot open the ledger"):
+        Ledger.open(f"sqlite:///{blocker}/sub/ledger.sqlite3")
 
 
 WRITER = textwrap.dedent(
