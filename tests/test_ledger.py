@@ -270,6 +270,34 @@ def test_unreachable_database_is_a_clear_error(tmp_path):
         Ledger.open(f"sqlite:///{blocker}/sub/ledger.sqlite3")
 
 
+def test_ledger_command(ledger_url):
+    from click.testing import CliRunner
+
+    from builder.cli import main
+
+    with Ledger.open(ledger_url) as led:
+        ok = led.start_attempt(job(0), inputs(job(0)))
+        led.finish_attempt(ok, Outcome.TESTED, wheels=[("demo-1.0.0-cp311.whl", "00" * 32)])
+        bad = led.start_attempt(job(1), inputs(job(1)))
+        led.finish_attempt(
+            bad, Outcome.FAILED, failure_class="network", transient=True, key_line="reset"
+        )
+    runner = CliRunner()
+    out = runner.invoke(main, ["ledger", "summary", "--db", ledger_url])
+    assert out.exit_code == 0, out.output
+    assert "2 cell(s) of 1 project(s), 2 attempt(s): 1 tested, 1 failed" in out.output
+    assert (
+        "failed: demo 1.0.1 3.11 manylinux_2_17_aarch64: network (transient): reset" in out.output
+    )
+    out = runner.invoke(
+        main, ["ledger", "history", "Demo", "--json"], env={"WHEELFARM_LEDGER": ledger_url}
+    )
+    assert out.exit_code == 0, out.output
+    assert [a["outcome"] for a in json.loads(out.output)] == ["failed", "tested"]
+    out = runner.invoke(main, ["ledger", "summary", "--db", "mysql://x/y"])
+    assert out.exit_code == 1 and "unsupported ledger URL" in out.output
+
+
 WRITER = textwrap.dedent(
     """
     import sys, time
@@ -296,7 +324,7 @@ WRITER = textwrap.dedent(
 
 
 def test_killed_writer_loses_nothing_and_resumes_without_duplicates(ledger_url, tmp_path):
-    n = 30
+    n = 60
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
