@@ -388,7 +388,10 @@ class Ledger:
     ) -> Ledger:
         """Open (creating or migrating) the ledger at a path or URL; default: the data folder."""
         url = database_url(url_or_path)
-        engine = _sqlite_engine(url) if url.startswith("sqlite") else sa.create_engine(url)
+        if url.startswith("sqlite"):
+            engine = _sqlite_engine(url)
+        else:  # a nightly runs for hours: check pooled connections before use
+            engine = sa.create_engine(url, pool_pre_ping=True)
         ledger = cls(engine, run_id=run_id, backoff_base=backoff_base, backoff_cap=backoff_cap)
         try:
             ledger._migrate()
