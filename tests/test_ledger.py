@@ -316,6 +316,7 @@ WRITER = textwrap.dedent(
             print("skip", i, flush=True)
             continue
         aid = ledger.start_attempt(job, inputs)
+        print("start", i, aid, flush=True)
         time.sleep(0.03)  # the "build"
         ledger.finish_attempt(aid, Outcome.BUILT, wheels=[(f"demo-1.0.{i}-cp311.whl", f"{i:064x}")])
         print("done", i, aid, flush=True)
@@ -331,12 +332,14 @@ def test_killed_writer_loses_nothing_and_resumes_without_duplicates(ledger_url, 
     cmd = [sys.executable, str(script), ledger_url, "run-A", str(n)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     finished_before: dict[int, int] = {}
+    in_flight = None
     for line in proc.stdout:
-        _, i, aid = line.split()
-        finished_before[int(i)] = int(aid)
-        if len(finished_before) == 8:
-            time.sleep(0.015)  # land the kill inside the next job more often than not
+        what, i, aid = line.split()
+        if what == "done":
+            finished_before[int(i)] = int(aid)
+        elif len(finished_before) == 8:  # job 8 has started: kill the writer in the middle of it
             proc.send_signal(signal.SIGKILL)
+            in_flight = int(aid)
             break
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the writer finished before it was killed"
@@ -353,7 +356,9 @@ def test_killed_writer_loses_nothing_and_resumes_without_duplicates(ledger_url, 
         for a in rows:
             assert a.outcome in (Outcome.BUILT, Outcome.RUNNING)
             assert (a.finished_at is None) == (a.outcome is Outcome.RUNNING)
-        resume_run = led.last_unfinished_run() or "run-A"
+        assert by_id[in_flight].outcome is Outcome.RUNNING and len(rows) == 9
+        resume_run = led.last_unfinished_run()
+        assert resume_run == "run-A"
         finished_at = {a.id: a.finished_at for a in rows if a.outcome is Outcome.BUILT}
 
     # Resume: the next run picks up the killed run's id and finishes the rest.
@@ -374,6 +379,7 @@ def test_killed_writer_loses_nothing_and_resumes_without_duplicates(ledger_url, 
         for aid, when in finished_at.items():
             assert led.get(aid).finished_at == when
         assert led.last_unfinished_run() is None
+        assert led.get(in_flight).outcome is Outcome.BUILT  # the interrupted attempt, finished
         victim = finished_before[3]
 
     # A corrupt row (garbage in a JSON column) is reported and skipped, never fatal.
