@@ -12,6 +12,9 @@ import importlib
 import click
 
 SUBCOMMANDS: dict[str, str] = {
+    "cibw-build": "builder.cibw_cli:cibw_build_command",
+    "cibw-options": "builder.cibw_cli:cibw_options_command",
+    "ledger": "builder.ledger_cli:ledger",
     "plan": "builder.plan_cli:plan_command",
     "recipe": "builder.recipe_cli:recipe",
 }
