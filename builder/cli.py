@@ -11,7 +11,9 @@ import importlib
 
 import click
 
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "check": "builder.check.cli:check",
+}
 
 
 class LazyGroup(click.Group):
