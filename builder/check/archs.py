@@ -59,6 +59,17 @@ class Expectation:
     macos_version: Version | None = None
     libc: Literal["glibc", "musl"] | None = None  # manylinux / musllinux (auditwheel policy)
     linux_arch: str | None = None
+    family: str | None = None  # linux: manylinux_X_Y / musllinux_X_Y / linux, legacy names resolved
+    aliases: tuple[str, ...] = ()  # other tags of the wheel that promise exactly the same
+
+    @property
+    def label(self) -> str:
+        return "/".join((self.tag, *self.aliases))
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """Tags with equal keys promise the same thing (manylinux2014_x = manylinux_2_17_x)."""
+        return (self.os, self.archs, self.macos_version, self.family)
 
     @property
     def format(self) -> str:
@@ -78,11 +89,13 @@ def expectation(platform: str) -> Expectation | None:
         arch = data()["linux"].get(m["arch"])
         if arch is None:
             return None
-        family = m["family"]
+        family = data()["linux_legacy"].get(m["family"], m["family"])
         libc = "musl" if family.startswith("musllinux") else None
         if family.startswith("manylinux"):
             libc = "glibc"
-        return Expectation(platform, "linux", frozenset({arch}), libc=libc, linux_arch=m["arch"])
+        return Expectation(
+            platform, "linux", frozenset({arch}), libc=libc, linux_arch=m["arch"], family=family
+        )
     if m := _MACOS_TAG.match(platform):
         archs = data()["macos"].get(m["fmt"])
         if archs is None:

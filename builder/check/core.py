@@ -88,7 +88,7 @@ def check_files(paths: Iterable[str | os.PathLike[str]]) -> list[Report]:
         p = Path(given)
         files = sorted(p.glob("*.whl")) if p.is_dir() else [p]
         if p.is_dir() and not files:
-            reports.append(Report(wheel=str(p), error="no .whl files in this folder"))
+            reports.append(Report(wheel=str(p), error=f"{p}: no .whl files in this folder"))
         for file in files:
             try:
                 reports.append(check_wheel(file))

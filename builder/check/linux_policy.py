@@ -83,7 +83,7 @@ def _judge_group(
     tag = max(tags, key=lambda e: _policy_for(policies, e.tag).priority)
     target = _policy_for(policies, tag.tag)
     if target is policies.linux:
-        return [warning(POLICY, "", f"auditwheel has no policy for {tag.tag}; not judged")]
+        return [warning(POLICY, "", f"auditwheel has no policy for {tag.label}; not judged")]
 
     findings: list[Finding] = []
     for path, elf in elf_file_filter(tree / p for p in map(Path, info.full_external_refs)):
@@ -104,7 +104,7 @@ def _judge_group(
                 error(
                     SYMBOLS,
                     name,
-                    f"{name} needs {', '.join(too_new)}, newer than {tag.tag} allows "
+                    f"{name} needs {', '.join(too_new)}, newer than {tag.label} allows "
                     f"(auditwheel: it fits {fits.name})",
                 )
             )
@@ -118,7 +118,7 @@ def _judge_group(
                     POLICY,
                     name,
                     f"{name} needs {', '.join(sorted(ref.libs))}, not in the wheel and not allowed "
-                    f"by the {tag.tag} policy",
+                    f"by the {tag.label} policy",
                 )
             )
         for lib, symbols in sorted(ref.blacklist.items()):
@@ -126,7 +126,7 @@ def _judge_group(
                 error(
                     POLICY,
                     name,
-                    f"{name} uses {', '.join(symbols)} from {lib}, blacklisted by the {tag.tag} policy",
+                    f"{name} uses {', '.join(symbols)} from {lib}, blacklisted by the {tag.label} policy",
                 )
             )
 
@@ -145,7 +145,7 @@ def _judge_group(
             error(
                 POLICY,
                 "",
-                f"auditwheel judges the wheel {overall.name}, below its tag {tag.tag}",
+                f"auditwheel judges the wheel {overall.name}, below its tag {tag.label}",
             )
         )
     return findings

@@ -58,14 +58,14 @@ def render(reports: Sequence[Report], console: Console) -> None:
     for report in reports:
         name = report.wheel.rsplit("/", 1)[-1]
         if report.error:
-            console.print(f"[bold red]error[/] {report.wheel}: {report.error}")
+            console.print(f"[bold red]error[/] {report.error}", soft_wrap=True)
             continue
         judged = [b for b in report.binaries if b.judged]
         summary = f"{len(judged)} binar{'y' if len(judged) == 1 else 'ies'}"
         if archives := len(report.binaries) - len(judged):
             summary += f", {archives} not judged"
         if not report.findings:
-            console.print(f"[bold green]ok[/] {name} ({summary})")
+            console.print(f"[bold green]ok[/] {name} ({summary})", soft_wrap=True)
             continue
         table = Table(title=f"{name} ({summary})", title_justify="left", expand=False)
         table.add_column("rule", no_wrap=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 
 from packaging.tags import Tag
 
@@ -28,11 +29,13 @@ BAD_BINARY = "WF011-bad-binary"
 
 def expectations(tags: Iterable[Tag]) -> tuple[list[Expectation], list[Finding]]:
     """What each platform tag promises, and warnings for tags the checker cannot judge."""
-    known: dict[str, Expectation] = {}
+    known: dict[tuple[object, ...], Expectation] = {}
     findings = []
     for platform in sorted({t.platform for t in tags} - {"any"}):
         if (e := archs.expectation(platform)) is not None:
-            known[platform] = e
+            if (same := known.get(e.key)) is not None:
+                e = replace(same, aliases=(*same.aliases, platform))
+            known[e.key] = e
         else:
             findings.append(
                 warning(
@@ -76,7 +79,7 @@ def _against(binary: Binary, e: Expectation) -> list[Finding]:
             error(
                 ARCH,
                 binary.path,
-                f"{binary.path} is a {binary.format} binary ({held}); tag {e.tag} needs {e.format}",
+                f"{binary.path} is a {binary.format} binary ({held}); tag {e.label} needs {e.format}",
             )
         ]
     present = binary.archs & e.archs
@@ -86,7 +89,7 @@ def _against(binary: Binary, e: Expectation) -> list[Finding]:
             error(
                 ARCH,
                 binary.path,
-                f"{binary.path} is {held}; tag {e.tag} needs {', '.join(sorted(e.archs))}",
+                f"{binary.path} is {held}; tag {e.label} needs {', '.join(sorted(e.archs))}",
             )
         ]
     findings = []
@@ -95,7 +98,7 @@ def _against(binary: Binary, e: Expectation) -> list[Finding]:
             error(
                 MISSING_ARCH,
                 binary.path,
-                f"{binary.path} holds {held}; tag {e.tag} also needs {', '.join(sorted(missing))}",
+                f"{binary.path} holds {held}; tag {e.label} also needs {', '.join(sorted(missing))}",
             )
         )
     if binary.format != "Mach-O":
@@ -107,7 +110,7 @@ def _against(binary: Binary, e: Expectation) -> list[Finding]:
                 error(
                     MACOS_VERSION,
                     binary.path,
-                    f"{binary.path} ({s.arch}) needs macOS {s.min_macos}; tag {e.tag} promises {floor}",
+                    f"{binary.path} ({s.arch}) needs macOS {s.min_macos}; tag {e.label} promises {floor}",
                 )
             )
     return findings
@@ -170,5 +173,7 @@ def _platform(name: str, plat: str, expected: list[Expectation]) -> list[Finding
                 and (e.libc is None or libc == e.libc)
             )
         if not fits:
-            findings.append(error(SUFFIX, name, f"{name} is built for {plat}, not for tag {e.tag}"))
+            findings.append(
+                error(SUFFIX, name, f"{name} is built for {plat}, not for tag {e.label}")
+            )
     return findings
