@@ -68,11 +68,10 @@ def render(reports: Sequence[Report], console: Console) -> None:
             console.print(f"[bold green]ok[/] {name} ({summary})", soft_wrap=True)
             continue
         table = Table(title=f"{name} ({summary})", title_justify="left", expand=False)
+        # The message names the file inside the wheel; JSON carries it separately as "path".
         table.add_column("rule", no_wrap=True)
-        table.add_column("severity")
-        table.add_column("file in wheel", overflow="fold")
         table.add_column("message", overflow="fold")
         for f in report.findings:
             style = "red" if f.severity == "error" else "yellow"
-            table.add_row(f.rule, f"[{style}]{f.severity}[/]", f.path or "-", f.message)
+            table.add_row(f"[{style}]{f.rule}[/]", f.message)
         console.print(table)
