@@ -304,3 +304,10 @@ def test_cli_exit_codes_and_json(natives, wheel, tmp_path):
     done = run(str(good), str(broken))
     assert done.returncode == 2
     assert "demo-1.0-py3-none-any.whl" in done.stdout
+
+
+def test_libc_must_match_the_tag(natives, wheel):
+    # A glibc-linked extension in a musllinux wheel (the passing musl case is a real wheel in e2e).
+    bad = wheel("cp311-cp311-musllinux_1_2_aarch64", {"demo/_native.so": natives["elf_aarch64"]})
+    assert errors(bad) == {"WF006-linux-policy"}
+    assert "links against glibc" in messages(bad, "WF006-linux-policy")[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -20,6 +21,8 @@ def check(paths: tuple[str, ...], as_json: bool) -> None:
     PATHS are wheel files or folders of wheels. Exit status: 0 all good, 1 a finding, 2 a wheel could
     not be read.
     """
+    # auditwheel logs its own guesses (e.g. the host's musl version) as warnings; the report says it all.
+    logging.getLogger("auditwheel").setLevel(logging.ERROR)
     console = Console(stderr=False)
     with console.status("checking wheels", spinner="dots") if not as_json else _nothing():
         reports = check_files(paths)

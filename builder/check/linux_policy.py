@@ -18,9 +18,11 @@ from pathlib import Path
 from auditwheel.architecture import Architecture
 from auditwheel.elfutils import elf_file_filter, elf_find_versioned_symbols
 from auditwheel.error import InvalidLibcError, NonPlatformWheelError
+from auditwheel.lddtree import ldd
 from auditwheel.libc import Libc
 from auditwheel.policy import Policy, WheelPolicies
 from auditwheel.wheel_abi import analyze_wheel_abi, get_wheel_elfdata
+from elftools.common.exceptions import ELFError
 
 from .archs import Expectation
 from .findings import Finding, error, warning
@@ -60,12 +62,17 @@ def judge(
             for file in sorted(p for p in tree.rglob("*") if p.is_file()):
                 out.write(file, file.relative_to(tree).as_posix())
         for (libc, arch), tags in sorted(groups.items()):
-            findings += _judge_group(slim, tree, Libc(libc), Architecture(arch), tags)
+            findings += _judge_group(slim, tree, elf_paths, Libc(libc), Architecture(arch), tags)
     return findings
 
 
 def _judge_group(
-    slim: Path, tree: Path, libc: Libc, arch: Architecture, tags: list[Expectation]
+    slim: Path,
+    tree: Path,
+    elf_paths: list[str],
+    libc: Libc,
+    arch: Architecture,
+    tags: list[Expectation],
 ) -> list[Finding]:
     try:
         info = analyze_wheel_abi(
@@ -73,8 +80,9 @@ def _judge_group(
         )
         elfdata = get_wheel_elfdata(libc, arch, slim, frozenset(), None)
     except NonPlatformWheelError:
-        return []  # no ELF of this architecture: the arch rule (WF001) already says so
-    except (InvalidLibcError, RuntimeError, ValueError) as exc:
+        # auditwheel found no ELF it could judge: all of them link against another libc
+        return _ignored(tree, elf_paths, set(), libc, tags)
+    except (InvalidLibcError, ELFError, RuntimeError, ValueError) as exc:
         return [error(POLICY, "", f"auditwheel cannot analyse the wheel: {exc}")]
     finally:
         get_wheel_elfdata.cache_clear()  # keyed by the temporary path, which is about to vanish
@@ -139,6 +147,9 @@ def _judge_group(
                 )
             )
 
+    analysed = {p.as_posix() for p in info.full_external_refs}
+    findings += _ignored(tree, elf_paths, analysed, libc, tags)
+
     overall = min(info.overall_policy, info.ref_policy)
     if overall < target and not findings:
         findings.append(
@@ -148,6 +159,27 @@ def _judge_group(
                 f"auditwheel judges the wheel {overall.name}, below its tag {tag.label}",
             )
         )
+    return findings
+
+
+def _ignored(
+    tree: Path, elf_paths: list[str], analysed: set[str], libc: Libc, tags: list[Expectation]
+) -> list[Finding]:
+    """auditwheel skips ELF files linked against another libc than the wheel's; those are findings."""
+    label = "/".join(e.label for e in tags)
+    findings = []
+    for name in elf_paths:
+        if name in analysed:
+            continue
+        try:
+            other = ldd(tree / name).libc
+        except ELFError:
+            other = None
+        if other is not None and other != libc:
+            message = f"{name} links against {other}, but tag {label} needs {libc}"
+        else:
+            message = f"{name} cannot be analysed by auditwheel for tag {label}"
+        findings.append(error(POLICY, name, message))
     return findings
 
 
