@@ -311,3 +311,10 @@ def test_libc_must_match_the_tag(natives, wheel):
     bad = wheel("cp311-cp311-musllinux_1_2_aarch64", {"demo/_native.so": natives["elf_aarch64"]})
     assert errors(bad) == {"WF006-linux-policy"}
     assert "links against glibc" in messages(bad, "WF006-linux-policy")[0]
+
+
+def test_duplicate_zip_members(tmp_path, wheel):
+    good = wheel("py3-none-any", {})
+    with zipfile.ZipFile(good, "a") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("demo/__init__.py", b"")
+    assert "the zip holds demo/__init__.py twice" in messages(good, "WF010-record")

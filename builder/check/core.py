@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -49,6 +50,9 @@ def check_wheel(path: str | os.PathLike[str], *, workers: int | None = None) -> 
         members = scan(path, infos, algorithms, workers)
         if dist_info is not None:
             findings += wheelinfo.check_record(dist_info, entries, members)
+        for name in sorted(n for n, count in Counter(names).items() if count > 1):
+            # installers disagree on which copy wins; RECORD cannot vouch for both
+            findings.append(Finding(wheelinfo.RECORD, "error", name, f"the zip holds {name} twice"))
 
         binaries = [
             b
