@@ -68,9 +68,12 @@ def check_wheel_tags(
     except KeyError:
         return [error(TAGS, path, f"{path} is missing")]
     declared: set[Tag] = set()
-    for line in wheel.get_all("Tag") or []:
-        declared |= parse_tag(line.strip())
     findings = []
+    for line in wheel.get_all("Tag") or []:
+        try:
+            declared |= parse_tag(line.strip())
+        except ValueError as exc:  # packaging's InvalidTag
+            findings.append(error(TAGS, path, f"{path} has a malformed Tag line: {exc}"))
     if declared != tags:
         extra = sorted(map(str, declared - tags))
         missing = sorted(map(str, tags - declared))
@@ -137,7 +140,11 @@ def read_record(
         return None, [error(RECORD, path, f"{path} is not UTF-8")]
     entries: dict[str, RecordEntry] = {}
     findings = []
-    for row in csv.reader(io.StringIO(text)):
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        return None, [error(RECORD, path, f"{path} is not valid CSV: {exc}")]
+    for row in rows:
         if not row:
             continue
         if len(row) != 3:
