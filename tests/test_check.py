@@ -108,6 +108,29 @@ def test_big_endian_and_64bit_fat_headers(natives):
     assert binary.fat and [s.arch for s in binary.slices] == ["arm64"]
 
 
+@pytest.mark.parametrize(
+    ("bits", "endian", "machine", "arch"),
+    [
+        (32, "<", 3, "i686"),
+        (32, "<", 40, "armv7l"),
+        (64, ">", 21, "ppc64"),
+        (64, "<", 21, "ppc64le"),
+        (64, ">", 22, "s390x"),
+        (64, "<", 243, "riscv64"),
+    ],
+)
+def test_elf_classes_and_byte_orders(bits, endian, machine, arch):
+    ident = b"\x7fELF" + bytes([bits // 32, 1 if endian == "<" else 2, 1]) + b"\0" * 9
+    header = ident + struct.pack(endian + "HH", 3, machine)  # e_type ET_DYN, e_machine
+    assert [s.arch for s in identify("x", read_bytes(header)).slices] == [arch]
+
+
+def test_pe_i386_header():
+    dos = b"MZ" + b"\0" * 58 + struct.pack("<I", 64)
+    pe = dos + b"PE\0\0" + struct.pack("<H", 0x014C)
+    assert [s.arch for s in identify("x.dll", read_bytes(pe)).slices] == ["I386"]
+
+
 def test_lookalikes_are_not_binaries():
     java_class = b"\xca\xfe\xba\xbe\x00\x00\x00\x34" + b"\0" * 64  # class file, major version 52
     assert identify("A.class", read_bytes(java_class)) is None
