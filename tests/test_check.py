@@ -341,3 +341,15 @@ def test_duplicate_zip_members(tmp_path, wheel):
     with zipfile.ZipFile(good, "a") as zf, pytest.warns(UserWarning, match="Duplicate name"):
         zf.writestr("demo/__init__.py", b"")
     assert "the zip holds demo/__init__.py twice" in messages(good, "WF010-record")
+
+
+def test_corrupt_member_is_an_error_naming_the_wheel(wheel):
+    path = wheel("py3-none-any", {"demo/data.txt": b"hello wheel " * 1000})
+    data = bytearray(path.read_bytes())
+    start = data.index(b"demo/data.txt") + len(
+        "demo/data.txt"
+    )  # the local header's name, then data
+    data[start + 2 : start + 8] = b"\xff" * 6
+    path.write_bytes(bytes(data))
+    with pytest.raises(WheelReadError, match=r"demo-1\.0-py3-none-any\.whl: demo/data\.txt"):
+        check_wheel(path)

@@ -8,7 +8,9 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.tags import Tag
+from packaging.utils import BuildTag, InvalidWheelFilename, NormalizedName, parse_wheel_filename
+from packaging.version import Version
 
 from . import linux_policy, rules, wheelinfo
 from .binaries import Binary, Read, identify
@@ -28,50 +30,63 @@ def check_wheel(path: str | os.PathLike[str], *, workers: int | None = None) -> 
     except InvalidWheelFilename as exc:
         raise WheelReadError(f"{path}: {exc}") from exc
     try:
-        zf = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
+        with zipfile.ZipFile(path) as zf:
+            return _check(path, zf, project, version, build, tags, workers)
+    except WheelReadError as exc:
         raise WheelReadError(f"{path}: {exc}") from exc
-    with zf:
-        infos = zf.infolist()
-        names = [i.filename for i in infos if not i.is_dir()]
-        dist_info = wheelinfo.find_dist_info(names, project, version)
-        findings: list[Finding] = []
-        if dist_info is None:
-            findings.append(
-                Finding(wheelinfo.RECORD, "error", "", "no single .dist-info folder in the wheel")
-            )
-            entries = None
-        else:
-            findings += wheelinfo.check_wheel_tags(zf, dist_info, tags, build)
-            findings += wheelinfo.check_metadata(zf, dist_info, project, version)
-            entries, record_findings = wheelinfo.read_record(zf, dist_info)
-            findings += record_findings
-        algorithms = {n: e.algorithm for n, e in (entries or {}).items() if e.algorithm}
-        members = scan(path, infos, algorithms, workers)
-        if dist_info is not None:
-            findings += wheelinfo.check_record(dist_info, entries, members)
-        for name in sorted(n for n, count in Counter(names).items() if count > 1):
-            # installers disagree on which copy wins; RECORD cannot vouch for both
-            findings.append(Finding(wheelinfo.RECORD, "error", name, f"the zip holds {name} twice"))
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:  # unreadable, not a zip, cut short
+        raise WheelReadError(f"{path}: {exc}") from exc
 
-        binaries = [
-            b
-            for m in members.values()
-            if m.head and (b := identify(m.name, _reader(zf, m))) is not None
-        ]
-        expected, unknown = rules.expectations(tags)
-        findings += unknown
-        findings += rules.check_binaries(tags, binaries, expected)
-        findings += rules.check_suffixes(names, tags, expected)
-        elf_paths = [
-            b.path
-            for b in binaries
-            if b.format == "ELF"
-            and b.judged
-            and b.slices[0].arch in {a for e in expected for a in e.archs}
-        ]
-        if dist_info is not None and any(e.libc for e in expected):
-            findings += linux_policy.judge(path, zf, elf_paths, dist_info, expected)
+
+def _check(
+    path: Path,
+    zf: zipfile.ZipFile,
+    project: NormalizedName,
+    version: Version,
+    build: BuildTag,
+    tags: frozenset[Tag],
+    workers: int | None,
+) -> Report:
+    infos = zf.infolist()
+    names = [i.filename for i in infos if not i.is_dir()]
+    dist_info = wheelinfo.find_dist_info(names, project, version)
+    findings: list[Finding] = []
+    if dist_info is None:
+        findings.append(
+            Finding(wheelinfo.RECORD, "error", "", "no single .dist-info folder in the wheel")
+        )
+        entries = None
+    else:
+        findings += wheelinfo.check_wheel_tags(zf, dist_info, tags, build)
+        findings += wheelinfo.check_metadata(zf, dist_info, project, version)
+        entries, record_findings = wheelinfo.read_record(zf, dist_info)
+        findings += record_findings
+    algorithms = {n: e.algorithm for n, e in (entries or {}).items() if e.algorithm}
+    members = scan(path, infos, algorithms, workers)
+    if dist_info is not None:
+        findings += wheelinfo.check_record(dist_info, entries, members)
+    for name in sorted(n for n, count in Counter(names).items() if count > 1):
+        # installers disagree on which copy wins; RECORD cannot vouch for both
+        findings.append(Finding(wheelinfo.RECORD, "error", name, f"the zip holds {name} twice"))
+
+    binaries = [
+        b
+        for m in members.values()
+        if m.head and (b := identify(m.name, _reader(zf, m))) is not None
+    ]
+    expected, unknown = rules.expectations(tags)
+    findings += unknown
+    findings += rules.check_binaries(tags, binaries, expected)
+    findings += rules.check_suffixes(names, tags, expected)
+    elf_paths = [
+        b.path
+        for b in binaries
+        if b.format == "ELF"
+        and b.judged
+        and b.slices[0].arch in {a for e in expected for a in e.archs}
+    ]
+    if dist_info is not None and any(e.libc for e in expected):
+        findings += linux_policy.judge(path, zf, elf_paths, dist_info, expected)
 
     return Report(
         wheel=str(path),

@@ -99,7 +99,10 @@ def _raw_chunks(f, info: zipfile.ZipInfo) -> Iterable[bytes]:
     if info.flag_bits & 0x1:
         raise WheelReadError(f"{info.filename}: encrypted zip members are not allowed in wheels")
     f.seek(info.header_offset)
-    signature, name_len, extra_len = _LOCAL_HEADER.unpack(f.read(_LOCAL_HEADER.size))
+    local = f.read(_LOCAL_HEADER.size)
+    if len(local) != _LOCAL_HEADER.size:
+        raise WheelReadError(f"{info.filename}: truncated local file header")
+    signature, name_len, extra_len = _LOCAL_HEADER.unpack(local)
     if signature != b"PK\x03\x04":
         raise WheelReadError(f"{info.filename}: bad local file header")
     f.seek(info.header_offset + _LOCAL_HEADER.size + name_len + extra_len)
@@ -115,9 +118,8 @@ def _raw_chunks(f, info: zipfile.ZipInfo) -> Iterable[bytes]:
             continue
         data = inflate.decompress(chunk, 4 * CHUNK)
         yield data
-        while (
-            inflate.unconsumed_tail
-        ):  # bounded steps: _digest stops a member that inflates too far
+        # Bounded steps, so that _digest stops a member that inflates beyond its declared size.
+        while inflate.unconsumed_tail:
             data = inflate.decompress(inflate.unconsumed_tail, 4 * CHUNK)
             yield data
     if inflate is not None:
