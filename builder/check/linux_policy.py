@@ -46,6 +46,8 @@ def judge(
         if e.libc and e.linux_arch:
             groups.setdefault((e.libc, e.linux_arch), []).append(e)
     findings: list[Finding] = []
+    # zipfile.extract rewrites unsafe names; such a wheel is beyond repair anyway, judge the rest.
+    elf_paths = [n for n in elf_paths if not n.startswith("/") and ".." not in n.split("/")]
     if not elf_paths or not groups:
         return findings
     with tempfile.TemporaryDirectory(prefix="wheelfarm-check-") as tmp:
