@@ -353,3 +353,8 @@ def test_corrupt_member_is_an_error_naming_the_wheel(wheel):
     path.write_bytes(bytes(data))
     with pytest.raises(WheelReadError, match=r"demo-1\.0-py3-none-any\.whl: demo/data\.txt"):
         check_wheel(path)
+
+
+def test_paths_outside_the_wheel(wheel):
+    bad = wheel("py3-none-any", {"../evil.py": b"x = 1\n"})
+    assert "../evil.py would install outside its folder" in messages(bad, "WF010-record")

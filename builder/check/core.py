@@ -65,6 +65,11 @@ def _check(
     members = scan(path, infos, algorithms, workers)
     if dist_info is not None:
         findings += wheelinfo.check_record(dist_info, entries, members)
+    for name in names:
+        if name.startswith("/") or ".." in name.split("/"):
+            findings.append(
+                Finding(wheelinfo.RECORD, "error", name, f"{name} would install outside its folder")
+            )
     for name in sorted(n for n, count in Counter(names).items() if count > 1):
         # installers disagree on which copy wins; RECORD cannot vouch for both
         findings.append(Finding(wheelinfo.RECORD, "error", name, f"the zip holds {name} twice"))
