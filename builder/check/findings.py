@@ -32,7 +32,10 @@ RULES: dict[str, Rule] = {
         ),
         Rule("WF008-wheel-tags", "WHEEL Tag lines differ from the filename's tags"),
         Rule("WF009-metadata", "METADATA name or version differs from the filename"),
-        Rule("WF010-record", "RECORD misses a file, lists a missing one, or has a wrong hash/size"),
+        Rule(
+            "WF010-record",
+            "RECORD misses a file, lists a missing one, or has a wrong hash/size; bad zip entries",
+        ),
         Rule("WF011-bad-binary", "a file starts like a binary but its headers are unreadable"),
     )
 }
