@@ -12,6 +12,7 @@ import importlib
 import click
 
 SUBCOMMANDS: dict[str, str] = {
+    "check": "builder.check.cli:check",
     "cibw-build": "builder.cibw_cli:cibw_build_command",
     "cibw-options": "builder.cibw_cli:cibw_options_command",
     "ledger": "builder.ledger_cli:ledger",

@@ -1,0 +1,73 @@
+"""Real PyPI wheels, pinned by filename and sha256, pass the checker without a finding."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import pytest
+
+from builder.check import check_wheel
+
+pytestmark = pytest.mark.e2e
+
+# (requirement, pip --platform, --python-version, filename, sha256)
+WHEELS = [
+    (
+        "markupsafe==3.0.2",
+        "manylinux2014_aarch64",
+        "3.11",
+        "MarkupSafe-3.0.2-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+        "2cb8438c3cbb25e220c2ab33bb226559e7afb3baec11c4f218ffa7308603c832",
+    ),
+    (
+        "markupsafe==3.0.2",
+        "macosx_10_9_universal2",
+        "3.11",
+        "MarkupSafe-3.0.2-cp311-cp311-macosx_10_9_universal2.whl",
+        "9025b4018f3a1314059769c7bf15441064b2207cb3f065e6ea1e7359cb46db9d",
+    ),
+    (
+        "markupsafe==3.0.2",
+        "musllinux_1_2_aarch64",
+        "3.11",
+        "MarkupSafe-3.0.2-cp311-cp311-musllinux_1_2_aarch64.whl",
+        "d8213e09c917a951de9d09ecee036d5c7d36cb6cb7dbaece4c71a60d79fb9798",
+    ),
+    (
+        "msgpack==1.1.0",
+        "win_amd64",
+        "3.12",
+        "msgpack-1.1.0-cp312-cp312-win_amd64.whl",
+        "115a7af8ee9e8cddc10f87636767857e7e3717b7a2e97379dc2054712693e90f",
+    ),
+]
+
+
+@pytest.mark.parametrize(("req", "platform", "python", "filename", "sha256"), WHEELS)
+def test_real_wheels_pass(tmp_path, req, platform, python, filename, sha256):
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--platform",
+            platform,
+            "--python-version",
+            python,
+            req,
+            "-d",
+            str(tmp_path),
+        ],
+        check=True,
+    )
+    wheel = tmp_path / filename
+    assert hashlib.sha256(wheel.read_bytes()).hexdigest() == sha256
+    report = check_wheel(wheel)
+    assert report.findings == ()
+    assert len([b for b in report.binaries if b.judged]) == 1
