@@ -358,3 +358,32 @@ def test_corrupt_member_is_an_error_naming_the_wheel(wheel):
 def test_paths_outside_the_wheel(wheel):
     bad = wheel("py3-none-any", {"../evil.py": b"x = 1\n"})
     assert "../evil.py would install outside its folder" in messages(bad, "WF010-record")
+
+
+def test_check_index_downloads_and_checks_a_projects_wheels(natives, wheel, tmp_path):
+    from support.static_index import FileSpec, StaticIndexServer, write_static_index
+
+    good = wheel(ARM, {EXT_ARM: natives["elf_aarch64"]})
+    # A wheel whose tag lies: tagged aarch64, holding an x86_64 extension.
+    liar = wheel("cp312-cp312-manylinux_2_17_aarch64", {EXT_ARM: natives["elf_x86_64"]})
+    old = wheel(ARM, {EXT_ARM: natives["elf_x86_64"]}, version="0.9")
+    root = tmp_path / "index"
+    write_static_index(
+        root, {"demo": [FileSpec(w.name, w.read_bytes()) for w in (good, liar, old)]}
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["wheelfarm", "check", *args], capture_output=True, text=True)
+
+    with StaticIndexServer(root) as server:
+        done = run("--json", "--index", server.url, "demo")  # the newest release: 1.0
+        reports = json.loads(done.stdout)["reports"]
+        assert done.returncode == 1, done.stderr
+        assert sorted(r["ok"] for r in reports) == [False, True]
+        assert all(r["wheel"].startswith("http://127.0.0.1") for r in reports)
+        liar_report = next(r for r in reports if not r["ok"])
+        assert liar_report["wheel"].endswith(liar.name)
+        assert run("--index", server.url, "demo==0.9").returncode == 1
+        missing = run("--index", server.url, "no-such-project")
+        assert missing.returncode == 2
+        assert "no-such-project" in missing.stdout

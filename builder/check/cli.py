@@ -4,28 +4,38 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import nullcontext
+from dataclasses import replace
 
 import click
+from packaging.requirements import InvalidRequirement, Requirement
 from rich.console import Console
 
 from .core import check_files
-from .report import exit_code, render, to_json
+from .report import Report, exit_code, render, to_json
 
 
 @click.command("check")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "--index",
+    "index_url",
+    metavar="URL",
+    help="Check what an index holds instead of local files: ARGS are PROJECT or PROJECT==VERSION "
+    "(default: the newest release). URL may be 'pypi' or 'pip' (pip's configured index).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report instead of tables.")
-def check(paths: tuple[str, ...], as_json: bool) -> None:
+def check(paths: tuple[str, ...], index_url: str | None, as_json: bool) -> None:
     """Prove that wheels are what their tags say.
 
-    PATHS are wheel files or folders of wheels. Exit status: 0 all good, 1 a finding, 2 a wheel could
-    not be read.
+    PATHS are wheel files or folders of wheels (or, with --index, projects). Exit status: 0 all good,
+    1 a finding, 2 a wheel or index could not be read.
     """
     # auditwheel logs its own guesses (e.g. the host's musl version) as warnings; the report says it all.
     logging.getLogger("auditwheel").setLevel(logging.ERROR)
     console = Console(stderr=False)
-    with console.status("checking wheels", spinner="dots") if not as_json else _nothing():
-        reports = check_files(paths)
+    with console.status("checking wheels", spinner="dots") if not as_json else nullcontext():
+        reports = check_files(paths) if index_url is None else _check_index(index_url, paths)
     if as_json:
         click.echo(to_json(reports))
     else:
@@ -33,9 +43,40 @@ def check(paths: tuple[str, ...], as_json: bool) -> None:
     sys.exit(exit_code(reports))
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
+def _check_index(index_url: str, specs: tuple[str, ...]) -> list[Report]:
+    """Download (sha256-verified, cached) and check the wheels an index holds for each project."""
+    from builder.upstream import IndexClient, UpstreamError
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+    reports: list[Report] = []
+    with IndexClient(index_url) as client:
+        for spec in specs:
+            try:
+                req = Requirement(spec)
+            except InvalidRequirement as exc:
+                raise click.UsageError(
+                    f"{spec!r} is not PROJECT or PROJECT==VERSION: {exc}"
+                ) from exc
+            try:
+                releases = client.project(req.name).releases()
+            except UpstreamError as exc:
+                reports.append(Report(wheel=spec, error=str(exc)))
+                continue
+            if req.specifier:
+                versions = [v for v in releases if req.specifier.contains(v, prereleases=True)]
+            else:  # the newest final release, else the newest of all
+                finals = [v for v in releases if not v.is_prerelease]
+                versions = [max(finals or releases)] if releases else []
+            wheels = [f for v in versions for f in releases[v] if f.is_wheel and not f.yanked]
+            if not wheels:
+                reports.append(
+                    Report(wheel=spec, error=f"no wheels for {spec} on {client.index_url}")
+                )
+                continue
+            for file in wheels:
+                try:
+                    local = client.download(file)  # sha256-verified, cached by hash
+                except UpstreamError as exc:
+                    reports.append(Report(wheel=file.url, error=str(exc)))
+                    continue
+                reports += [replace(r, wheel=file.url) for r in check_files([local])]
+    return reports
