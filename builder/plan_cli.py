@@ -128,6 +128,13 @@ def _print_plan(result: Plan) -> None:
     metavar="MODULE:FUNC",
     help="Callable(DistFile, target) -> reason|None that checks an upstream wheel's binaries.",
 )
+@click.option(
+    "--check-upstream",
+    is_flag=True,
+    help="Download the upstream wheels that would satisfy a cell and run the wheel checker on them: "
+    "a wheel that fails is planned for rebuild (shorthand for "
+    "--wheel-check builder.check.upstream_gate:upstream_wheel_problem).",
+)
 @click.option("--refresh", is_flag=True, help="Revalidate cached index pages even if still fresh.")
 @click.option("--timeout", type=float, default=15.0, show_default=True, help="Seconds per request.")
 @click.option(
@@ -146,6 +153,7 @@ def plan_command(
     recipes_dir: Path,
     write_recipes: Path | None,
     wheel_check: str | None,
+    check_upstream: bool,
     refresh: bool,
     timeout: float,
     as_json: bool,
@@ -165,6 +173,12 @@ def plan_command(
         return
     if write_recipes:
         raise click.UsageError("--write-recipes goes with -r/--requirements")
+    if check_upstream:
+        if wheel_check:
+            raise click.UsageError(
+                "--check-upstream and --wheel-check are two ways to say one thing"
+            )
+        wheel_check = "builder.check.upstream_gate:upstream_wheel_problem"
     hook = _load_hook(wheel_check)
     loaded, errors = load_recipes(recipes or [Path("recipes")])
     if not loaded and not errors:

@@ -387,3 +387,37 @@ def test_check_index_downloads_and_checks_a_projects_wheels(natives, wheel, tmp_
         missing = run("--index", server.url, "no-such-project")
         assert missing.returncode == 2
         assert "no-such-project" in missing.stdout
+
+
+def test_plan_check_upstream_rebuilds_a_lying_wheel(natives, wheel, tmp_path, monkeypatch):
+    """The planner's --check-upstream runs this checker on the upstream wheel that covers a cell."""
+    from support.static_index import FileSpec, StaticIndexServer, write_static_index
+
+    monkeypatch.setenv("WHEELFARM_CACHE", str(tmp_path / "cache"))
+    sdist = FileSpec("demo-1.0.tar.gz", b"not needed by the planner")
+    honest = wheel(ARM, {EXT_ARM: natives["elf_aarch64"]})
+    liar = wheel("cp312-cp312-manylinux_2_17_aarch64", {EXT_ARM: natives["elf_x86_64"]})
+    root = tmp_path / "index"
+    files = [sdist, *(FileSpec(w.name, w.read_bytes()) for w in (honest, liar))]
+    write_static_index(root, {"demo": files})
+    recipe = tmp_path / "demo.toml"
+    recipe.write_text(
+        '[project]\nname = "demo"\npythons = ["3.11", "3.12"]\n'
+        'targets = ["manylinux_2_17_aarch64"]\n[test]\nimports = ["demo"]\n'
+    )
+    with StaticIndexServer(root) as server:
+        done = subprocess.run(
+            ["wheelfarm", "plan", "--json", "--index", server.url, "--check-upstream", str(recipe)],
+            capture_output=True,
+            text=True,
+        )
+        trusting = subprocess.run(
+            ["wheelfarm", "plan", "--json", "--index", server.url, str(recipe)],
+            capture_output=True,
+            text=True,
+        )
+    assert done.returncode == 0, done.stderr
+    (job,) = json.loads(done.stdout)["include"]
+    assert job["python"] == "3.12"
+    assert "fails the architecture check" in job["reason"] and "WF001" in job["reason"]
+    assert json.loads(trusting.stdout)["include"] == []  # without the check the tag is trusted
