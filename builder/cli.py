@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "cibw-options": "builder.cibw_cli:cibw_options_command",
     "ledger": "builder.ledger_cli:ledger",
     "plan": "builder.plan_cli:plan_command",
+    "publish": "builder.publish_cli:publish_command",
     "recipe": "builder.recipe_cli:recipe",
 }
 
