@@ -11,7 +11,12 @@ import importlib
 
 import click
 
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "serve": "index_server.cli:serve",
+    "token": "index_server.cli:token",
+    "yank": "index_server.cli:yank",
+    "unyank": "index_server.cli:unyank",
+}
 
 
 class LazyGroup(click.Group):

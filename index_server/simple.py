@@ -1,0 +1,214 @@
+"""The simple repository API: PEP 503 HTML and PEP 691 JSON, chosen by content negotiation.
+
+Also carries PEP 592 (yanked), PEP 658/714 (core metadata), PEP 700 (versions, size, upload-time).
+Pages are rendered once per project change and kept with the catalog's Project, with an ETag each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from html import escape
+from urllib.parse import quote
+
+from flask import Blueprint, Response, redirect, request
+from packaging.utils import canonicalize_name
+
+from index_server.app import State, state, text_error
+from index_server.catalog import FileRecord, Project
+
+API_VERSION = "1.1"
+JSON = "application/vnd.pypi.simple.v1+json"
+HTML = "application/vnd.pypi.simple.v1+html"
+TEXT_HTML = "text/html"
+# Offered in server preference order: with equal client quality the first wins, so HTML is the default.
+OFFERS = (TEXT_HTML, HTML, JSON)
+ALIASES = {
+    "application/vnd.pypi.simple.latest+json": JSON,
+    "application/vnd.pypi.simple.latest+html": HTML,
+}
+
+bp = Blueprint("simple", __name__)
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The media type to answer with for this Accept header, or None (406).
+
+    Follows RFC 9110: q-values, q=0 refuses, the most specific matching range sets a type's quality,
+    ties go to the server's order (HTML first). No Accept header means HTML.
+    """
+    if not accept or not accept.strip():
+        return TEXT_HTML
+    ranges: list[tuple[str, str, float]] = []
+    for item in accept.split(","):
+        media, *params = (p.strip() for p in item.split(";"))
+        if not media:
+            continue
+        media = ALIASES.get(media.lower(), media.lower())
+        q = 1.0
+        for p in params:
+            key, _, value = p.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        major, _, minor = media.partition("/")
+        ranges.append((major, minor, q))
+    best, best_q = None, 0.0
+    for offer in OFFERS:
+        o_major, _, o_minor = offer.partition("/")
+        quality, specificity = None, -1
+        for major, minor, q in ranges:
+            if major == o_major and minor == o_minor:
+                spec = 2
+            elif major == o_major and minor == "*":
+                spec = 1
+            elif major == "*" and minor == "*":
+                spec = 0
+            else:
+                continue
+            if spec > specificity:
+                quality, specificity = q, spec
+        if quality is not None and quality > best_q:
+            best, best_q = offer, quality
+    return best
+
+
+def file_url(st: State, record: FileRecord) -> str:
+    return f"{st.config.base_url}/files/{record.project}/{quote(record.filename)}"
+
+
+def _etag(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
+def _head(title: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html>\n  <head>\n"
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f"    <title>{escape(title)}</title>\n  </head>\n  <body>\n    <h1>{escape(title)}</h1>\n"
+    )
+
+
+def render_index_html(st: State, projects: list[Project]) -> bytes:
+    base = st.config.base_url
+    links = "".join(
+        f'    <a href="{base}/simple/{p.name}/">{escape(p.name)}</a><br>\n' for p in projects
+    )
+    return (_head("Simple index") + links + "  </body>\n</html>\n").encode()
+
+
+def render_index_json(projects: list[Project]) -> bytes:
+    body = {"meta": {"api-version": API_VERSION}, "projects": [{"name": p.name} for p in projects]}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def render_project_html(st: State, project: Project) -> bytes:
+    lines = []
+    for f in project.files:
+        attrs = [f'href="{escape(file_url(st, f))}#sha256={f.sha256}"']
+        if f.requires_python:
+            attrs.append(f'data-requires-python="{escape(f.requires_python)}"')
+        if f.yanked is not None:
+            attrs.append(f'data-yanked="{escape(f.yanked)}"')
+        if f.metadata_sha256:
+            attrs.append(f'data-dist-info-metadata="sha256={f.metadata_sha256}"')
+            attrs.append(f'data-core-metadata="sha256={f.metadata_sha256}"')
+        lines.append(f"    <a {' '.join(attrs)}>{escape(f.filename)}</a><br>\n")
+    return (_head(f"Links for {project.name}") + "".join(lines) + "  </body>\n</html>\n").encode()
+
+
+def file_json(st: State, f: FileRecord) -> dict:
+    metadata: dict | bool = {"sha256": f.metadata_sha256} if f.metadata_sha256 else False
+    entry: dict = {
+        "filename": f.filename,
+        "url": file_url(st, f),
+        "hashes": {"sha256": f.sha256},
+    }
+    if f.requires_python:
+        entry["requires-python"] = f.requires_python
+    entry["core-metadata"] = metadata
+    entry["dist-info-metadata"] = metadata
+    entry["yanked"] = (f.yanked or True) if f.yanked is not None else False
+    entry["size"] = f.size
+    entry["upload-time"] = f.upload_time
+    return entry
+
+
+def render_project_json(st: State, project: Project) -> bytes:
+    body = {
+        "meta": {"api-version": API_VERSION},
+        "name": project.name,
+        "versions": project.versions,
+        "files": [file_json(st, f) for f in project.files],
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _answer(body: bytes, etag: str, media: str) -> Response:
+    private = state().config.private
+    headers = {
+        "Vary": "Accept, Authorization" if private else "Accept",
+        "ETag": f'"{etag}"',
+        "Cache-Control": "private, max-age=60" if private else "max-age=60, public",
+    }
+    inm = request.headers.get("If-None-Match")
+    if inm and (
+        inm.strip() == "*" or f'"{etag}"' in (t.strip().removeprefix("W/") for t in inm.split(","))
+    ):
+        return Response(status=304, headers=headers)
+    content_type = "text/html; charset=utf-8" if media == TEXT_HTML else media
+    return Response(body, content_type=content_type, headers=headers)
+
+
+def _cached(cache: dict, key: str, render) -> tuple[bytes, str]:
+    hit = cache.get(key)
+    if hit is None:
+        body = render()
+        hit = cache[key] = (body, _etag(body + key.encode()))
+    return hit
+
+
+_index_cache: dict[tuple[int, int, str | None], tuple[bytes, str]] = {}
+
+
+@bp.get("/simple/")
+def index() -> Response:
+    media = negotiate(request.headers.get("Accept"))
+    if media is None:
+        return _not_acceptable()
+    st = state()
+    key = (id(st), st.catalog.version, media)
+    hit = _index_cache.get(key)
+    if hit is None:
+        _index_cache.clear()
+        projects = st.catalog.projects()
+        body = render_index_json(projects) if media == JSON else render_index_html(st, projects)
+        hit = _index_cache[key] = (body, _etag(body + media.encode()))
+    return _answer(hit[0], hit[1], media)
+
+
+@bp.get("/simple/<name>/")
+def project(name: str) -> Response:
+    normalized = canonicalize_name(name)
+    if normalized != name:
+        return redirect(f"{state().config.base_url}/simple/{normalized}/", code=301)
+    media = negotiate(request.headers.get("Accept"))
+    if media is None:
+        return _not_acceptable()
+    st = state()
+    proj = st.catalog.project(normalized)
+    if proj is None:
+        return text_error(404, f"no project named {normalized!r} in this index")
+    if media == JSON:
+        body, etag = _cached(proj.cache, media, lambda: render_project_json(st, proj))
+    else:
+        body, etag = _cached(proj.cache, media, lambda: render_project_html(st, proj))
+    return _answer(body, etag, media)
+
+
+def _not_acceptable() -> Response:
+    return text_error(
+        406, f"cannot answer Accept: {request.headers.get('Accept')}; offered: {', '.join(OFFERS)}"
+    )
