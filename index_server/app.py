@@ -105,6 +105,35 @@ def unauthorized(message: str) -> Response:
     return text_error(401, message, {"WWW-Authenticate": 'Basic realm="wheelfarm"'})
 
 
+STATUS_LINES = {200: "200 OK", 304: "304 Not Modified"}
+
+
+def install_fast_path(app: Flask, st: State) -> None:
+    """Serve the hot requests (cached simple pages, whole files) before Flask's dispatch.
+
+    Same answers as the Flask views (they share the code that builds them); anything else (errors,
+    redirects, ranges, uploads, a private index without a valid token) goes through Flask.
+    """
+    from index_server import files, simple
+
+    flask_wsgi = app.wsgi_app
+
+    def wsgi(environ, start_response):
+        st.catalog.refresh()
+        if st.config.private:
+            secret = basic_token(environ.get("HTTP_AUTHORIZATION"))
+            if secret is None or st.tokens.check(secret) is None:
+                return flask_wsgi(environ, start_response)
+        hit = simple.fast_path(st, environ) or files.fast_path(st, environ)
+        if hit is None:
+            return flask_wsgi(environ, start_response)
+        status, headers, body = hit
+        start_response(STATUS_LINES[status], headers)
+        return [body] if isinstance(body, bytes) else body
+
+    app.wsgi_app = wsgi  # type: ignore[method-assign]
+
+
 def create_app(config: Config | None = None, storage: Storage | None = None) -> Flask:
     config = config or Config.from_env()
     storage = storage or LocalStorage(config.data)
@@ -123,6 +152,8 @@ def create_app(config: Config | None = None, storage: Storage | None = None) -> 
     app.register_blueprint(upload.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+
+    install_fast_path(app, st)
 
     @app.before_request
     def _refresh_and_guard() -> Response | None:

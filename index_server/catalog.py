@@ -244,17 +244,26 @@ class Catalog:
             key = file_key(record.project, record.filename) + ".metadata"
             self.storage.put_bytes(key, info.metadata)
 
-    def add(self, info: distfile.DistInfo, fh, sha256: str, size: int) -> FileRecord:
+    def add(
+        self, info: distfile.DistInfo, fh, sha256: str, size: int, *, notify: bool = True
+    ) -> FileRecord:
         """Store a checked distribution: metadata, then the file (never replacing one), then its
-        record, which publishes it. AlreadyExists if the filename is taken."""
+        record, which publishes it. AlreadyExists if the filename is taken.
+
+        notify=False skips telling other processes (for bulk loads; call notify() once after)."""
         record = self._make_record(info, sha256, size, now_iso())
         self._store_metadata(record, info)
         fh.seek(0)
         self.storage.put_atomic(file_key(record.project, record.filename), fh, overwrite=False)
         self.storage.put_bytes(record_key(record.project, record.filename), record.to_json())
+        if notify:
+            self.notify()
+        return record
+
+    def notify(self) -> None:
+        """Tell every process (and this one) that storage changed."""
         self._bump()
         self.refresh()
-        return record
 
     def existing(self, project: str, filename: str) -> FileRecord | None:
         """The record of a stored file, looked up in storage (not the cache) to be exact."""

@@ -25,7 +25,9 @@ def _data(data: Path | None) -> Path:
     return data if data is not None else default_data_dir()
 
 
-def gunicorn_argv(config: Config, host: str, port: int, workers: int) -> list[str]:
+def gunicorn_argv(
+    config: Config, host: str, port: int, workers: int, access_log: bool = False
+) -> list[str]:
     """The production command: gunicorn with the app factory; configuration travels in the env."""
     import gunicorn
 
@@ -41,8 +43,7 @@ def gunicorn_argv(config: Config, host: str, port: int, workers: int) -> list[st
         "--bind",
         f"{host}:{port}",
         "--preload",
-        "--access-logfile",
-        "-",
+        *(["--access-logfile", "-"] if access_log else []),
         "--timeout",
         "300",  # slow uploads of big wheels
         "index_server.app:create_app()",
@@ -66,6 +67,7 @@ def gunicorn_argv(config: Config, host: str, port: int, workers: int) -> list[st
 @click.option(
     "--max-upload", type=int, default=DEFAULT_MAX_UPLOAD, show_default=True, help="Bytes."
 )
+@click.option("--access-log", is_flag=True, help="Log every request to stdout.")
 def serve(
     data: Path | None,
     host: str,
@@ -75,6 +77,7 @@ def serve(
     embedded: bool,
     base_url: str,
     max_upload: int,
+    access_log: bool,
 ) -> None:
     """Serve the package index (simple API, uploads at /legacy/, pages at /)."""
     config = Config(_data(data), private, max_upload, base_url.rstrip("/"))
@@ -86,7 +89,7 @@ def serve(
         create_app(config).run(host=host, port=port, threaded=True)
         return
     env = {**os.environ, **config.to_env()}
-    argv = gunicorn_argv(config, host, port, workers or os.cpu_count() or 1)
+    argv = gunicorn_argv(config, host, port, workers or os.cpu_count() or 1, access_log)
     os.execve(sys.executable, argv, env)
 
 

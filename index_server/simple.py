@@ -146,31 +146,56 @@ def render_project_json(st: State, project: Project) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _answer(body: bytes, etag: str, media: str) -> Response:
-    private = state().config.private
-    headers = {
-        "Vary": "Accept, Authorization" if private else "Accept",
-        "ETag": f'"{etag}"',
-        "Cache-Control": "private, max-age=60" if private else "max-age=60, public",
-    }
-    inm = request.headers.get("If-None-Match")
-    if inm and (
-        inm.strip() == "*" or f'"{etag}"' in (t.strip().removeprefix("W/") for t in inm.split(","))
+def page_parts(
+    st: State, body: bytes, etag: str, media: str, if_none_match: str | None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body of a page answer (shared by the Flask views and the fast path)."""
+    private = st.config.private
+    headers = [
+        ("Vary", "Accept, Authorization" if private else "Accept"),
+        ("ETag", f'"{etag}"'),
+        ("Cache-Control", "private, max-age=60" if private else "max-age=60, public"),
+    ]
+    if if_none_match and (
+        if_none_match.strip() == "*"
+        or f'"{etag}"' in (t.strip().removeprefix("W/") for t in if_none_match.split(","))
     ):
-        return Response(status=304, headers=headers)
+        return 304, headers, b""
     content_type = "text/html; charset=utf-8" if media == TEXT_HTML else media
-    return Response(body, content_type=content_type, headers=headers)
+    headers.append(("Content-Type", content_type))
+    headers.append(("Content-Length", str(len(body))))
+    return 200, headers, body
 
 
-def _cached(cache: dict, key: str, render) -> tuple[bytes, str]:
-    hit = cache.get(key)
+def cached_page(st: State, name: str | None, media: str) -> tuple[bytes, str] | None:
+    """The rendered /simple/ page (name None) or project page, and its ETag; None: no project."""
+    if name is None:
+        key = (id(st), st.catalog.version, media)
+        hit = _index_cache.get(key)
+        if hit is None:
+            _index_cache.clear()
+            projects = st.catalog.projects()
+            body = render_index_json(projects) if media == JSON else render_index_html(st, projects)
+            hit = _index_cache[key] = (body, _etag(body + media.encode()))
+        return hit
+    proj = st.catalog.project(name)
+    if proj is None:
+        return None
+    hit = proj.cache.get(media)
     if hit is None:
-        body = render()
-        hit = cache[key] = (body, _etag(body + key.encode()))
+        body = render_project_json(st, proj) if media == JSON else render_project_html(st, proj)
+        hit = proj.cache[media] = (body, _etag(body + media.encode()))
     return hit
 
 
-_index_cache: dict[tuple[int, int, str | None], tuple[bytes, str]] = {}
+_index_cache: dict[tuple[int, int, str], tuple[bytes, str]] = {}
+
+
+def _answer(st: State, hit: tuple[bytes, str], media: str) -> Response:
+    status, headers, body = page_parts(
+        st, hit[0], hit[1], media, request.headers.get("If-None-Match")
+    )
+    return Response(body, status=status, headers=headers)
 
 
 @bp.get("/simple/")
@@ -179,14 +204,7 @@ def index() -> Response:
     if media is None:
         return _not_acceptable()
     st = state()
-    key = (id(st), st.catalog.version, media)
-    hit = _index_cache.get(key)
-    if hit is None:
-        _index_cache.clear()
-        projects = st.catalog.projects()
-        body = render_index_json(projects) if media == JSON else render_index_html(st, projects)
-        hit = _index_cache[key] = (body, _etag(body + media.encode()))
-    return _answer(hit[0], hit[1], media)
+    return _answer(st, cached_page(st, None, media), media)  # type: ignore[arg-type]
 
 
 @bp.get("/simple/<name>/")
@@ -198,17 +216,37 @@ def project(name: str) -> Response:
     if media is None:
         return _not_acceptable()
     st = state()
-    proj = st.catalog.project(normalized)
-    if proj is None:
+    hit = cached_page(st, normalized, media)
+    if hit is None:
         return text_error(404, f"no project named {normalized!r} in this index")
-    if media == JSON:
-        body, etag = _cached(proj.cache, media, lambda: render_project_json(st, proj))
-    else:
-        body, etag = _cached(proj.cache, media, lambda: render_project_html(st, proj))
-    return _answer(body, etag, media)
+    return _answer(st, hit, media)
 
 
 def _not_acceptable() -> Response:
     return text_error(
         406, f"cannot answer Accept: {request.headers.get('Accept')}; offered: {', '.join(OFFERS)}"
     )
+
+
+def fast_path(st: State, environ: dict) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """Answer a plain GET of a cached simple page without Flask's dispatch (the hot path of an
+    index); None hands the request to Flask (redirects, errors, anything unusual)."""
+    if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        return None
+    path = environ.get("PATH_INFO", "")
+    if path == "/simple/":
+        name = None
+    elif path.startswith("/simple/") and path.endswith("/") and path.count("/") == 3:
+        name = path[8:-1]
+        if canonicalize_name(name) != name:
+            return None
+    else:
+        return None
+    media = negotiate(environ.get("HTTP_ACCEPT"))
+    if media is None:
+        return None
+    hit = cached_page(st, name, media)
+    if hit is None:
+        return None
+    status, headers, body = page_parts(st, hit[0], hit[1], media, environ.get("HTTP_IF_NONE_MATCH"))
+    return status, headers, b"" if environ["REQUEST_METHOD"] == "HEAD" else body
