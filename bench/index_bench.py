@@ -41,6 +41,7 @@ from support.projects import make_dummy_wheel  # noqa: E402
 from builder.paths import cache_dir  # noqa: E402
 
 PYPISERVER = "pypiserver[cache]==2.4.2"
+RAW_LOG: Path | None = None  # wrk's own output, for anyone who wants to check the parsing
 BIG = "big-project"
 
 
@@ -124,16 +125,25 @@ def run_wrk(wrk: str, url: str, connections: int, duration: int, threads: int) -
             f"-d{duration}s",
             "--latency",
             "--timeout",
-            "10s",
+            "30s",
+            "-H",
+            "Accept-Encoding: gzip, deflate",  # as pip and uv send it
             url,
         ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    if RAW_LOG is not None:
+        with open(RAW_LOG, "a") as log:
+            log.write(f"$ wrk ... {url}\n{out}\n")
+    completed = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    if completed:
+        p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+        p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    else:  # not one answer within the run: the latency is at least the run's length
+        p50 = p99 = float("inf")
     errors = 0
     if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         errors += int(m.group(1))
@@ -187,6 +197,12 @@ def measure(
     return results
 
 
+def _lat(r: Result, args: argparse.Namespace) -> str:
+    if r.p50_ms == float("inf"):
+        return f"none answered in {args.duration} s"
+    return f"{r.p50_ms:.1f} / {r.p99_ms:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--projects", type=int, default=1000)
@@ -198,7 +214,17 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers, both servers"
     )
+    parser.add_argument(
+        "--raw-log",
+        type=Path,
+        default=cache_dir() / "bench" / "index_bench_wrk.log",
+        help="where wrk's own output goes",
+    )
     args = parser.parse_args()
+    global RAW_LOG
+    RAW_LOG = args.raw_log
+    RAW_LOG.parent.mkdir(parents=True, exist_ok=True)
+    RAW_LOG.write_text("")
 
     wrk = ensure_wrk()
     venv = ensure_pypiserver()
@@ -257,10 +283,12 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for label in results["wheelfarm"]:
         w, p = results["wheelfarm"][label], results["pypiserver"][label]
+        # Not one answer in the run means fewer than 1/duration per second.
+        ratio = f"{w.rps / p.rps:.1f}x" if p.rps > 0 else f"> {w.rps * args.duration:.0f}x"
         print(
-            f"| {label} | {w.rps:.0f} | {w.p50_ms:.1f} / {w.p99_ms:.1f} | {p.rps:.0f} | "
-            f"{p.p50_ms:.1f} / {p.p99_ms:.1f} | {w.rps / p.rps:.1f}x |"
+            f"| {label} | {w.rps:.0f} | {_lat(w, args)} | {p.rps:.1f} | {_lat(p, args)} | {ratio} |"
         )
+    print(f"wrk's own output: {RAW_LOG}")
     errors = {k: sum(r.errors for r in v.values()) for k, v in results.items()}
     if any(errors.values()):
         print(f"errors (non-2xx/3xx or socket): {errors}")

@@ -6,6 +6,7 @@ Pages are rendered once per project change and kept with the catalog's Project, 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from html import escape
@@ -146,13 +147,52 @@ def render_project_json(st: State, project: Project) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+class Page:
+    """A rendered page, its ETag, and (made on first demand) its gzip encoding."""
+
+    __slots__ = ("_gzipped", "body", "etag")
+
+    def __init__(self, body: bytes, etag: str) -> None:
+        self.body, self.etag = body, etag
+        self._gzipped: bytes | None = None
+
+    def gzipped(self) -> bytes:
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, compresslevel=6, mtime=0)
+        return self._gzipped
+
+
+GZIP_MIN = 1024  # smaller pages are not worth compressing
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    for item in (accept_encoding or "").split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip", "*"):
+            q = params.strip().lower().removeprefix("q=")
+            try:
+                return not params.strip() or float(q) > 0
+            except ValueError:
+                return False
+    return False
+
+
 def page_parts(
-    st: State, body: bytes, etag: str, media: str, if_none_match: str | None
+    st: State,
+    page: Page,
+    media: str,
+    if_none_match: str | None,
+    accept_encoding: str | None,
 ) -> tuple[int, list[tuple[str, str]], bytes]:
     """Status, headers and body of a page answer (shared by the Flask views and the fast path)."""
     private = st.config.private
+    use_gzip = len(page.body) >= GZIP_MIN and accepts_gzip(accept_encoding)
+    etag = page.etag + ("-gz" if use_gzip else "")
     headers = [
-        ("Vary", "Accept, Authorization" if private else "Accept"),
+        (
+            "Vary",
+            "Accept, Accept-Encoding, Authorization" if private else "Accept, Accept-Encoding",
+        ),
         ("ETag", f'"{etag}"'),
         ("Cache-Control", "private, max-age=60" if private else "max-age=60, public"),
     ]
@@ -161,14 +201,16 @@ def page_parts(
         or f'"{etag}"' in (t.strip().removeprefix("W/") for t in if_none_match.split(","))
     ):
         return 304, headers, b""
-    content_type = "text/html; charset=utf-8" if media == TEXT_HTML else media
-    headers.append(("Content-Type", content_type))
+    body = page.gzipped() if use_gzip else page.body
+    headers.append(("Content-Type", "text/html; charset=utf-8" if media == TEXT_HTML else media))
+    if use_gzip:
+        headers.append(("Content-Encoding", "gzip"))
     headers.append(("Content-Length", str(len(body))))
     return 200, headers, body
 
 
-def cached_page(st: State, name: str | None, media: str) -> tuple[bytes, str] | None:
-    """The rendered /simple/ page (name None) or project page, and its ETag; None: no project."""
+def cached_page(st: State, name: str | None, media: str) -> Page | None:
+    """The rendered /simple/ page (name None) or a project page; None: no such project."""
     if name is None:
         key = (id(st), st.catalog.version, media)
         hit = _index_cache.get(key)
@@ -176,7 +218,7 @@ def cached_page(st: State, name: str | None, media: str) -> tuple[bytes, str] | 
             _index_cache.clear()
             projects = st.catalog.projects()
             body = render_index_json(projects) if media == JSON else render_index_html(st, projects)
-            hit = _index_cache[key] = (body, _etag(body + media.encode()))
+            hit = _index_cache[key] = Page(body, _etag(body + media.encode()))
         return hit
     proj = st.catalog.project(name)
     if proj is None:
@@ -184,16 +226,16 @@ def cached_page(st: State, name: str | None, media: str) -> tuple[bytes, str] | 
     hit = proj.cache.get(media)
     if hit is None:
         body = render_project_json(st, proj) if media == JSON else render_project_html(st, proj)
-        hit = proj.cache[media] = (body, _etag(body + media.encode()))
+        hit = proj.cache[media] = Page(body, _etag(body + media.encode()))
     return hit
 
 
-_index_cache: dict[tuple[int, int, str], tuple[bytes, str]] = {}
+_index_cache: dict[tuple[int, int, str], Page] = {}
 
 
-def _answer(st: State, hit: tuple[bytes, str], media: str) -> Response:
+def _answer(st: State, page: Page, media: str) -> Response:
     status, headers, body = page_parts(
-        st, hit[0], hit[1], media, request.headers.get("If-None-Match")
+        st, page, media, request.headers.get("If-None-Match"), request.headers.get("Accept-Encoding")
     )
     return Response(body, status=status, headers=headers)
 
@@ -248,5 +290,7 @@ def fast_path(st: State, environ: dict) -> tuple[int, list[tuple[str, str]], byt
     hit = cached_page(st, name, media)
     if hit is None:
         return None
-    status, headers, body = page_parts(st, hit[0], hit[1], media, environ.get("HTTP_IF_NONE_MATCH"))
+    status, headers, body = page_parts(
+        st, hit, media, environ.get("HTTP_IF_NONE_MATCH"), environ.get("HTTP_ACCEPT_ENCODING")
+    )
     return status, headers, b"" if environ["REQUEST_METHOD"] == "HEAD" else body

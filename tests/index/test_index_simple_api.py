@@ -306,3 +306,27 @@ def test_same_filename_with_other_content_is_refused(
     assert "different content" in reply.text
     stored = request(f"{server.url}/files/tiny-pure/{published.pure.name}").body
     assert stored == published.pure.read_bytes()
+
+
+def test_big_pages_are_gzipped_for_clients_that_ask(
+    server: Server, upload_token: str, tmp_path: Path
+) -> None:
+    import gzip
+
+    from index_http import upload, upload_form
+    from support.projects import make_dummy_wheel
+
+    for minor in range(8):
+        wheel = make_dummy_wheel(tmp_path, "many-files", f"1.{minor}")
+        assert upload(server.url, upload_token, *upload_form(wheel)).status == 200
+    plain = request(server.url + "/simple/many-files/")
+    assert "Content-Encoding" not in plain.headers
+    assert len(plain.body) > 1024
+    packed = request(server.url + "/simple/many-files/", headers={"Accept-Encoding": "gzip, deflate"})
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in packed.headers["Vary"]
+    assert gzip.decompress(packed.body) == plain.body
+    assert packed.headers["ETag"] != plain.headers["ETag"]
+    refused = request(server.url + "/simple/many-files/", headers={"Accept-Encoding": "gzip;q=0"})
+    assert refused.body == plain.body
+    assert len(SimplePage(plain.text).anchors) == 8
