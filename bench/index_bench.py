@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.projects import make_dummy_wheel  # noqa: E402
 
 from builder.paths import cache_dir  # noqa: E402
+from index_server.cli import WORKER_ARGS  # noqa: E402
 
 PYPISERVER = "pypiserver[cache]==2.4.2"
 RAW_LOG: Path | None = None  # wrk's own output, for anyone who wants to check the parsing
@@ -183,15 +184,23 @@ def serving(cmd: list[str], port: int, env: dict[str, str], log: Path) -> Iterat
 
 
 def measure(
-    wrk: str, url: str, paths: dict[str, str], args: argparse.Namespace
+    wrk: str,
+    start: Callable[[], contextlib.AbstractContextManager[str]],
+    paths: dict[str, str],
+    args: argparse.Namespace,
 ) -> dict[str, Result]:
+    """Each endpoint against a freshly started server: requests that an earlier wrk run left queued
+    in a slow server would otherwise eat into the next run."""
     results = {}
     for label, path in paths.items():
-        run_wrk(wrk, url + path, args.connections, 2, args.threads)  # warm caches and workers
-        results[label] = run_wrk(wrk, url + path, args.connections, args.duration, args.threads)
-        r = results[label]
+        with start() as url:
+            for _ in range(2 * args.workers):  # every worker renders/caches before timing
+                urllib.request.urlopen(url + path, timeout=600).close()
+            results[label] = r = run_wrk(
+                wrk, url + path, args.connections, args.duration, args.threads
+            )
         print(
-            f"  {label:<22} {r.rps:>9.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:7.2f} ms  errors {r.errors}",
+            f"  {label:<22} {r.rps:>9.1f} req/s  p50 {r.p50_ms:8.2f} ms  p99 {r.p99_ms:8.2f} ms  errors {r.errors}",
             flush=True,
         )
     return results
@@ -254,30 +263,32 @@ def main() -> None:
             "--port", str(port), "--workers", str(args.workers),
         ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        print(f"wheelfarm (gunicorn, {args.workers} workers):", flush=True)
-        with serving(wf_cmd, port, env, work / "wheelfarm.log") as url:
-            results["wheelfarm"] = measure(
-                wrk,
-                url,
-                {**paths, "file download": f"/files/{small_project}/{one_file.name}"},
-                args,
-            )
+        print(f"wheelfarm (gunicorn, {args.workers} workers x 4 threads):", flush=True)
+        results["wheelfarm"] = measure(
+            wrk,
+            lambda: serving(wf_cmd, port, env, work / "wheelfarm.log"),
+            {**paths, "file download": f"/files/{small_project}/{one_file.name}"},
+            args,
+        )
 
         port = free_port()
         pypi_cmd = [
-            str(venv / "bin" / "gunicorn"), "--workers", str(args.workers), "--bind", f"127.0.0.1:{port}",
+            str(venv / "bin" / "gunicorn"), "--workers", str(args.workers), *WORKER_ARGS,
+            "--bind", f"127.0.0.1:{port}",
             f"pypiserver:app(root={str(work / 'wheels')!r}, verbosity=0)",
         ]  # fmt: skip
-        print(f"pypiserver (gunicorn, {args.workers} workers):", flush=True)
-        with serving(pypi_cmd, port, dict(os.environ), work / "pypiserver.log") as url:
-            results["pypiserver"] = measure(
-                wrk, url, {**paths, "file download": f"/packages/{one_file.name}"}, args
-            )
+        print(f"pypiserver (gunicorn, {args.workers} workers x 4 threads):", flush=True)
+        results["pypiserver"] = measure(
+            wrk,
+            lambda: serving(pypi_cmd, port, dict(os.environ), work / "pypiserver.log"),
+            {**paths, "file download": f"/packages/{one_file.name}"},
+            args,
+        )
 
     print()
     print(
         f"{len(wheels)} files, wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
-        f"gunicorn -w {args.workers} for both, {os.cpu_count()} cores"
+        f"gunicorn -w {args.workers} {' '.join(WORKER_ARGS)} for both, {os.cpu_count()} cores"
     )
     print("| endpoint | wheelfarm req/s | p50 / p99 ms | pypiserver req/s | p50 / p99 ms | ratio |")
     print("|---|---:|---:|---:|---:|---:|")

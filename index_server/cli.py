@@ -25,6 +25,11 @@ def _data(data: Path | None) -> Path:
     return data if data is not None else default_data_dir()
 
 
+# Threaded workers keep connections alive (pip and uv reuse them) and a slow upload holds one thread,
+# not a whole worker; the app itself is thread-safe (the catalog refreshes under a lock).
+WORKER_ARGS = ["--worker-class", "gthread", "--threads", "4"]
+
+
 def gunicorn_argv(
     config: Config, host: str, port: int, workers: int, access_log: bool = False
 ) -> list[str]:
@@ -40,6 +45,7 @@ def gunicorn_argv(
         *extra,
         "--workers",
         str(workers),
+        *WORKER_ARGS,
         "--bind",
         f"{host}:{port}",
         "--preload",

@@ -235,7 +235,11 @@ _index_cache: dict[tuple[int, int, str], Page] = {}
 
 def _answer(st: State, page: Page, media: str) -> Response:
     status, headers, body = page_parts(
-        st, page, media, request.headers.get("If-None-Match"), request.headers.get("Accept-Encoding")
+        st,
+        page,
+        media,
+        request.headers.get("If-None-Match"),
+        request.headers.get("Accept-Encoding"),
     )
     return Response(body, status=status, headers=headers)
 

@@ -322,7 +322,9 @@ def test_big_pages_are_gzipped_for_clients_that_ask(
     plain = request(server.url + "/simple/many-files/")
     assert "Content-Encoding" not in plain.headers
     assert len(plain.body) > 1024
-    packed = request(server.url + "/simple/many-files/", headers={"Accept-Encoding": "gzip, deflate"})
+    packed = request(
+        server.url + "/simple/many-files/", headers={"Accept-Encoding": "gzip, deflate"}
+    )
     assert packed.headers["Content-Encoding"] == "gzip"
     assert "Accept-Encoding" in packed.headers["Vary"]
     assert gzip.decompress(packed.body) == plain.body
