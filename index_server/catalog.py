@@ -247,14 +247,15 @@ class Catalog:
     def add(
         self, info: distfile.DistInfo, fh, sha256: str, size: int, *, notify: bool = True
     ) -> FileRecord:
-        """Store a checked distribution: metadata, then the file (never replacing one), then its
+        """Store a checked distribution: the file (never replacing one), its metadata, then its
         record, which publishes it. AlreadyExists if the filename is taken.
 
         notify=False skips telling other processes (for bulk loads; call notify() once after)."""
         record = self._make_record(info, sha256, size, now_iso())
-        self._store_metadata(record, info)
         fh.seek(0)
         self.storage.put_atomic(file_key(record.project, record.filename), fh, overwrite=False)
+        # After the file: a losing concurrent upload must not replace the winner's .metadata.
+        self._store_metadata(record, info)
         self.storage.put_bytes(record_key(record.project, record.filename), record.to_json())
         if notify:
             self.notify()
