@@ -51,6 +51,8 @@ def describe_platform(platform: str) -> tuple[str, str]:
             platform, platform.removeprefix("win_")
         )
     os_part = platform.split("_", 1)[0]
+    if os_part.startswith("manylinux"):  # manylinux1, manylinux2010, manylinux2014
+        os_part = "manylinux"
     for arch in (
         "x86_64",
         "universal2",
