@@ -1,7 +1,7 @@
 """The Flask application factory and its configuration.
 
-Production: ``gunicorn -w 2 -b 127.0.0.1:8080 'index_server.app:create_app()'`` with the configuration
-in environment variables (see Config.from_env); ``wheelfarm serve`` does the same for you.
+Production: ``gunicorn -w 2 -k gthread --threads 4 -b 127.0.0.1:8080 'index_server.app:create_app()'``, configured
+through environment variables (see Config.from_env); ``wheelfarm serve`` runs exactly that.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import uuid
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -88,3 +89,34 @@ def upload_form(
 
 def upload(url: str, token: str | None, body: bytes, content_type: str) -> Reply:
     return request(url + "/legacy/", "POST", body, {"Content-Type": content_type}, token)
+
+
+class SimplePage(HTMLParser):
+    """Collects the anchors and meta tags of a PEP 503 page."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.anchors: list[tuple[dict[str, str | None], str]] = []
+        self.meta: dict[str, str | None] = {}
+        self._open: dict[str, str | None] | None = None
+        self._text = ""
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._open, self._text = dict(attrs), ""
+        elif tag == "meta":
+            d = dict(attrs)
+            self.meta[d.get("name") or ""] = d.get("content")
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._open is not None:
+            self.anchors.append((self._open, self._text))
+            self._open = None
+
+    def by_name(self) -> dict[str, dict[str, str | None]]:
+        return {text: attrs for attrs, text in self.anchors}

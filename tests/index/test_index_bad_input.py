@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import MAX_UPLOAD, Server, create_token
+from index_fixtures import MAX_UPLOAD, Server, create_token
 from index_http import multipart, request, upload, upload_form
 from support.projects import make_dummy_wheel
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from platform import machine
 
 import pytest
-from conftest import Dists, Server
+from index_fixtures import Dists, Server
 
 pytestmark = pytest.mark.slow
 

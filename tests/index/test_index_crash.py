@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import create_token, start_server
+from index_fixtures import create_token, start_server
 from index_http import basic, request, upload, upload_form
 from support.projects import make_dummy_wheel
 

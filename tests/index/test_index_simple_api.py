@@ -8,45 +8,13 @@ import subprocess
 import sys
 import zipfile
 from datetime import datetime
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import Dists, Server
-from index_http import request
+from index_fixtures import Dists, Server
+from index_http import SimplePage, request
 
 JSON = "application/vnd.pypi.simple.v1+json"
-
-
-class SimplePage(HTMLParser):
-    """Collects the anchors and meta tags of a PEP 503 page."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.anchors: list[tuple[dict[str, str | None], str]] = []
-        self.meta: dict[str, str | None] = {}
-        self._open: dict[str, str | None] | None = None
-        self._text = ""
-        self.feed(html)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._open, self._text = dict(attrs), ""
-        elif tag == "meta":
-            d = dict(attrs)
-            self.meta[d.get("name") or ""] = d.get("content")
-
-    def handle_data(self, data: str) -> None:
-        if self._open is not None:
-            self._text += data
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._open is not None:
-            self.anchors.append((self._open, self._text))
-            self._open = None
-
-    def by_name(self) -> dict[str, dict[str, str | None]]:
-        return {text: attrs for attrs, text in self.anchors}
 
 
 def sha256(path: Path) -> str:

@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Dists, Server, create_token, start_server
-from index_http import request, upload, upload_form
+from index_fixtures import Dists, Server, create_token, start_server
+from index_http import SimplePage, request, upload, upload_form
 from support.projects import make_dummy_wheel
-from test_index_simple_api import SimplePage
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
