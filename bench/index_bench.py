@@ -235,6 +235,9 @@ def main() -> None:
     RAW_LOG.parent.mkdir(parents=True, exist_ok=True)
     RAW_LOG.write_text("")
 
+    print(
+        f"load average (1, 5, 15 min) at the start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     wrk = ensure_wrk()
     venv = ensure_pypiserver()
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
@@ -286,6 +289,9 @@ def main() -> None:
         )
 
     print()
+    print(
+        f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     print(
         f"{len(wheels)} files, wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
         f"gunicorn -w {args.workers} {' '.join(WORKER_ARGS)} for both, {os.cpu_count()} cores"
