@@ -124,6 +124,7 @@ class Catalog:
         A file is stored before its record, so a process killed in between leaves a complete file
         without a record; it is published now rather than left as an orphan that blocks re-uploads.
         """
+        repaired = False
         for project in self.storage.list("files"):
             names = set(self.storage.list(f"files/{project}"))
             recorded = {n.removesuffix(".json") for n in self.storage.list(f"records/{project}")}
@@ -132,10 +133,14 @@ class Catalog:
                     continue
                 try:
                     self._record_existing(NormalizedName(project), filename)
+                    repaired = True
                 except (distfile.InvalidDistribution, OSError) as exc:
                     log.warning("ignoring stored file %s/%s: %s", project, filename, exc)
             for filename in sorted(recorded - names):
                 self.storage.delete(record_key(project, filename))
+                repaired = True
+        if repaired:
+            self._bump()  # processes already running see the repair too
 
     def _record_existing(self, project: NormalizedName, filename: str) -> None:
         with self.storage.open(file_key(project, filename)) as fh:
