@@ -300,3 +300,19 @@ def test_big_pages_are_gzipped_for_clients_that_ask(
     refused = request(server.url + "/simple/many-files/", headers={"Accept-Encoding": "gzip;q=0"})
     assert refused.body == plain.body
     assert len(SimplePage(plain.text).anchors) == 8
+
+
+def test_head_requests_and_missing_metadata(server: Server, published: Dists) -> None:
+    page = request(server.url + "/simple/tiny-pure/", "HEAD")
+    assert page.status == 200
+    assert page.body == b""
+    assert int(page.headers["Content-Length"]) == len(
+        request(server.url + "/simple/tiny-pure/").body
+    )
+    url = f"{server.url}/files/tiny-pure/{published.pure.name}"
+    head = request(url, "HEAD")
+    assert (head.status, head.body) == (200, b"")
+    assert int(head.headers["Content-Length"]) == published.pure.stat().st_size
+    # sdists announce no core metadata, so there is no .metadata file to fetch
+    sdist_meta = request(f"{server.url}/files/tiny-pure/{published.pure_sdist.name}.metadata")
+    assert sdist_meta.status == 404
