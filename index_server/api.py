@@ -7,12 +7,15 @@ Both need an upload token (HTTP Basic, user __token__); they answer the changed 
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, jsonify, request
 
 from index_server.app import state, text_error, unauthorized
 from index_server.auth import basic_token
 
 bp = Blueprint("api", __name__)
+log = logging.getLogger(__name__)
 
 
 def _change(project: str, reason: str | None) -> Response:
@@ -33,6 +36,12 @@ def _change(project: str, reason: str | None) -> Response:
         changed = state().catalog.set_yanked(project, body["target"], reason)
     except LookupError as exc:
         return text_error(404, str(exc.args[0]))
+    log.info(
+        "%s %s by token %s",
+        "yanked" if reason is not None else "un-yanked",
+        ", ".join(f.filename for f in changed),
+        token.name,
+    )
     return jsonify(
         {
             "project": changed[0].project,

@@ -6,6 +6,7 @@ through environment variables (see Config.from_env); ``wheelfarm serve`` runs ex
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,8 +135,21 @@ def install_fast_path(app: Flask, st: State) -> None:
     app.wsgi_app = wsgi  # type: ignore[method-assign]
 
 
+def _log_to_stderr() -> None:
+    """Uploads, refusals and yanks go to stderr (gunicorn's error log) unless logging is set up."""
+    logger = logging.getLogger("index_server")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        )
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def create_app(config: Config | None = None, storage: Storage | None = None) -> Flask:
     config = config or Config.from_env()
+    _log_to_stderr()
     storage = storage or LocalStorage(config.data)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload

@@ -59,7 +59,12 @@ class Storage(ABC):
 
     @abstractmethod
     def stat(self, key: str) -> Stat | None:
-        """Size and modification stamp of `key` (for a folder-like prefix: a change stamp), or None."""
+        """Size and modification stamp of `key`, or None.
+
+        For a folder-like prefix the stamp must change whenever a key directly under it is added,
+        replaced or removed (the catalog relies on it to re-read only changed projects): a folder's
+        mtime does that; an object store can keep a small stamp object per prefix.
+        """
 
     def read_bytes(self, key: str) -> bytes:
         with self.open(key) as fh:

@@ -50,7 +50,7 @@ def _check_digest(fh, field: str, algorithm: str) -> None:
         raise UploadError(400, f"{field} does not match the uploaded file ({digest.hexdigest()})")
 
 
-def _require_upload_token() -> None:
+def _require_upload_token() -> str:
     secret = basic_token(request.headers.get("Authorization"))
     if secret is None:
         raise UploadError(401, "uploads need a token: HTTP Basic with user __token__")
@@ -59,10 +59,11 @@ def _require_upload_token() -> None:
         raise UploadError(401, "invalid or revoked token")
     if token.scope != "upload":
         raise UploadError(403, f"token {token.name!r} may read but not upload")
+    return token.name
 
 
 def handle_upload() -> Response:
-    _require_upload_token()
+    g.token_name = _require_upload_token()
     if request.mimetype != "multipart/form-data":
         raise UploadError(400, f"expected multipart/form-data, got {request.mimetype or 'no body'}")
     g.body_read = True
@@ -106,7 +107,7 @@ def handle_upload() -> Response:
     except AlreadyExists:
         _refuse_existing(name, sha256)  # another upload of the same name won the race
         raise
-    log.info("stored %s (%d bytes, sha256 %s)", name.filename, size, sha256)
+    log.info("stored %s (%d bytes, sha256 %s, token %s)", name.filename, size, sha256, g.token_name)
     return Response(f"OK: stored {name.filename}\n", mimetype="text/plain")
 
 
@@ -128,10 +129,12 @@ def upload() -> Response:
     try:
         return handle_upload()
     except UploadError as exc:
+        log.warning("refused upload (%d): %s", exc.code, exc.message)
         if not g.get("body_read"):
             drain_body()
         if exc.code == 401:
             return unauthorized(exc.message)
         return text_error(exc.code, exc.message)
     except distfile.InvalidDistribution as exc:
+        log.warning("refused upload (400): %s", exc)
         return text_error(400, str(exc))
