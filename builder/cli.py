@@ -19,6 +19,10 @@ SUBCOMMANDS: dict[str, str] = {
     "plan": "builder.plan_cli:plan_command",
     "publish": "builder.publish_cli:publish_command",
     "recipe": "builder.recipe_cli:recipe",
+    "serve": "index_server.cli:serve",
+    "token": "index_server.cli:token",
+    "unyank": "index_server.cli:unyank",
+    "yank": "index_server.cli:yank",
 }
 
 

@@ -1,0 +1,316 @@
+"""What the index holds: projects, their files, each file's metadata digest and yank state.
+
+Storage layout (keys of index_server.storage):
+  files/<project>/<filename>            the distribution itself (written once, never overwritten)
+  files/<project>/<filename>.metadata   a wheel's METADATA (PEP 658)
+  records/<project>/<filename>.json     the file's record; its presence publishes the file
+  generation                            rewritten after every change so other processes notice
+
+The catalog is an in-memory copy of the records, loaded at start. Each request calls refresh(), which
+costs one stat of `generation`; when another process (a gunicorn worker, `wheelfarm yank`) changed
+something, only the projects whose records folder changed are re-read. Pages never scan storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from index_server import distfile
+from index_server.storage import AlreadyExists, Storage
+
+log = logging.getLogger(__name__)
+
+GENERATION = "generation"
+RACY_NS = 2_000_000_000
+
+
+def file_key(project: str, filename: str) -> str:
+    return f"files/{project}/{filename}"
+
+
+def record_key(project: str, filename: str) -> str:
+    return f"records/{project}/{filename}.json"
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    project: NormalizedName
+    filename: str
+    version: str
+    sha256: str
+    size: int
+    upload_time: str  # ISO 8601, UTC, "2026-01-02T03:04:05.123456Z"
+    requires_python: str | None = None
+    metadata_sha256: str | None = None  # set when <file>.metadata is served (wheels)
+    yanked: str | None = None  # None: not yanked; a string (maybe empty): the yank reason
+    summary: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "wheel" if self.filename.endswith(".whl") else "sdist"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> FileRecord:
+        raw = json.loads(data)
+        return cls(**{k: raw.get(k) for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Project:
+    name: NormalizedName
+    files: tuple[FileRecord, ...]  # sorted by version, then filename
+    stamp: int = 0
+    # Rendered pages keyed by representation; replaced along with the Project when it changes.
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def versions(self) -> list[str]:
+        seen: dict[str, Version] = {}
+        for f in self.files:
+            seen.setdefault(f.version, Version(f.version))
+        return sorted(seen, key=seen.__getitem__)
+
+    def get(self, filename: str) -> FileRecord | None:
+        for f in self.files:
+            if f.filename == filename:
+                return f
+        return None
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Catalog:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._lock = threading.RLock()
+        self._projects: dict[str, Project] = {}
+        self._generation: object = None
+        # Bumped on every in-memory change; renderers of the project list cache by it.
+        self.version = 0
+
+    # -- loading ----------------------------------------------------------------------------
+    def load(self) -> None:
+        """Read every record; repair what an interrupted upload left behind. Call once at start."""
+        with self._lock:
+            self.storage.sweep_partials()
+            self._reconcile()
+            self._generation = self._generation_token()
+            self._projects = {}
+            for name in self.storage.list("records"):
+                project = self._read_project(name)
+                if project.files:
+                    self._projects[name] = project
+            self.version += 1
+
+    def _reconcile(self) -> None:
+        """Give every stored file a record, and drop records whose file is gone.
+
+        A file is stored before its record, so a process killed in between leaves a complete file
+        without a record; it is published now rather than left as an orphan that blocks re-uploads.
+        """
+        repaired = False
+        for project in self.storage.list("files"):
+            names = set(self.storage.list(f"files/{project}"))
+            recorded = {n.removesuffix(".json") for n in self.storage.list(f"records/{project}")}
+            for filename in sorted(names - recorded):
+                if filename.endswith(".metadata"):
+                    continue
+                try:
+                    self._record_existing(NormalizedName(project), filename)
+                    repaired = True
+                except (distfile.InvalidDistribution, OSError) as exc:
+                    log.warning("ignoring stored file %s/%s: %s", project, filename, exc)
+            for filename in sorted(recorded - names):
+                self.storage.delete(record_key(project, filename))
+                repaired = True
+        if repaired:
+            self._bump()  # processes already running see the repair too
+
+    def _record_existing(self, project: NormalizedName, filename: str) -> None:
+        with self.storage.open(file_key(project, filename)) as fh:
+            info = distfile.inspect(fh, filename)
+            sha256, size = distfile.hash_file(fh)
+        st = self.storage.stat(file_key(project, filename))
+        when = datetime.fromtimestamp((st.mtime_ns if st else 0) / 1e9, UTC)
+        record = self._make_record(info, sha256, size, when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        self._store_metadata(record, info)
+        self.storage.put_bytes(record_key(project, filename), record.to_json())
+
+    def _read_project(self, name: str) -> Project:
+        st = self.storage.stat(f"records/{name}")
+        files = []
+        for entry in self.storage.list(f"records/{name}"):
+            if not entry.endswith(".json"):
+                continue
+            try:
+                files.append(
+                    FileRecord.from_json(self.storage.read_bytes(f"records/{name}/{entry}"))
+                )
+            except FileNotFoundError:
+                continue
+        files.sort(key=lambda f: (Version(f.version), f.filename))
+        return Project(NormalizedName(name), tuple(files), st.mtime_ns if st else 0)
+
+    def _generation_token(self) -> object:
+        """What identifies the current generation, as cheaply as can be trusted.
+
+        File times have a coarse clock (a few ms), so two changes in one tick can share an mtime:
+        while the stamp is that recent, the file's content (a fresh uuid per change) decides.
+        """
+        st = self.storage.stat(GENERATION)
+        if st is None:
+            return None
+        if time.time_ns() - st.mtime_ns < RACY_NS:
+            try:
+                return self.storage.read_bytes(GENERATION)
+            except FileNotFoundError:
+                return None
+        return st
+
+    def refresh(self) -> None:
+        """Pick up changes made by other processes; one stat when nothing changed."""
+        current = self._generation_token()
+        if current == self._generation:
+            return
+        with self._lock:
+            if current == self._generation:
+                return
+            self._generation = current
+            names = set(self.storage.list("records"))
+            changed = False
+            now = time.time_ns()
+            for name in names:
+                st = self.storage.stat(f"records/{name}")
+                old = self._projects.get(name)
+                if (
+                    old is None
+                    or st is None
+                    or st.mtime_ns != old.stamp
+                    or now - st.mtime_ns < RACY_NS  # same tick as a change we may not have seen
+                ):
+                    project = self._read_project(name)
+                    if project.files:
+                        self._projects[name] = project
+                    else:
+                        self._projects.pop(name, None)
+                    changed = True
+            for gone in set(self._projects) - names:
+                del self._projects[gone]
+                changed = True
+            if changed:
+                self.version += 1
+
+    def _bump(self) -> None:
+        self.storage.put_bytes(GENERATION, uuid.uuid4().hex.encode())
+
+    # -- reading ----------------------------------------------------------------------------
+    def project(self, name: str) -> Project | None:
+        return self._projects.get(name)
+
+    def projects(self) -> list[Project]:
+        return [self._projects[n] for n in sorted(self._projects)]
+
+    # -- writing ----------------------------------------------------------------------------
+    def _make_record(
+        self, info: distfile.DistInfo, sha256: str, size: int, upload_time: str
+    ) -> FileRecord:
+        return FileRecord(
+            project=info.name.project,
+            filename=info.name.filename,
+            version=str(info.name.version),
+            sha256=sha256,
+            size=size,
+            upload_time=upload_time,
+            requires_python=info.requires_python,
+            metadata_sha256=(
+                hashlib.sha256(info.metadata).hexdigest() if info.name.kind == "wheel" else None
+            ),
+            summary=info.summary,
+        )
+
+    def _store_metadata(self, record: FileRecord, info: distfile.DistInfo) -> None:
+        if record.metadata_sha256:
+            key = file_key(record.project, record.filename) + ".metadata"
+            self.storage.put_bytes(key, info.metadata)
+
+    def add(
+        self, info: distfile.DistInfo, fh, sha256: str, size: int, *, notify: bool = True
+    ) -> FileRecord:
+        """Store a checked distribution: the file (never replacing one), its metadata, then its
+        record, which publishes it. AlreadyExists if the filename is taken.
+
+        notify=False skips telling other processes (for bulk loads; call notify() once after)."""
+        record = self._make_record(info, sha256, size, now_iso())
+        fh.seek(0)
+        self.storage.put_atomic(file_key(record.project, record.filename), fh, overwrite=False)
+        # After the file: a losing concurrent upload must not replace the winner's .metadata.
+        self._store_metadata(record, info)
+        self.storage.put_bytes(record_key(record.project, record.filename), record.to_json())
+        if notify:
+            self.notify()
+        return record
+
+    def notify(self) -> None:
+        """Tell every process (and this one) that storage changed."""
+        self._bump()
+        self.refresh()
+
+    def existing(self, project: str, filename: str) -> FileRecord | None:
+        """The record of a stored file, looked up in storage (not the cache) to be exact."""
+        key = file_key(project, filename)
+        if not self.storage.exists(key):
+            return None
+        try:
+            return FileRecord.from_json(self.storage.read_bytes(record_key(project, filename)))
+        except FileNotFoundError:
+            # Stored but not yet recorded (an upload in flight or cut short): hash it here.
+            with self.storage.open(key) as fh:
+                sha256, size = distfile.hash_file(fh)
+            return FileRecord(NormalizedName(project), filename, "0", sha256, size, "")
+
+    def set_yanked(self, project: str, selector: str, reason: str | None) -> list[FileRecord]:
+        """Yank (reason is a string, maybe empty) or un-yank (None) a file or every file of a
+        version. Returns the changed records; LookupError when nothing matches."""
+        name = canonicalize_name(project)
+        self.refresh()
+        current = self.project(name)
+        if current is None:
+            raise LookupError(f"no project {name!r} in the index")
+        matches = [f for f in current.files if f.filename == selector]
+        if not matches:
+            try:
+                wanted = Version(selector)
+            except ValueError:
+                wanted = None
+            matches = [
+                f for f in current.files if wanted is not None and Version(f.version) == wanted
+            ]
+        if not matches:
+            raise LookupError(f"project {name!r} has no file or version {selector!r}")
+        changed = []
+        for f in matches:
+            updated = replace(f, yanked=reason)
+            self.storage.put_bytes(record_key(f.project, f.filename), updated.to_json())
+            changed.append(updated)
+        self._bump()
+        self.refresh()
+        return changed
+
+
+__all__ = ["AlreadyExists", "Catalog", "FileRecord", "Project", "file_key", "record_key"]

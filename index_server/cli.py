@@ -1,0 +1,206 @@
+"""`wheelfarm serve`, `wheelfarm token ...`, `wheelfarm yank` / `unyank`: thin shells over the library."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from index_server.app import DEFAULT_MAX_UPLOAD, Config, default_data_dir
+
+data_option = click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Index storage folder [default: $WHEELFARM_DATA/index].",
+)
+
+
+def _data(data: Path | None) -> Path:
+    return data if data is not None else default_data_dir()
+
+
+# Threaded workers keep connections alive (pip and uv reuse them) and a slow upload holds one thread,
+# not a whole worker; the app itself is thread-safe (the catalog refreshes under a lock).
+WORKER_ARGS = ["--worker-class", "gthread", "--threads", "4"]
+
+
+def gunicorn_argv(
+    config: Config, host: str, port: int, workers: int, access_log: bool = False
+) -> list[str]:
+    """The production command: gunicorn with the app factory; configuration travels in the env."""
+    import gunicorn
+
+    # gunicorn 27 opens a control socket at one fixed path per user; several indexes would collide.
+    extra = ["--no-control-socket"] if gunicorn.version_info >= (27,) else []
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        *extra,
+        "--workers",
+        str(workers),
+        *WORKER_ARGS,
+        "--bind",
+        f"{host}:{port}",
+        "--preload",
+        *(["--access-logfile", "-"] if access_log else []),
+        "--timeout",
+        "300",  # slow uploads of big wheels
+        "index_server.app:create_app()",
+    ]
+
+
+@click.command()
+@data_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option(
+    "--private", is_flag=True, help="Reads need a token too (HTTP Basic, user __token__)."
+)
+@click.option("--workers", type=int, default=None, help="gunicorn workers [default: CPU cores].")
+@click.option(
+    "--embedded", is_flag=True, help="Use the embedded single-process server instead of gunicorn."
+)
+@click.option(
+    "--base-url", default="", help="Public URL prefix for links, e.g. https://wheels.example.com."
+)
+@click.option(
+    "--max-upload", type=int, default=DEFAULT_MAX_UPLOAD, show_default=True, help="Bytes."
+)
+@click.option("--access-log", is_flag=True, help="Log every request to stdout.")
+def serve(
+    data: Path | None,
+    host: str,
+    port: int,
+    private: bool,
+    workers: int | None,
+    embedded: bool,
+    base_url: str,
+    max_upload: int,
+    access_log: bool,
+) -> None:
+    """Serve the package index (simple API, uploads at /legacy/, pages at /)."""
+    config = Config(_data(data), private, max_upload, base_url.rstrip("/"))
+    config.data.mkdir(parents=True, exist_ok=True)
+    click.echo(f"wheelfarm index: http://{host}:{port}/ serving {config.data}", err=True)
+    if embedded or (shutil.which("gunicorn") is None and not _has_gunicorn()):
+        from index_server.app import create_app
+
+        create_app(config).run(host=host, port=port, threaded=True)
+        return
+    env = {**os.environ, **config.to_env()}
+    argv = gunicorn_argv(config, host, port, workers or os.cpu_count() or 1, access_log)
+    os.execve(sys.executable, argv, env)
+
+
+def _has_gunicorn() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("gunicorn") is not None
+
+
+@click.group()
+def token() -> None:
+    """Create, list and revoke API tokens (stored as hashes only)."""
+
+
+def _tokens(data: Path | None):
+    from index_server.auth import TokenStore
+    from index_server.storage import LocalStorage
+
+    return TokenStore(LocalStorage(_data(data)))
+
+
+@token.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    type=click.Choice(["upload", "read"]),
+    default="upload",
+    show_default=True,
+    help="upload: upload, yank and read; read: only read a private index.",
+)
+@data_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def token_create(name: str, scope: str, data: Path | None, as_json: bool) -> None:
+    """Create a token NAME and print its secret (shown this once only)."""
+    record, secret = _tokens(data).create(name, scope)  # type: ignore[arg-type]
+    if as_json:
+        click.echo(json.dumps({"id": record.id, "name": name, "scope": scope, "token": secret}))
+    else:
+        click.echo(secret)
+        click.echo(
+            f"token {record.id} ({name}, {scope}): keep it now, it is stored only as a hash",
+            err=True,
+        )
+
+
+@token.command("list")
+@data_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def token_list(data: Path | None, as_json: bool) -> None:
+    """List tokens (ids, names, scopes; never secrets)."""
+    tokens = _tokens(data).tokens()
+    if as_json:
+        click.echo(
+            json.dumps([{k: v for k, v in asdict(t).items() if k != "sha256"} for t in tokens])
+        )
+        return
+    for t in tokens:
+        click.echo(f"{t.id}  {t.scope:<6}  {t.created}  {t.name}")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@data_option
+def token_revoke(token_id: str, data: Path | None) -> None:
+    """Revoke the token with this id (or name)."""
+    try:
+        t = _tokens(data).revoke(token_id)
+    except LookupError as exc:
+        raise click.ClickException(f"{_data(data)}: {exc.args[0]}") from None
+    click.echo(f"revoked token {t.id} ({t.name})")
+
+
+def _set_yanked(
+    project: str, target: str, reason: str | None, data: Path | None, as_json: bool
+) -> None:
+    from index_server.catalog import Catalog
+    from index_server.storage import LocalStorage
+
+    try:
+        changed = Catalog(LocalStorage(_data(data))).set_yanked(project, target, reason)
+    except LookupError as exc:
+        raise click.ClickException(f"{_data(data)}: {exc.args[0]}") from None
+    if as_json:
+        click.echo(json.dumps([{"filename": f.filename, "yanked": f.yanked} for f in changed]))
+        return
+    for f in changed:
+        click.echo(f"{'yanked' if reason is not None else 'un-yanked'} {f.filename}")
+
+
+@click.command()
+@click.argument("project")
+@click.argument("target", metavar="FILE|VERSION")
+@click.option("--reason", default="", help="Why (shown to pip users).")
+@data_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def yank(project: str, target: str, reason: str, data: Path | None, as_json: bool) -> None:
+    """Yank one file, or every file of a version, of PROJECT (PEP 592)."""
+    _set_yanked(project, target, reason, data, as_json)
+
+
+@click.command()
+@click.argument("project")
+@click.argument("target", metavar="FILE|VERSION")
+@data_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def unyank(project: str, target: str, data: Path | None, as_json: bool) -> None:
+    """Undo a yank of one file or of every file of a version."""
+    _set_yanked(project, target, None, data, as_json)

@@ -1,0 +1,146 @@
+"""Reading a distribution file: its name and version from the filename and from its own metadata.
+
+Used by uploads (to refuse files whose contents do not match their names) and by the catalog (to
+rebuild a record for a file whose upload was cut short after the file itself was stored).
+"""
+
+from __future__ import annotations
+
+import email.parser
+import hashlib
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from typing import BinaryIO, Literal
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+# A METADATA file larger than this is not plausible; refusing it bounds memory use.
+MAX_METADATA = 8 << 20
+
+
+class InvalidDistribution(ValueError):
+    """The file is not a distribution we accept; the message says why, for the uploader."""
+
+
+@dataclass(frozen=True)
+class DistName:
+    filename: str
+    project: NormalizedName
+    version: Version
+    kind: Literal["wheel", "sdist"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    name: DistName
+    metadata: bytes  # the METADATA / PKG-INFO file as stored in the archive
+    requires_python: str | None
+    summary: str | None
+
+
+def parse_filename(filename: str) -> DistName:
+    """Validate a distribution filename (PEP 427 wheel or PEP 625 sdist) without touching the file."""
+    if not filename or "/" in filename or "\\" in filename or "\0" in filename:
+        raise InvalidDistribution(f"invalid filename {filename!r}: no path separators allowed")
+    if filename.startswith(".") or ".." in filename:
+        raise InvalidDistribution(f"invalid filename {filename!r}")
+    try:
+        if filename.endswith(".whl"):
+            project, version, _build, _tags = parse_wheel_filename(filename)
+            return DistName(filename, project, version, "wheel")
+        if filename.endswith(".tar.gz"):
+            project, version = parse_sdist_filename(filename)
+            return DistName(filename, project, version, "sdist")
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as exc:
+        raise InvalidDistribution(f"invalid distribution filename {filename!r}: {exc}") from None
+    raise InvalidDistribution(
+        f"{filename!r} is not a wheel (.whl) or a source distribution (.tar.gz)"
+    )
+
+
+def inspect(fh: BinaryIO, filename: str) -> DistInfo:
+    """Open the archive `fh` and check that its metadata names the project and version of `filename`."""
+    name = parse_filename(filename)
+    fh.seek(0)
+    raw = _wheel_metadata(fh, name) if name.kind == "wheel" else _sdist_metadata(fh, name)
+    fh.seek(0)
+    msg = email.parser.BytesParser().parsebytes(raw, headersonly=True)
+    meta_name, meta_version = msg.get("Name"), msg.get("Version")
+    if not meta_name or not meta_version:
+        raise InvalidDistribution(f"{filename}: metadata has no Name or no Version")
+    if canonicalize_name(meta_name) != name.project:
+        raise InvalidDistribution(
+            f"{filename}: metadata names project {meta_name!r}, the filename {name.project!r}"
+        )
+    try:
+        version = Version(meta_version)
+    except InvalidVersion:
+        raise InvalidDistribution(f"{filename}: invalid Version {meta_version!r}") from None
+    if version != name.version:
+        raise InvalidDistribution(
+            f"{filename}: metadata has version {meta_version}, the filename {name.version}"
+        )
+    return DistInfo(name, raw, msg.get("Requires-Python"), msg.get("Summary"))
+
+
+def _wheel_metadata(fh: BinaryIO, name: DistName) -> bytes:
+    try:
+        zf = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise InvalidDistribution(f"{name.filename}: not a zip archive") from None
+    with zf:
+        candidates = [
+            n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
+        ]
+        if len(candidates) != 1:
+            raise InvalidDistribution(
+                f"{name.filename}: expected one *.dist-info/METADATA, found {len(candidates)}"
+            )
+        info = zf.getinfo(candidates[0])
+        if info.file_size > MAX_METADATA:
+            raise InvalidDistribution(f"{name.filename}: METADATA is too large")
+        try:
+            return zf.read(info)
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise InvalidDistribution(f"{name.filename}: cannot read METADATA: {exc}") from None
+
+
+def _sdist_metadata(fh: BinaryIO, name: DistName) -> bytes:
+    try:
+        tf = tarfile.open(fileobj=fh, mode="r:gz")  # noqa: SIM115 - closed below
+    except (tarfile.TarError, OSError, EOFError):
+        raise InvalidDistribution(f"{name.filename}: not a gzipped tar archive") from None
+    with tf:
+        try:
+            for member in tf:
+                parts = member.name.split("/")
+                if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
+                    if member.size > MAX_METADATA:
+                        raise InvalidDistribution(f"{name.filename}: PKG-INFO is too large")
+                    extracted = tf.extractfile(member)
+                    assert extracted is not None
+                    return extracted.read()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InvalidDistribution(f"{name.filename}: broken tar archive: {exc}") from None
+    raise InvalidDistribution(f"{name.filename}: no top-level PKG-INFO")
+
+
+def hash_file(fh: BinaryIO) -> tuple[str, int]:
+    """sha256 hex digest and size of `fh`, read from the start; leaves it at the start."""
+    fh.seek(0)
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := fh.read(1 << 20):
+        digest.update(chunk)
+        size += len(chunk)
+    fh.seek(0)
+    return digest.hexdigest(), size

@@ -1,0 +1,111 @@
+"""Serving distribution files and their PEP 658 `.metadata` with ETag, conditional GET and Range.
+
+Only files the catalog has published are served, so a file whose upload was cut short is never seen.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Blueprint, Response, request
+from werkzeug.http import http_date
+from werkzeug.wsgi import wrap_file
+
+from index_server.app import state, text_error
+from index_server.catalog import file_key
+
+bp = Blueprint("files", __name__)
+
+
+def content_type(filename: str) -> str:
+    if filename.endswith(".metadata"):
+        return "text/plain; charset=utf-8"
+    if filename.endswith(".whl"):
+        return "application/zip"
+    if filename.endswith(".tar.gz"):
+        # A gzip file, served as is: no Content-Encoding, or clients would unpack it in transit.
+        return "application/gzip"
+    return "application/octet-stream"
+
+
+def _find(st, project: str, filename: str):
+    """(record, storage key, ETag, size) of a published file or its .metadata, else None."""
+    proj = st.catalog.project(project)
+    dist_name = filename.removesuffix(".metadata")
+    record = proj.get(dist_name) if proj else None
+    is_metadata = dist_name != filename
+    if record is None or (is_metadata and not record.metadata_sha256):
+        return None
+    key = file_key(record.project, filename)
+    if is_metadata:
+        st_ = st.storage.stat(key)
+        if st_ is None:
+            return None
+        return record, key, record.metadata_sha256, st_.size
+    return record, key, record.sha256, record.size
+
+
+def _headers(st, record, filename: str) -> dict[str, str]:
+    scope = "private" if st.config.private else "public"
+    return {
+        "Content-Type": content_type(filename),
+        # Files never change once stored (yanking changes pages, not files).
+        "Cache-Control": f"{scope}, max-age=31536000, immutable",
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Accept-Ranges": "bytes",
+    }
+
+
+@bp.get("/files/<project>/<filename>")
+def serve(project: str, filename: str) -> Response:
+    st = state()
+    found = _find(st, project, filename)
+    if found is None:
+        return text_error(404, f"no file {project}/{filename} in this index")
+    record, key, etag, size = found
+    try:
+        fh = st.storage.open(key)
+    except FileNotFoundError:
+        return text_error(404, f"no file {project}/{filename} in this index")
+    resp = Response(wrap_file(request.environ, fh), direct_passthrough=True)
+    resp.headers.update(_headers(st, record, filename))
+    resp.content_length = size
+    resp.set_etag(etag)
+    resp.last_modified = _last_modified(record)
+    return resp.make_conditional(request, accept_ranges=True, complete_length=size)
+
+
+def _last_modified(record) -> datetime:
+    return datetime.fromisoformat(record.upload_time.replace("Z", "+00:00"))
+
+
+def fast_path(st, environ: dict):
+    """A plain GET of a whole file (no Range, no conditions) without Flask's dispatch; None hands
+    the request to Flask."""
+    if environ.get("REQUEST_METHOD") != "GET" or any(
+        h in environ
+        for h in (
+            "HTTP_RANGE",
+            "HTTP_IF_NONE_MATCH",
+            "HTTP_IF_MODIFIED_SINCE",
+            "HTTP_IF_RANGE",
+            "HTTP_IF_MATCH",
+        )
+    ):
+        return None
+    parts = environ.get("PATH_INFO", "").split("/")
+    if len(parts) != 4 or parts[1] != "files":
+        return None
+    found = _find(st, parts[2], parts[3])
+    if found is None:
+        return None
+    record, key, etag, size = found
+    try:
+        fh = st.storage.open(key)
+    except FileNotFoundError:
+        return None
+    headers = _headers(st, record, parts[3])
+    headers["Content-Length"] = str(size)
+    headers["ETag"] = f'"{etag}"'
+    headers["Last-Modified"] = http_date(_last_modified(record))
+    return 200, list(headers.items()), wrap_file(environ, fh)

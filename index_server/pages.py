@@ -1,0 +1,160 @@
+"""Pages for people: `/` (what the index holds and how to use it) and `/project/<name>/`.
+
+Plain server-rendered HTML from templates/, cached per catalog change like the simple pages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Blueprint, Response, redirect, render_template, request
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from index_server.app import state, text_error
+from index_server.catalog import FileRecord
+from index_server.simple import file_url
+
+bp = Blueprint("pages", __name__)
+
+OS_NAMES = {"manylinux": "Linux", "musllinux": "Linux (musl)", "linux": "Linux", "macosx": "macOS"}
+
+
+@dataclass(frozen=True)
+class FileRow:
+    filename: str
+    url: str
+    kind: str
+    python: str
+    platform: str
+    arch: str
+    size: str
+    uploaded: str
+    yanked: str | None
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError
+
+
+def describe_platform(platform: str) -> tuple[str, str]:
+    """(operating system, architecture) of a wheel platform tag."""
+    if platform == "any":
+        return "any", "any"
+    if platform.startswith("win"):
+        return "Windows", {"win32": "x86", "win_amd64": "x86_64"}.get(
+            platform, platform.removeprefix("win_")
+        )
+    os_part = platform.split("_", 1)[0]
+    if os_part.startswith("manylinux"):  # manylinux1, manylinux2010, manylinux2014
+        os_part = "manylinux"
+    for arch in (
+        "x86_64",
+        "universal2",
+        "aarch64",
+        "arm64",
+        "ppc64le",
+        "s390x",
+        "i686",
+        "armv7l",
+        "riscv64",
+    ):
+        if platform.endswith(arch):
+            return OS_NAMES.get(os_part, os_part), arch
+    return OS_NAMES.get(os_part, os_part), platform.rsplit("_", 1)[-1]
+
+
+def file_row(f: FileRecord) -> FileRow:
+    if f.kind == "wheel":
+        _name, _version, _build, tags = parse_wheel_filename(f.filename)
+        pythons = sorted({t.interpreter for t in tags})
+        described = sorted({describe_platform(t.platform) for t in tags})
+        platform = ", ".join(sorted({d[0] for d in described}))
+        arch = ", ".join(sorted({d[1] for d in described}))
+        python = ", ".join(pythons)
+    else:
+        python, platform, arch = "source", "any", "any"
+    return FileRow(
+        filename=f.filename,
+        url=file_url(state(), f),
+        kind=f.kind,
+        python=python,
+        platform=platform,
+        arch=arch,
+        size=human_size(f.size),
+        uploaded=f.upload_time[:16].replace("T", " "),
+        yanked=f.yanked,
+    )
+
+
+def _base() -> str:
+    return state().config.base_url or request.host_url.rstrip("/")
+
+
+def _html(body: str) -> Response:
+    private = state().config.private
+    return Response(
+        body,
+        content_type="text/html; charset=utf-8",
+        headers={"Cache-Control": "private, max-age=60" if private else "max-age=60, public"},
+    )
+
+
+_home_cache: dict[tuple, str] = {}
+
+
+@bp.get("/")
+def home() -> Response:
+    st = state()
+    key = (id(st), st.catalog.version, _base())
+    if key not in _home_cache:
+        _home_cache.clear()
+        projects = st.catalog.projects()
+        rows = [
+            {
+                "name": p.name,
+                "latest": p.versions[-1] if p.versions else "",
+                "files": len(p.files),
+                "summary": next((f.summary for f in reversed(p.files) if f.summary), "") or "",
+            }
+            for p in projects
+        ]
+        _home_cache[key] = render_template(
+            "index.html",
+            base=_base(),
+            projects=rows,
+            n_files=sum(len(p.files) for p in projects),
+            private=st.config.private,
+            example=rows[0]["name"] if rows else "PROJECT",
+        )
+    return _html(_home_cache[key])
+
+
+@bp.get("/project/<name>/")
+def project(name: str) -> Response:
+    normalized = canonicalize_name(name)
+    if normalized != name:
+        return redirect(f"/project/{normalized}/", code=301)
+    st = state()
+    proj = st.catalog.project(normalized)
+    if proj is None:
+        return text_error(404, f"no project named {normalized!r} in this index")
+    key = ("page", _base())
+    if key not in proj.cache:
+        by_version: dict[str, list[FileRow]] = {}
+        for f in proj.files:
+            by_version.setdefault(f.version, []).append(file_row(f))
+        versions = sorted(by_version, key=Version, reverse=True)
+        proj.cache[key] = render_template(
+            "project.html",
+            base=_base(),
+            name=proj.name,
+            versions=[(v, by_version[v]) for v in versions],
+            private=st.config.private,
+        )
+    return _html(proj.cache[key])

@@ -1,0 +1,199 @@
+"""Where the index keeps its bytes: a small key/value interface and a local-folder implementation.
+
+Keys are "/"-separated relative paths such as ``files/tiny-pure/tiny_pure-1.0-py3-none-any.whl``. The
+server keeps no state of its own apart from what it stores here, so an S3-compatible store can replace
+LocalStorage later by implementing the same methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from builder.atomic import fsync_dir
+
+CHUNK = 1 << 20
+
+
+class StorageError(Exception):
+    """A key is invalid or an operation cannot be done."""
+
+
+class AlreadyExists(StorageError):
+    """put_atomic(..., overwrite=False) found the key already there."""
+
+
+@dataclass(frozen=True)
+class Stat:
+    size: int
+    mtime_ns: int
+
+
+class Storage(ABC):
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """The names (not full keys) directly under `prefix`, folders included; [] if none."""
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """Open `key` for reading; FileNotFoundError if it is missing."""
+
+    @abstractmethod
+    def put_atomic(self, key: str, source: BinaryIO, *, overwrite: bool = True) -> None:
+        """Store the bytes of `source` under `key`: readers see the old value or the new, never half.
+
+        With overwrite=False an existing key is left alone and AlreadyExists is raised.
+        """
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def stat(self, key: str) -> Stat | None:
+        """Size and modification stamp of `key`, or None.
+
+        For a folder-like prefix the stamp must change whenever a key directly under it is added,
+        replaced or removed (the catalog relies on it to re-read only changed projects): a folder's
+        mtime does that; an object store can keep a small stamp object per prefix.
+        """
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.open(key) as fh:
+            return fh.read()
+
+    def put_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> None:
+        import io
+
+        self.put_atomic(key, io.BytesIO(data), overwrite=overwrite)
+
+    def local_path(self, key: str) -> Path | None:
+        """A filesystem path for `key` when the store has one (lets the server use sendfile)."""
+        return None
+
+    def sweep_partials(self) -> int:
+        """Remove temporary leftovers of writes that were killed midway; return how many."""
+        return 0
+
+
+def check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+        raise StorageError(f"invalid storage key {key!r}")
+    return key
+
+
+class LocalStorage(Storage):
+    """A folder on the local disk. Writes go to a hidden temporary file, are fsynced, then renamed."""
+
+    PART_SUFFIX = ".part"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def list(self, prefix: str) -> list[str]:
+        path = self._path(prefix) if prefix else self.root
+        try:
+            return sorted(
+                n
+                for n in os.listdir(path)
+                if not (n.startswith(".") and n.endswith(self.PART_SUFFIX))
+            )
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self._path(key), "rb")
+
+    def put_atomic(self, key: str, source: BinaryIO, *, overwrite: bool = True) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The writer's pid is in the temporary name so that a sweep can tell a dead writer's leftover
+        # from a live upload in another worker.
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=self.PART_SUFFIX
+        )
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                while chunk := source.read(CHUNK):
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                # link() refuses to replace an existing name, so two concurrent uploads of one
+                # filename cannot both win.
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise AlreadyExists(key) from None
+                os.unlink(tmp)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        fsync_dir(path.parent)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+    def stat(self, key: str) -> Stat | None:
+        try:
+            st = os.stat(self._path(key) if key else self.root)
+        except FileNotFoundError:
+            return None
+        return Stat(st.st_size, st.st_mtime_ns)
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def sweep_partials(self) -> int:
+        removed = 0
+        for tmp in _walk_partials(self.root, self.PART_SUFFIX):
+            if _writer_alive(tmp.name, self.PART_SUFFIX):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed += 1
+        return removed
+
+
+def _walk_partials(root: Path, suffix: str) -> Iterator[Path]:
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if name.startswith(".") and name.endswith(suffix):
+                yield Path(dirpath) / name
+
+
+def _writer_alive(name: str, suffix: str) -> bool:
+    """Whether the process that is writing temporary file `name` still runs."""
+    try:
+        pid = int(name[: -len(suffix)].rsplit(".", 2)[1])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,140 @@
+"""The legacy upload API that `twine upload --repository-url http://HOST/legacy/` speaks.
+
+A multipart/form-data POST with `:action=file_upload`, the file in field `content`, and optional
+`sha256_digest`, `md5_digest`, `blake2_256_digest`, `name`, `version`. Every check runs before
+anything is written; the file is then stored atomically and published by writing its record.
+
+An existing filename is answered 409 Conflict whatever its content (files are never overwritten);
+twine's `--skip-existing` treats a 409 as "already exists" and skips the file (twine/commands/upload.py,
+skip_upload). The message says whether the stored file is identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+
+from flask import Blueprint, Response, g, request
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from index_server import distfile
+from index_server.app import drain_body, state, text_error, unauthorized
+from index_server.auth import basic_token
+from index_server.storage import AlreadyExists
+
+log = logging.getLogger(__name__)
+bp = Blueprint("upload", __name__)
+
+
+class UploadError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _check_digest(fh, field: str, algorithm: str) -> None:
+    sent = request.form.get(field, "").strip().lower()
+    if not sent:
+        return
+    digest = (
+        hashlib.new(algorithm) if algorithm != "blake2_256" else hashlib.blake2b(digest_size=32)
+    )
+    fh.seek(0)
+    while chunk := fh.read(1 << 20):
+        digest.update(chunk)
+    fh.seek(0)
+    if not hmac.compare_digest(digest.hexdigest(), sent):
+        raise UploadError(400, f"{field} does not match the uploaded file ({digest.hexdigest()})")
+
+
+def _require_upload_token() -> str:
+    secret = basic_token(request.headers.get("Authorization"))
+    if secret is None:
+        raise UploadError(401, "uploads need a token: HTTP Basic with user __token__")
+    token = state().tokens.check(secret)
+    if token is None:
+        raise UploadError(401, "invalid or revoked token")
+    if token.scope != "upload":
+        raise UploadError(403, f"token {token.name!r} may read but not upload")
+    return token.name
+
+
+def handle_upload() -> Response:
+    g.token_name = _require_upload_token()
+    if request.mimetype != "multipart/form-data":
+        raise UploadError(400, f"expected multipart/form-data, got {request.mimetype or 'no body'}")
+    g.body_read = True
+    form, files = request.form, request.files  # parsing may raise 413
+    if not form and not files:
+        raise UploadError(400, "malformed multipart/form-data body: no fields could be read")
+    action = form.get(":action")
+    if action != "file_upload":
+        raise UploadError(400, f"unsupported :action {action!r}; only file_upload is supported")
+    upload = files.get("content")
+    if upload is None or not upload.filename:
+        raise UploadError(400, "no file in multipart field 'content'")
+    name = distfile.parse_filename(upload.filename)
+    if form.get("name") and canonicalize_name(form["name"]) != name.project:
+        raise UploadError(
+            400, f"form field name={form['name']!r} does not match the filename {name.filename!r}"
+        )
+    if form.get("version"):
+        try:
+            if Version(form["version"]) != name.version:
+                raise InvalidVersion
+        except InvalidVersion:
+            raise UploadError(
+                400,
+                f"form field version={form['version']!r} does not match the filename {name.filename!r}",
+            ) from None
+    fh = upload.stream
+    sha256, size = distfile.hash_file(fh)
+    if size == 0:
+        raise UploadError(400, f"{name.filename}: the file is empty")
+    if size > state().config.max_upload:
+        raise UploadError(413, f"upload too large: the limit is {state().config.max_upload} bytes")
+    _check_digest(fh, "sha256_digest", "sha256")
+    _check_digest(fh, "md5_digest", "md5")
+    _check_digest(fh, "blake2_256_digest", "blake2_256")
+    catalog = state().catalog
+    _refuse_existing(name, sha256)
+    info = distfile.inspect(fh, name.filename)
+    try:
+        catalog.add(info, fh, sha256, size)
+    except AlreadyExists:
+        _refuse_existing(name, sha256)  # another upload of the same name won the race
+        raise
+    log.info("stored %s (%d bytes, sha256 %s, token %s)", name.filename, size, sha256, g.token_name)
+    return Response(f"OK: stored {name.filename}\n", mimetype="text/plain")
+
+
+def _refuse_existing(name: distfile.DistName, sha256: str) -> None:
+    existing = state().catalog.existing(name.project, name.filename)
+    if existing is None:
+        return
+    if existing.sha256 == sha256:
+        raise UploadError(409, f"File already exists: {name.filename} (identical content)")
+    raise UploadError(
+        409,
+        f"File already exists: {name.filename} with different content (stored sha256 "
+        f"{existing.sha256}); files are never overwritten, upload a new version instead",
+    )
+
+
+@bp.post("/legacy/", strict_slashes=False)
+def upload() -> Response:
+    try:
+        return handle_upload()
+    except UploadError as exc:
+        log.warning("refused upload (%d): %s", exc.code, exc.message)
+        if not g.get("body_read"):
+            drain_body()
+        if exc.code == 401:
+            return unauthorized(exc.message)
+        return text_error(exc.code, exc.message)
+    except distfile.InvalidDistribution as exc:
+        log.warning("refused upload (400): %s", exc)
+        return text_error(400, str(exc))

@@ -1,0 +1,71 @@
+"""Session fixtures for the index tests (helpers live in index_fixtures.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from index_fixtures import Dists, Server, create_token, start_server
+from support.projects import make_sdist, make_wheel
+
+
+@pytest.fixture(scope="session")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
+    out = tmp_path_factory.mktemp("dists")
+    return Dists(
+        pure=make_wheel(out, "Tiny-Pure", "0.1", requires_python=">=3.8,<4"),
+        pure_sdist=make_sdist(out / "sdist", "tiny-pure", "0.1", requires_python=">=3.8,<4"),
+        native=make_wheel(out, "tiny-native", "1.0", c_extension=True),
+    )
+
+
+@pytest.fixture(scope="session")
+def index_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("index") / "data"
+
+
+@pytest.fixture(scope="session")
+def upload_token(index_data: Path) -> str:
+    return create_token(index_data, "ci")
+
+
+@pytest.fixture(scope="session")
+def server(index_data: Path, upload_token: str):
+    srv = start_server(index_data)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def twine_upload(server: Server, upload_token: str):
+    def upload(*files: Path, skip_existing: bool = False, token: str | None = None):
+        cmd = [
+            "twine",
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            f"{server.url}/legacy/",
+            "-u",
+            "__token__",
+            "-p",
+            token or upload_token,
+            *map(str, files),
+        ]
+        if skip_existing:
+            cmd.append("--skip-existing")
+        return subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}
+        )
+
+    return upload
+
+
+@pytest.fixture(scope="session")
+def published(server: Server, dists: Dists, twine_upload) -> Dists:
+    """The tiny distributions, uploaded once with real twine."""
+    result = twine_upload(dists.pure, dists.pure_sdist, dists.native)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dists

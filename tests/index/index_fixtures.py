@@ -1,0 +1,104 @@
+"""Helpers for the index tests: the real app under real gunicorn, started by `wheelfarm serve`.
+
+(A uniquely named module rather than conftest.py: test modules import from it, and `conftest` is
+not a unique module name across the suite.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_UPLOAD = 1 << 20  # small, so the oversize test stays small
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    data: Path
+    port: int
+    proc: subprocess.Popen
+    private: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """SIGKILL gunicorn's master and workers at once: no graceful shutdown of anything."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_server(
+    data: Path, *, private: bool = False, workers: int = 2, port: int | None = None
+) -> Server:
+    port = port or free_port()
+    cmd = [
+        "wheelfarm",
+        "serve",
+        "--data",
+        str(data),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--max-upload",
+        str(MAX_UPLOAD),
+    ]
+    if private:
+        cmd.append("--private")
+    log = open(data.parent / f"server-{port}.log", "ab")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(data, port, proc, private)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {(data.parent / f'server-{port}.log').read_text()}")
+        try:
+            urllib.request.urlopen(server.url + "/simple/", timeout=2).close()
+            return server
+        except urllib.error.HTTPError:
+            return server  # it answers (401 when private)
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("server did not start in 30 s")
+
+
+def create_token(data: Path, name: str, scope: str = "upload") -> str:
+    out = subprocess.run(
+        ["wheelfarm", "token", "create", name, "--scope", scope, "--data", str(data), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)["token"]
+
+
+@dataclass
+class Dists:
+    pure: Path  # tiny-pure 0.1 wheel, Requires-Python with < and >
+    pure_sdist: Path
+    native: Path  # tiny-native 1.0 wheel with a C extension for this machine

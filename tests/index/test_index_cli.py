@@ -1,0 +1,49 @@
+"""`wheelfarm serve` without gunicorn and with its defaults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from index_fixtures import free_port
+
+
+def test_embedded_server_uses_the_default_data_folder(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "WHEELFARM_DATA": str(tmp_path / "state")}
+    proc = subprocess.Popen(
+        ["wheelfarm", "serve", "--embedded", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
+                    page = resp.read().decode()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "the embedded server did not start"
+                time.sleep(0.1)
+        assert f"pip install --extra-index-url http://127.0.0.1:{port}/simple/" in page
+        assert "holds 0 projects" in page
+        assert (tmp_path / "state" / "index").is_dir()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def test_serve_defaults() -> None:
+    out = subprocess.run(
+        ["wheelfarm", "serve", "--help"], check=True, capture_output=True, text=True
+    )
+    assert "127.0.0.1" in out.stdout
+    assert "8080" in out.stdout
