@@ -17,9 +17,10 @@ used only here, never passed to a build.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import logging
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,8 +144,9 @@ def publish(
                 results.append(PublishResult(wheel, REFUSED, why))
                 continue
             try:
-                _quiet_twine()
-                upload(settings, [str(wheel)])
+                # twine prints its banners on stdout, which belongs to our --json output.
+                with contextlib.redirect_stdout(sys.stderr):
+                    upload(settings, [str(wheel)])
             except (TwineException, OSError) as exc:  # requests' HTTPError is an OSError
                 results.append(PublishResult(wheel, REFUSED, f"upload failed: {exc}"))
                 continue
@@ -195,11 +197,6 @@ def _sha256(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             sha.update(chunk)
     return sha.hexdigest()
-
-
-def _quiet_twine() -> None:
-    # twine prints "Uploading ..." banners through rich/logging; the caller reports outcomes itself.
-    logging.getLogger("twine").setLevel(logging.WARNING)
 
 
 def summarize(results: Iterable[PublishResult]) -> dict[str, int]:

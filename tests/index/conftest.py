@@ -1,4 +1,4 @@
-"""Session fixtures for the index tests (helpers live in index_fixtures.py)."""
+"""Session fixtures for the index tests (helpers live in support/index_server.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from index_fixtures import Dists, Server, create_token, start_server
+from support.index_server import Dists, Server, create_token, start_server
 from support.projects import make_sdist, make_wheel
 
 

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from index_fixtures import MAX_UPLOAD, Server, create_token
 from index_http import multipart, request, upload, upload_form
+from support.index_server import MAX_UPLOAD, Server, create_token
 from support.projects import make_dummy_wheel
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from platform import machine
 
 import pytest
-from index_fixtures import Dists, Server
+from support.index_server import Dists, Server
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from index_fixtures import free_port
+from support.index_server import free_port
 
 
 def test_embedded_server_uses_the_default_data_folder(tmp_path: Path) -> None:

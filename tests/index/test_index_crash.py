@@ -10,8 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from index_fixtures import create_token, start_server
 from index_http import basic, request, upload, upload_form
+from support.index_server import create_token, start_server
 from support.projects import make_dummy_wheel
 
 

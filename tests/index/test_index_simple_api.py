@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from index_fixtures import Dists, Server
 from index_http import SimplePage, request
+from support.index_server import Dists, Server
 
 JSON = "application/vnd.pypi.simple.v1+json"
 

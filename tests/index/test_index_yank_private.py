@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from index_fixtures import Dists, Server, create_token, start_server
 from index_http import SimplePage, request, upload, upload_form
+from support.index_server import Dists, Server, create_token, start_server
 from support.projects import make_dummy_wheel
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
