@@ -56,14 +56,14 @@ class Backend(ABC):
         options: BuildOptions,
         workdir: Path,
         log: BuildLog,
-        env: Mapping[str, str] | None = None,
     ) -> Path:
         """Build `sdist` for CPython `python` ("3.11") and platform tag `target`; return the wheel.
 
-        `workdir` is an empty folder the backend owns for this build; `env` holds extra variables
-        the shared pipeline adds (native dependency prefixes: CPPFLAGS, LDFLAGS, PKG_CONFIG_PATH,
-        SOURCE_DATE_EPOCH); the recipe's own `options.environment` comes on top. Failures raise
-        BuildError (use `log.run`, which does that with the first error line).
+        `workdir` is an empty folder the backend owns for this build. `options.environment` holds
+        every variable the build must see: the pipeline puts its own there before the recipe's
+        (SOURCE_DATE_EPOCH; native dependency prefixes: CPPFLAGS, LDFLAGS, PKG_CONFIG_PATH).
+        The backend applies them, runs `options.before_build`, honours `options.config_settings`.
+        Failures raise BuildError (use `log.run`, which does that with the first error line).
         """
 
     def available(self, python: str, target: str) -> str | None:
