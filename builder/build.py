@@ -366,7 +366,7 @@ def build_sdist(
                     )
                     status, message = TESTED, "tested under qemu-aarch64"
             out_dir.mkdir(parents=True, exist_ok=True)
-            final = out_dir / repaired.name
+            final = out_dir.resolve() / repaired.name
             shutil.copy2(repaired, final.with_name(final.name + ".part"))
             os.replace(final.with_name(final.name + ".part"), final)
             log.section(f"result: {status}: {final}")
