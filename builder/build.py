@@ -394,3 +394,46 @@ def build_many(
 ) -> list[BuildResult]:
     """Run build thunks one after another; a failure is a result, never an exception."""
     return [b() for b in builds]
+
+
+def build_url(
+    source: str,
+    sha256: str,
+    *,
+    project: str,
+    version: str,
+    filename: str | None = None,
+    **kwargs,
+) -> BuildResult:
+    """Fetch the sdist at `source` (verified against `sha256`), then `build_sdist` it.
+
+    A fetch failure (hash mismatch, HTTP error) is a failed result with step "fetch".
+    """
+    from builder.fetch import FetchError, fetch_sdist
+
+    try:
+        sdist = fetch_sdist(source, sha256, filename)
+    except FetchError as exc:
+        options = kwargs.get("options") or BuildOptions()
+        python, target = kwargs["python"], kwargs["target"]
+        log_path = _log_path(
+            kwargs.get("log_dir") or default_log_dir(), project, version, python, target
+        )
+        with BuildLog(log_path) as log:
+            log.write(f"wheelfarm build {project} {version} cp{python} {target}")
+            log.section(f"fetch {source}: {exc}")
+        return BuildResult(
+            project=project,
+            version=version,
+            python=python,
+            target=target,
+            backend=options.backend,
+            status=FAILED,
+            wheel=None,
+            log=log_path,
+            step="fetch",
+            error=str(exc),
+            message=f"failed at fetch: {exc}",
+            sdist_sha256=sha256,
+        )
+    return build_sdist(sdist, project=project, version=version, sdist_sha256=sha256, **kwargs)
