@@ -12,6 +12,7 @@ import importlib
 import click
 
 SUBCOMMANDS: dict[str, str] = {
+    "plan": "builder.plan_cli:plan_command",
     "recipe": "builder.recipe_cli:recipe",
 }
 
