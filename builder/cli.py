@@ -14,6 +14,7 @@ import click
 SUBCOMMANDS: dict[str, str] = {
     "plan": "builder.plan_cli:plan_command",
     "recipe": "builder.recipe_cli:recipe",
+    "check": "builder.check.cli:check",
 }
 
 
