@@ -25,7 +25,8 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from builder.backends import BuildError, BuildLog, get_backend
 from builder.paths import cache_dir, data_dir
-from builder.recipes import BuildOptions, TestSpec
+from builder.plan import Job
+from builder.recipes import BuildOptions, Recipe, TestSpec
 from builder.targets import parse_target, supported_tags
 from builder.toolchain import CrossToolchain, ToolchainError, cross_target, test_sysroot
 
@@ -367,13 +368,6 @@ def build_sdist(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def build_many(
-    builds: Iterable[Callable[[], BuildResult]],
-) -> list[BuildResult]:
-    """Run build thunks one after another; a failure is a result, never an exception."""
-    return [b() for b in builds]
-
-
 def build_url(
     source: str,
     sha256: str,
@@ -415,3 +409,134 @@ def build_url(
             sdist_sha256=sha256,
         )
     return build_sdist(sdist, project=project, version=version, sdist_sha256=sha256, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes and plan jobs
+
+
+def native_prefixes(recipe: Recipe, target: str, log: BuildLog) -> list[Path]:
+    """Prefixes holding the recipe's native libraries built for `target` (builder.deps)."""
+    if not recipe.native:
+        return []
+    try:
+        from builder import deps
+    except ImportError:
+        raise BuildError(
+            "deps",
+            f"{recipe.path}: declares native libraries "
+            f"({', '.join(n.name for n in recipe.native)}) but builder.deps is not available",
+            log.path,
+        ) from None
+    return [Path(p) for p in deps.prefixes_for(recipe, target, log)]
+
+
+def build_job(
+    job: Job,
+    *,
+    out_dir: Path,
+    recipe: Recipe | None = None,
+    log_dir: Path | None = None,
+    run_test: bool = True,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Build one planned job: fetch its sdist (sha256-verified), native libraries, then the wheel."""
+    from builder.recipes import RecipeError, load_recipe
+
+    common = {
+        "project": job.project,
+        "version": job.version,
+        "python": job.python,
+        "target": job.target,
+        "out_dir": out_dir,
+        "log_dir": log_dir,
+    }
+    try:
+        recipe = recipe or load_recipe(job.recipe_path)
+    except (RecipeError, OSError) as exc:
+        return _early_failure("recipe", str(exc), **common)
+    if recipe.native:
+        log_path = _log_path(
+            log_dir or default_log_dir(), job.project, job.version, job.python, job.target
+        )
+        with BuildLog(log_path) as log:
+            try:
+                prefixes = native_prefixes(recipe, job.target, log)
+            except BuildError as exc:
+                return _early_failure(exc.step, exc.summary, log_path=log_path, **common)
+    else:
+        prefixes = []
+    return build_url(
+        job.sdist_url,
+        job.sdist_sha256,
+        filename=job.sdist_filename or None,
+        options=recipe.build,
+        test=recipe.test,
+        prefixes=prefixes,
+        run_test=run_test,
+        progress=progress,
+        **common,
+    )
+
+
+def _early_failure(
+    step: str,
+    error: str,
+    *,
+    project: str,
+    version: str,
+    python: str,
+    target: str,
+    out_dir: Path,
+    log_dir: Path | None,
+    log_path: Path | None = None,
+) -> BuildResult:
+    log_path = log_path or _log_path(log_dir or default_log_dir(), project, version, python, target)
+    with BuildLog(log_path) as log:
+        log.section(f"result: failed at {step}: {error}")
+    return BuildResult(
+        project=project,
+        version=version,
+        python=python,
+        target=target,
+        backend="",
+        status=FAILED,
+        wheel=None,
+        log=log_path,
+        step=step,
+        error=error,
+        message=f"failed at {step}: {error}",
+    )
+
+
+def build_jobs(
+    jobs: Iterable[Job],
+    *,
+    out_dir: Path,
+    log_dir: Path | None = None,
+    run_test: bool = True,
+    progress: Progress | None = None,
+    on_result: Callable[[BuildResult], None] | None = None,
+) -> list[BuildResult]:
+    """Build every job in turn; a failing job is a failed result and the others still run."""
+    results = []
+    for job in jobs:
+        try:
+            r = build_job(
+                job, out_dir=out_dir, log_dir=log_dir, run_test=run_test, progress=progress
+            )
+        except Exception as exc:  # a bug in one job must not cost the others their builds
+            r = _early_failure(
+                "internal",
+                f"{type(exc).__name__}: {exc}",
+                project=job.project,
+                version=job.version,
+                python=job.python,
+                target=job.target,
+                out_dir=out_dir,
+                log_dir=log_dir,
+            )
+        results.append(r)
+        if on_result:
+            on_result(r)
+    return results
