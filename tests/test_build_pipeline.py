@@ -158,3 +158,9 @@ def test_missing_interpreter_is_a_clear_error_naming_the_version(tmp_path: Path)
     assert r.status == FAILED and r.step == "setup"
     assert "no host interpreter for Python 3.29" in r.error
     assert "pyenv install 3.29" in r.error
+
+
+def test_musllinux_is_refused_with_a_reason(tmp_path: Path) -> None:
+    sdist = make_sdist(tmp_path / "sdist", "wf-ext", c_extension=True)
+    r = _build(sdist, tmp_path / "out", "wf-ext", target="musllinux_1_2_aarch64")
+    assert r.status == FAILED and r.step == "setup" and "musllinux" in r.error
