@@ -12,9 +12,11 @@ import importlib
 import click
 
 SUBCOMMANDS: dict[str, str] = {
+    "build": "builder.build_cli:build",
     "check": "builder.check.cli:check",
     "cibw-build": "builder.cibw_cli:cibw_build_command",
     "cibw-options": "builder.cibw_cli:cibw_options_command",
+    "doctor": "builder.build_cli:doctor",
     "ledger": "builder.ledger_cli:ledger",
     "plan": "builder.plan_cli:plan_command",
     "publish": "builder.publish_cli:publish_command",
