@@ -66,6 +66,7 @@ def write_project(
     libraries: Sequence[str] = (),
     pure_fallback: bool = False,
     package_data: dict[str, bytes] | None = None,
+    setup_prelude: str = "",
 ) -> Path:
     """Write a setuptools project `name` into root/<name>-<version>/ and return that folder.
 
@@ -73,7 +74,8 @@ def write_project(
     `_native` extension module exposing triangle(n) and machine(). `prelude_c` goes right after the
     includes (it may `#define WF_EXTRA_METHODS` entries for the method table), `libraries` are linked
     into the extension, `pure_fallback` makes setup.py swallow a failed extension build and produce a
-    pure wheel (as markupsafe does), `package_data` adds files to the package.
+    pure wheel (as markupsafe does), `package_data` adds files to the package, `setup_prelude` is
+    Python that setup.py runs first (what an sdist's own code may do during a build).
     """
     pkg = canonicalize_name(name).replace("-", "_")
     src = root / f"{pkg}-{version}"
@@ -100,7 +102,9 @@ def write_project(
         body = f"try:\n    {call} {ext})\nexcept BaseException:\n    {call})\n"
     else:
         body = f"{call} {ext})\n"
-    (src / "setup.py").write_text("from setuptools import Extension, setup\n" + body)
+    (src / "setup.py").write_text(
+        "from setuptools import Extension, setup\n" + setup_prelude + "\n" + body
+    )
     (src / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
     )
