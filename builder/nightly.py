@@ -168,6 +168,12 @@ def run_nightly(cfg: NightlyConfig, progress: Progress | None = None) -> Nightly
         by_name = {r.canonical_name: r for r in recipes}
         farm = _Farm(cfg, dest, upstream, own, ledger, wheelhouse, logs, say)
         cells, todo = farm.triage(planned.decisions, by_name)
+        if todo:
+            # Host packages are installed here, outside the builds' sandbox (where apt cannot).
+            from builder.toolchain import ensure_cross_strip, ensure_qemu
+
+            ensure_cross_strip(progress=say)
+            ensure_qemu(progress=say)
         with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:
             cells += list(pool.map(farm.run_job, todo))
     order = {"failed": 0}
