@@ -43,6 +43,13 @@ def log_tail(data: bytes, limit: int = MAX_LOG_BYTES) -> bytes:
     return TRUNCATED.format(cut=len(data) - len(tail), kept=len(tail)).encode() + tail
 
 
+def _json(doc: Mapping[str, Any], what: str) -> bytes:
+    try:
+        return json.dumps(doc).encode()
+    except (TypeError, ValueError) as exc:
+        raise FarmClientError(f"cannot send {what} as JSON: {exc}") from None
+
+
 class FarmClient:
     def __init__(
         self,
@@ -91,7 +98,7 @@ class FarmClient:
 
     def put_status(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         """Replace the farm's status document (index_server/farm_status.schema.json)."""
-        return self._put("/api/farm/status", json.dumps(doc).encode(), "application/json")
+        return self._put("/api/farm/status", _json(doc, "the status document"), "application/json")
 
     def put_log(self, project: str, log_id: str, path: Path | str) -> dict[str, Any]:
         """Store a build log under the project; a log over the limit is sent as its tail."""
@@ -109,6 +116,6 @@ class FarmClient:
         """Store the provenance of a wheel the index already holds (404 otherwise)."""
         return self._put(
             f"/api/farm/provenance/{quote(wheel_filename, safe='')}",
-            json.dumps(record).encode(),
+            _json(record, f"the provenance of {wheel_filename}"),
             "application/json",
         )

@@ -49,6 +49,7 @@ MAX_PROVENANCE_BYTES = 1 << 20
 STATUS_KEY = "farm/status.json"
 LOGS = "farm/logs"
 PROVENANCE = "farm/provenance"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colours in build logs: noise in a page
 LOG_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 
 # Display order and wording of the cell statuses.
@@ -375,10 +376,14 @@ class Farm:
         return [e for _t, e in sorted(entries, key=lambda te: te[0], reverse=True)]
 
 
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
 def find_key_line(text: str, key_line: str | None) -> tuple[str, str, str]:
     """Split a log into (before, the key line, after) around the first line that is the key line
     (or else contains it); (text, "", "") when it is not there."""
-    wanted = (key_line or "").strip()
+    wanted = strip_ansi(key_line or "").strip()
     if not wanted:
         return text, "", ""
     lines = text.splitlines(keepends=True)

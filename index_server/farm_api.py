@@ -1,6 +1,7 @@
 """The farm's authenticated API (the nightly pushes what the pages show) and the provenance files.
 
 PUT /api/farm/status                        the farm's whole state, JSON (farm_status.schema.json)
+GET /api/farm/status                        the stored document (public, or with a token when private)
 PUT /api/farm/logs/<project>/<log id>       a build log, text/plain
 PUT /api/farm/provenance/<wheel filename>   a stored wheel's provenance, JSON (provenance.schema.json)
 GET /provenance/<wheel filename>.json       the provenance as stored (public, or with a token when private)
@@ -112,6 +113,19 @@ def _put_status() -> Response:
             "recipes": len(status.recipes),
             "url": _url("/status"),
         }
+    )
+
+
+@bp.get("/api/farm/status")
+def get_status() -> Response:
+    """The stored status document as pushed (readable like /status)."""
+    try:
+        data = state().storage.read_bytes(STATUS_KEY)
+    except FileNotFoundError:
+        return text_error(404, "no farm status has been pushed to this index")
+    scope = "private" if state().config.private else "public"
+    return Response(
+        data, content_type="application/json", headers={"Cache-Control": f"{scope}, max-age=60"}
     )
 
 

@@ -16,7 +16,14 @@ from packaging.version import Version
 
 from index_server.app import state, text_error
 from index_server.catalog import FileRecord
-from index_server.farm import FarmDataError, check_log_id, find_key_line, log_key, make_grid
+from index_server.farm import (
+    FarmDataError,
+    check_log_id,
+    find_key_line,
+    log_key,
+    make_grid,
+    strip_ansi,
+)
 from index_server.simple import file_url
 
 bp = Blueprint("pages", __name__)
@@ -222,7 +229,7 @@ def build_log(name: str, log_id: str) -> Response:
         return text_error(404, f"no build log {log_id!r} for project {normalized!r} in this index")
     farm = state().farm.status
     cell = farm.by_log.get((normalized, log_id)) if farm else None
-    text = data.decode("utf-8", errors="replace")
+    text = strip_ansi(data.decode("utf-8", errors="replace"))
     before, key_line, after = find_key_line(text, cell.key_line if cell else None)
     return _html(
         render_template(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import html
 import json
 import subprocess
 from pathlib import Path
@@ -15,7 +16,7 @@ from support.index_server import Server, create_token, start_server
 from support.projects import make_dummy_wheel
 
 from builder.farm_client import FarmClient, FarmClientError, log_tail
-from index_server.farm import MAX_LOG_BYTES, MAX_PROVENANCE_BYTES, MAX_STATUS_BYTES
+from index_server.farm import MAX_LOG_BYTES, MAX_PROVENANCE_BYTES, MAX_STATUS_BYTES, strip_ansi
 
 PROJECT = "farm-demo"
 TARGET = "manylinux_2_17_aarch64"
@@ -25,7 +26,7 @@ LOG = (
     "zig cc -O2 -c src/demo.c\n"
     f"{KEY_LINE}\n"
     "    3 | #include <rdkafka.h>\n"
-    "error: command 'zig' failed with exit code 1\n"
+    "\x1b[31merror:\x1b[0m command 'zig' failed with exit code 1\n"
 )
 
 
@@ -130,6 +131,7 @@ def test_pages_without_farm_data_still_work(server: Server) -> None:
     reply = request(server.url + "/status")
     assert reply.status == 200
     assert 'id="no-status"' in reply.text
+    assert request(server.url + "/api/farm/status").status == 404
     assert request(server.url + "/project/no-such-thing/").status == 404
 
 
@@ -139,6 +141,8 @@ def test_status_is_stored_and_every_worker_sees_it_at_once(farm) -> None:
         for generated in ("2026-11-22T04:00:00Z", "2026-11-22T04:00:01Z"):
             answer = client.put_status(status_doc(wheel.name, generated))
             assert answer == {"generated": generated, "cells": 3, "recipes": 1, "url": "/status"}
+            stored = request(server.url + "/api/farm/status")
+            assert json.loads(stored.body) == status_doc(wheel.name, generated)
             # 20 fresh connections spread over both workers: none may show the previous status.
             for _ in range(20):
                 page = request(server.url + "/status").text
@@ -234,6 +238,7 @@ def test_logs_are_stored_and_shown_escaped_with_the_key_line(farm, tmp_path: Pat
         page = request(server.url + answer["url"]).text
         assert '<strong id="failure-class" class="st st-failed">missing-header</strong>' in page
         assert "&lt;aarch64&gt;" in page and "<aarch64>" not in page
+        assert "\nerror: command 'zig'" in html.unescape(page) and "[31m" not in page
         assert (
             '<mark id="log-key-line" class="key-line">src/demo.c:3:10: fatal error: &#39;rdkafka.h&#39;'
             in page
@@ -368,6 +373,8 @@ def test_client_errors_name_the_url(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(FarmClientError, match=rf"^PUT {url}/api/farm/status: .*refused"):
         FarmClient(url, "wf_x").put_status({})
+    with pytest.raises(FarmClientError, match="cannot send the status document as JSON"):
+        FarmClient(url, "wf_x").put_status({"generated": object()})
     with pytest.raises(FarmClientError, match=r"cannot read the log .*nope\.log"):
         FarmClient(url, "wf_x").put_log(PROJECT, "a", tmp_path / "nope.log")
 
@@ -426,7 +433,7 @@ def test_status_and_project_pages_in_a_browser(farm, browser, tmp_path: Path) ->
     assert browser.current_url == f"{server.url}/project/{PROJECT}/logs/run-7-cp312"
     assert browser.find_element(By.ID, "failure-class").text == "missing-header"
     assert browser.find_element(By.ID, "key-line").text == KEY_LINE
-    assert browser.find_element(By.ID, "log").text == LOG.rstrip("\n")
+    assert browser.find_element(By.ID, "log").text == strip_ansi(LOG).rstrip("\n")
     assert browser.find_element(By.ID, "log-key-line").text == KEY_LINE
     browser.save_screenshot(str(tmp_path / "log.png"))
 
