@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from index_server.auth import TokenStore, basic_token
 from index_server.catalog import Catalog
+from index_server.farm import Farm
 from index_server.storage import LocalStorage, Storage
 
 DEFAULT_MAX_UPLOAD = 512 << 20
@@ -65,6 +66,7 @@ class State:
         self.storage = storage
         self.catalog = Catalog(storage)
         self.tokens = TokenStore(storage)
+        self.farm = Farm(storage, self.catalog)
 
 
 def state() -> State:
@@ -159,19 +161,21 @@ def create_app(config: Config | None = None, storage: Storage | None = None) -> 
     st.catalog.load()
     app.extensions["wheelfarm"] = st
 
-    from index_server import api, files, pages, simple, upload
+    from index_server import api, farm_api, files, pages, simple, upload
 
     app.register_blueprint(simple.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(upload.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(farm_api.bp)
 
     install_fast_path(app, st)
 
     @app.before_request
     def _refresh_and_guard() -> Response | None:
         st.catalog.refresh()
+        st.farm.refresh()
         if config.private and request.endpoint not in ("upload.upload", "static"):
             secret = basic_token(request.headers.get("Authorization"))
             if secret is None or st.tokens.check(secret) is None:

@@ -216,6 +216,11 @@ class Catalog:
             if changed:
                 self.version += 1
 
+    @property
+    def generation(self) -> object:
+        """The generation this process last loaded (changes with every change in any process)."""
+        return self._generation
+
     def _bump(self) -> None:
         self.storage.put_bytes(GENERATION, uuid.uuid4().hex.encode())
 

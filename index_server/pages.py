@@ -1,11 +1,14 @@
-"""Pages for people: `/` (what the index holds and how to use it) and `/project/<name>/`.
+"""Pages for people: `/` (what the index holds and how to use it), `/project/<name>/` (files, and
+what the farm pushed: the recipe, the build grid, logs, provenance), `/status` (the whole farm) and
+`/project/<name>/logs/<log id>` (a build log, its failure class and key line first).
 
 Plain server-rendered HTML from templates/, cached per catalog change like the simple pages.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from urllib.parse import quote
 
 from flask import Blueprint, Response, redirect, render_template, request
 from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -13,6 +16,14 @@ from packaging.version import Version
 
 from index_server.app import state, text_error
 from index_server.catalog import FileRecord
+from index_server.farm import (
+    FarmDataError,
+    check_log_id,
+    find_key_line,
+    log_key,
+    make_grid,
+    strip_ansi,
+)
 from index_server.simple import file_url
 
 bp = Blueprint("pages", __name__)
@@ -31,6 +42,7 @@ class FileRow:
     size: str
     uploaded: str
     yanked: str | None
+    provenance: str | None = None  # URL of the wheel's provenance record
 
 
 def human_size(n: int) -> str:
@@ -142,19 +154,92 @@ def project(name: str) -> Response:
         return redirect(f"/project/{normalized}/", code=301)
     st = state()
     proj = st.catalog.project(normalized)
-    if proj is None:
+    farm = st.farm.status
+    if proj is None and not (farm and farm.has_project(normalized)):
         return text_error(404, f"no project named {normalized!r} in this index")
-    key = ("page", _base())
-    if key not in proj.cache:
-        by_version: dict[str, list[FileRow]] = {}
-        for f in proj.files:
-            by_version.setdefault(f.version, []).append(file_row(f))
-        versions = sorted(by_version, key=Version, reverse=True)
-        proj.cache[key] = render_template(
-            "project.html",
-            base=_base(),
-            name=proj.name,
-            versions=[(v, by_version[v]) for v in versions],
-            private=st.config.private,
+    # Cached with the project (uploads and yanks replace it) and keyed by the farm data's version.
+    cache = proj.cache if proj is not None else _farm_only_cache
+    key = ("page", id(st), normalized, _base(), st.farm.version)
+    if key not in cache:
+        for stale in [k for k in cache if isinstance(k, tuple) and k[0] == "page"]:
+            del cache[stale]
+        cache[key] = _render_project(st, normalized, proj)
+    return _html(cache[key])
+
+
+_farm_only_cache: dict[tuple, str] = {}
+
+
+def _render_project(st, name: str, proj) -> str:
+    with_provenance = st.farm.provenance_of(name)
+    by_version: dict[str, list[FileRow]] = {}
+    for f in proj.files if proj else ():
+        row = file_row(f)
+        if f.filename in with_provenance:
+            row = replace(
+                row, provenance=f"{st.config.base_url}/provenance/{quote(f.filename)}.json"
+            )
+        by_version.setdefault(f.version, []).append(row)
+    versions = sorted(by_version, key=Version, reverse=True)
+    farm = st.farm.status
+    cells = farm.by_project.get(name, []) if farm else []
+    return render_template(
+        "project.html",
+        base=_base(),
+        name=name,
+        versions=[(v, by_version[v]) for v in versions],
+        private=st.config.private,
+        recipe=farm.recipes.get(name) if farm else None,
+        grid=make_grid(cells) if cells else None,
+        logs=st.farm.logs_of(name),
+        provenance=with_provenance,
+        files=bool(by_version),
+    )
+
+
+@bp.get("/status")
+def status() -> Response:
+    st = state()
+    key = (id(st), st.farm.version, _base())
+    if key not in _status_cache:
+        _status_cache.clear()
+        farm = st.farm.status
+        _status_cache[key] = render_template(
+            "status.html",
+            farm=farm,
+            grid=make_grid(list(farm.cells)) if farm and farm.cells else None,
+            failures=farm.failures() if farm else [],
+            run=farm.run if farm else {},
         )
-    return _html(proj.cache[key])
+    return _html(_status_cache[key])
+
+
+_status_cache: dict[tuple, str] = {}
+
+
+@bp.get("/project/<name>/logs/<log_id>")
+def build_log(name: str, log_id: str) -> Response:
+    normalized = canonicalize_name(name)
+    if normalized != name:
+        return redirect(f"/project/{normalized}/logs/{quote(log_id)}", code=301)
+    try:
+        check_log_id(log_id)
+        data = state().storage.read_bytes(log_key(normalized, log_id))
+    except (FarmDataError, FileNotFoundError):
+        return text_error(404, f"no build log {log_id!r} for project {normalized!r} in this index")
+    farm = state().farm.status
+    cell = farm.by_log.get((normalized, log_id)) if farm else None
+    text = strip_ansi(data.decode("utf-8", errors="replace"))
+    before, key_line, after = find_key_line(text, cell.key_line if cell else None)
+    return _html(
+        render_template(
+            "log.html",
+            name=normalized,
+            log_id=log_id,
+            cell=cell,
+            size=human_size(len(data)),
+            before=before,
+            key_line=key_line,
+            after=after,
+        )
+    )

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.browser import chromium
 from support.index_server import Dists, Server, create_token, start_server
 from support.projects import make_sdist, make_wheel
 
@@ -69,3 +70,10 @@ def published(server: Server, dists: Dists, twine_upload) -> Dists:
     result = twine_upload(dists.pure, dists.pure_sdist, dists.native)
     assert result.returncode == 0, result.stdout + result.stderr
     return dists
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    """One headless Chromium for every page test of the index."""
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as drv:
+        yield drv

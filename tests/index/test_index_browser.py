@@ -1,8 +1,7 @@
-"""The human pages in a real headless Chromium (Debian's chromium + chromium-driver, via selenium)."""
+"""The human pages in a real headless Chromium (the `browser` fixture: tests/index/conftest.py)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from platform import machine
 
@@ -10,37 +9,6 @@ import pytest
 from support.index_server import Dists, Server
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.fail(
-            "chromium and chromium-driver are needed (tests/debian-packages.txt; make test installs them)"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,1000",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    drv = webdriver.Chrome(service=Service(driver), options=options)
-    drv.set_page_load_timeout(30)
-    yield drv
-    drv.quit()
 
 
 def test_home_and_project_pages_in_a_browser(
