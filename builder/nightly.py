@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from builder.build import FAILED, NOT_TESTED, TESTED, BuildResult
 from builder.classify import classify
+from builder.farm_client import FarmClient, FarmClientError
 from builder.ledger import Action, Inputs, Ledger, Outcome
 from builder.paths import data_dir
 from builder.plan import BUILD, OURS, Decision, Job, load_recipes, plan
@@ -72,7 +74,7 @@ class Cell:
     version: str
     python: str
     target: str
-    status: str  # published | built | tested | not-tested | failed | up-to-date | upstream | ours | skipped
+    status: str  # published | built | tested | not-tested | failed | upstream | ours | skipped
     reason: str = ""
     wheel: str | None = None
     log: str | None = None
@@ -90,6 +92,7 @@ class NightlyReport:
     cells: tuple[Cell, ...]
     errors: tuple[str, ...]  # recipes that failed lint, projects the upstream could not answer
     duration: float
+    warnings: tuple[str, ...] = ()  # the index's farm pages could not be updated (builds stand)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -107,6 +110,7 @@ class NightlyReport:
             "counts": self.counts(),
             "cells": [c.to_dict() for c in self.cells],
             "errors": list(self.errors),
+            "warnings": list(self.warnings),
             "duration": round(self.duration, 2),
         }
 
@@ -155,7 +159,9 @@ def run_nightly(cfg: NightlyConfig, progress: Progress | None = None) -> Nightly
     ledger = Ledger.open(cfg.ledger, run_id=resume) if resume else Ledger.open(cfg.ledger)
     if resume:
         say(f"resuming run {resume}")
-    with IndexClient(cfg.upstream) as upstream, own, ledger:
+    farm_pages = FarmClient(cfg.index_url, dest.token)
+    started = datetime.now(UTC)
+    with IndexClient(cfg.upstream) as upstream, own, ledger, farm_pages:
         say(f"planning {len(recipes)} recipes")
         planned = plan(
             recipes,
@@ -166,7 +172,7 @@ def run_nightly(cfg: NightlyConfig, progress: Progress | None = None) -> Nightly
             errors=lint_errors,
         )
         by_name = {r.canonical_name: r for r in recipes}
-        farm = _Farm(cfg, dest, upstream, own, ledger, wheelhouse, logs, say)
+        farm = _Farm(cfg, dest, upstream, own, ledger, wheelhouse, logs, say, farm_pages)
         cells, todo = farm.triage(planned.decisions, by_name)
         if todo:
             # Host packages are installed here, outside the builds' sandbox (where apt cannot).
@@ -176,14 +182,59 @@ def run_nightly(cfg: NightlyConfig, progress: Progress | None = None) -> Nightly
             ensure_qemu(progress=say)
         with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:
             cells += list(pool.map(farm.run_job, todo))
-    order = {"failed": 0}
-    cells.sort(key=lambda c: (order.get(c.status, 1), c.project, c.version, c.python, c.target))
-    return NightlyReport(
-        run_id=ledger.run_id,
-        cells=tuple(cells),
-        errors=tuple(str(e) for e in planned.errors),
-        duration=time.monotonic() - start,
-    )
+        order = {"failed": 0}
+        cells.sort(key=lambda c: (order.get(c.status, 1), c.project, c.version, c.python, c.target))
+        report = NightlyReport(
+            run_id=ledger.run_id,
+            cells=tuple(cells),
+            errors=tuple(str(e) for e in planned.errors),
+            duration=time.monotonic() - start,
+        )
+        farm.push(lambda: farm_pages.put_status(status_document(report, recipes, started)))
+    return replace(report, warnings=tuple(farm.warnings))
+
+
+def status_document(
+    report: NightlyReport, recipes: Sequence[Recipe], started: datetime
+) -> dict[str, object]:
+    """The farm's state for the index's /status and project pages (farm_status.schema.json)."""
+    now = datetime.now(UTC)
+    return {
+        "generated": now.isoformat(),
+        "run": {
+            "id": report.run_id,
+            "started": started.isoformat(),
+            "finished": now.isoformat(),
+            "duration": round(report.duration, 2),
+            "counts": report.counts(),
+        },
+        "recipes": {
+            r.canonical_name: {
+                "recipe_path": str(r.path),
+                "recipe_text": r.path.read_text(errors="replace"),
+                "recipe_hash": r.content_hash,
+            }
+            for r in recipes
+        },
+        "cells": [
+            {
+                "project": canonicalize_name(c.project),
+                "version": c.version,
+                "python": c.python,
+                "target": c.target,
+                "status": c.status,
+                "reason": c.reason[:2000],
+                "failure_class": c.failure_class,
+                "key_line": (c.key_line or "")[:4000] or None,
+                "log": Path(c.log).name if c.log else None,
+                "wheel": c.wheel,
+                "duration": round(c.duration, 2),
+                "when": now.isoformat(),
+            }
+            for c in report.cells
+            if c.version  # "no release matches" cells have no version to show
+        ],
+    }
 
 
 @dataclass
@@ -208,10 +259,20 @@ class _Farm:
         wheelhouse: Path,
         logs: Path,
         say: Progress,
+        pages: FarmClient,
     ) -> None:
         self.cfg, self.dest, self.upstream, self.own = cfg, dest, upstream, own
         self.ledger, self.wheelhouse, self.logs, self.say = ledger, wheelhouse, logs, say
+        self.pages = pages
+        self.warnings: list[str] = []
         self._publish_lock = threading.Lock()
+
+    def push(self, put: Callable[[], object]) -> None:
+        """Update the index's farm pages; a failure is a warning, never a lost build."""
+        try:
+            put()
+        except FarmClientError as exc:
+            self.warnings.append(str(exc))
 
     # -- deciding --------------------------------------------------------------------------------
 
@@ -240,11 +301,13 @@ class _Farm:
                     # between build and publish): publish the kept wheel instead of rebuilding it.
                     kept = [self.wheelhouse / w.filename for w in prev.wheels]
                     if kept and all(p.exists() for p in kept):
-                        cells.append(self._publish(prev.id, kept, cell, prev.log_path))
+                        cells.append(
+                            self._publish(prev.id, kept, cell, prev.log_path, d.job, inputs)
+                        )
                         continue
                     todo.append(_Todo(d.job, recipe, inputs, None, "wheel lost, rebuilding"))
                     continue
-                status = "failed" if decision.reason == "failed" else "up-to-date"
+                status = "failed" if decision.reason == "failed" else "skipped"
                 why = {
                     "failed": "failed before with the same inputs (not retried until they change)",
                     "backoff": "transient failure; retried after "
@@ -301,6 +364,7 @@ class _Farm:
         attempt = self.ledger.start_attempt(job, todo.inputs)
         self.say(f"building {job.project} {job.version} cp{job.python} {job.target}")
         result, raw_log = self._build_in_sandbox(job)
+        self.push(lambda: self.pages.put_log(job.project, result.log.name, result.log))
         if result.status == FAILED:
             failure = classify(raw_log, returncode=None)
             key_line = result.error or failure.key_line
@@ -336,7 +400,7 @@ class _Farm:
             duration=result.duration,
         )
         done = replace(cell, status=outcome.value, duration=result.duration, log=str(result.log))
-        return self._publish(attempt, [wheel], done, str(result.log))
+        return self._publish(attempt, [wheel], done, str(result.log), job, todo.inputs, time.time())
 
     def _build_in_sandbox(self, job: Job) -> tuple[BuildResult, str]:
         """Run one job in a sandboxed worker process; a crash or timeout is a failed result."""
@@ -401,17 +465,40 @@ class _Farm:
 
     # -- publishing ------------------------------------------------------------------------------
 
-    def _publish(self, attempt: int, wheels: list[Path], cell: Cell, log: str | None) -> Cell:
+    def _publish(
+        self,
+        attempt: int,
+        wheels: list[Path],
+        cell: Cell,
+        log: str | None,
+        job: Job,
+        inputs: Inputs,
+        built_at: float,
+    ) -> Cell:
         with self._publish_lock:
             results = publish(wheels, self.dest, upstream=self.upstream)
         refused = [r for r in results if not r.ok]
         if refused:
             return replace(cell, reason="not published: " + refused[0].reason, log=log)
-        if all(r.status in (UPLOADED, PRESENT) for r in results):
-            self.ledger.mark_published(attempt)
-            return replace(cell, status="published", wheel=wheels[0].name, log=log)
-        # The upstream index has the same bytes: nothing for us to serve.
-        return replace(cell, reason=results[0].reason, wheel=wheels[0].name, log=log)
+        if not all(r.status in (UPLOADED, PRESENT) for r in results):
+            # The upstream index has the same bytes: nothing for us to serve.
+            return replace(cell, reason=results[0].reason, wheel=wheels[0].name, log=log)
+        self.ledger.mark_published(attempt)
+        for r in results:
+            record = {
+                "sdist_url": job.sdist_url,
+                "sdist_sha256": job.sdist_sha256,
+                "recipe_hash": inputs.recipe_hash,
+                "recipe_path": job.recipe_path,
+                "toolchain": dict(inputs.toolchain),
+                "builder_host": socket.gethostname(),
+                "build_time": datetime.fromtimestamp(built_at, UTC).isoformat(),
+                "python": job.python,
+                "target": job.target,
+                "checker": r.checker or {"ok": False, "findings": []},
+            }
+            self.push(lambda r=r, record=record: self.pages.put_provenance(r.wheel.name, record))
+        return replace(cell, status="published", wheel=wheels[0].name, log=log)
 
 
 @dataclass(frozen=True)

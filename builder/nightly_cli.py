@@ -22,7 +22,7 @@ from builder.nightly import NightlyConfig, NightlyError, NightlyReport, run_nigh
 from builder.paths import data_dir
 from builder.publish import PublishError
 
-STYLE = {"failed": "red", "published": "green", "tested": "green", "up-to-date": "cyan"}
+STYLE = {"failed": "red", "published": "green", "tested": "green", "ours": "cyan"}
 
 
 @click.command("nightly")
@@ -171,5 +171,7 @@ def _print(report: NightlyReport, console: Console) -> None:
     console.print(table)
     for error in report.errors:
         console.print(f"[red]error[/]: {error}")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning[/]: {warning}")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts().items()))
     console.print(f"run {report.run_id}: {counts or 'nothing to do'} in {report.duration:.1f} s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from support.index_server import create_token, start_server
 from support.projects import make_sdist
@@ -127,6 +129,18 @@ def test_nightly_builds_publishes_then_does_nothing_and_rebuilds_a_changed_recip
     if namespaces_available():
         assert "index-write=refused" in probe
         assert not (farm["index"].data / "planted.txt").exists()
+
+    # The index's farm pages show it: counts, the failure's key line and log, the provenance.
+    assert report["warnings"] == []
+    status = html.unescape(httpx.get(farm["index"].url + "/status").text)
+    assert "nf-broken" in status and broken["key_line"] in status
+    log_page = httpx.get(f"{farm['index'].url}/project/nf-broken/logs/{Path(broken['log']).name}")
+    assert log_page.status_code == 200 and "compiler-error" in log_page.text
+    provenance = httpx.get(f"{farm['index'].url}/provenance/{wheel}.json").json()
+    assert provenance["sdist_url"].endswith("nf_alpha-1.0.tar.gz")
+    assert provenance["checker"]["ok"] is True and provenance["toolchain"]["zig"]
+    project_page = httpx.get(farm["index"].url + "/project/nf-alpha/").text
+    assert f"/provenance/{wheel}.json" in project_page
 
     # Second run: nothing to do; the deterministic failure is not retried.
     code, report, cells = nightly(farm, "nf-alpha", "nf-broken")
