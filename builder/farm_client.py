@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from builder.publish import index_base_url
 from index_server.farm import MAX_LOG_BYTES
 
 TOKEN_ENV = "WHEELFARM_INDEX_TOKEN"
@@ -64,10 +65,7 @@ class FarmClient:
         token = token or os.environ.get(TOKEN_ENV)
         if not token:
             raise FarmClientError(f"no upload token for {index_url}: pass one or set ${TOKEN_ENV}")
-        base = index_url.rstrip("/")
-        for suffix in ("/simple", "/legacy"):
-            base = base.removesuffix(suffix)
-        self.base_url = base
+        self.base_url = index_base_url(index_url)
         self.max_log = max_log
         self._http = httpx.Client(auth=("__token__", token), timeout=timeout)
 

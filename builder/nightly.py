@@ -35,6 +35,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from builder.build import FAILED, NOT_TESTED, TESTED, BuildResult
 from builder.classify import classify
 from builder.farm_client import FarmClient, FarmClientError
+from builder.fetch import sha256_file
 from builder.ledger import Action, Inputs, Ledger, Outcome
 from builder.paths import data_dir
 from builder.plan import BUILD, OURS, Decision, Job, load_recipes, plan
@@ -396,7 +397,7 @@ class _Farm:
             attempt,
             outcome,
             log_path=result.log,
-            wheels=[(wheel.name, _sha256(wheel))],
+            wheels=[(wheel.name, sha256_file(wheel))],
             duration=result.duration,
         )
         done = replace(cell, status=outcome.value, duration=result.duration, log=str(result.log))
@@ -524,12 +525,6 @@ def retag(wheel: Path, build_tag: str) -> Path:
 def _build_number(filename: str) -> int:
     build = parse_wheel_filename(filename)[2]
     return build[0] if build else 0
-
-
-def _sha256(path: Path) -> str:
-    from builder.fetch import sha256_file
-
-    return sha256_file(path)
 
 
 def _read(path: Path) -> str:

@@ -18,7 +18,6 @@ used only here, never passed to a build.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -28,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from packaging.utils import parse_wheel_filename
 
+from builder.fetch import sha256_file
 from builder.upstream import IndexClient, ProjectNotFound, UpstreamError
 
 TOKEN_ENV = "WHEELFARM_INDEX_TOKEN"
@@ -36,6 +36,14 @@ UPLOADED = "uploaded"
 PRESENT = "already-present"  # our index has these exact bytes
 UPSTREAM_HAS_IT = "upstream-has-it"  # the upstream index has these exact bytes
 REFUSED = "refused"
+
+
+def index_base_url(url: str) -> str:
+    """A wheelfarm index's base URL from its base, /simple/ or /legacy/ URL (no trailing slash)."""
+    base = url.rstrip("/")
+    for suffix in ("/simple", "/legacy"):
+        base = base.removesuffix(suffix)
+    return base
 
 
 class PublishError(RuntimeError):
@@ -71,9 +79,7 @@ class Destination:
         token = token or os.environ.get(TOKEN_ENV)
         if not token:
             raise PublishError(f"no upload token: pass --token or set ${TOKEN_ENV}")
-        base = index_url.rstrip("/")
-        for suffix in ("/simple", "/legacy"):
-            base = base.removesuffix(suffix)
+        base = index_base_url(index_url)
         return cls(f"{base}/simple/", f"{base}/legacy/", token)
 
     @classmethod
@@ -123,7 +129,7 @@ def publish(
             if reason:
                 results.append(PublishResult(wheel, REFUSED, reason, checked))
                 continue
-            digest = _sha256(wheel)
+            digest = sha256_file(wheel)
             if upstream is not None:
                 there = _existing(upstream, wheel.name)
                 if there is not None:
@@ -191,14 +197,6 @@ def _existing(client: IndexClient, filename: str) -> str | None:
         if file.filename == filename:
             return file.sha256 or ""
     return None
-
-
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def summarize(results: Iterable[PublishResult]) -> dict[str, int]:

@@ -40,6 +40,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from builder.atomic import atomic_writer
+from builder.fetch import sha256_file
 from builder.httpcache import CachedResponse, HttpCache, freshness
 from builder.paths import cache_dir
 
@@ -491,7 +492,7 @@ class IndexClient:
         dest_dir = dest_dir or cache_dir() / "files"
         digest = file.sha256
         target = dest_dir / (digest[:2] if digest else "unhashed") / file.filename
-        if target.exists() and (not digest or _sha256(target) == digest):
+        if target.exists() and (not digest or sha256_file(target) == digest):
             return target
         shown = _redact(file.url)
         for attempt in range(self.retries + 1):
@@ -518,14 +519,6 @@ class IndexClient:
             except httpx.TransportError:
                 continue
         raise UpstreamError(shown, f"download failed ({self.retries + 1} attempts)")
-
-
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def get_project(name: str, index_url: str | None = None, **client_options: Any) -> ProjectPage:
