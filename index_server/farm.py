@@ -59,6 +59,7 @@ STATUS_LABELS = {
     "built": "built",
     "not-tested": "built, not tested",
     "ours": "in this index",
+    "up-to-date": "up to date",
     "upstream": "not needed (upstream has it)",
     "skipped": "skipped",
     "failed": "failed",
