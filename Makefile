@@ -39,4 +39,7 @@ serve: install
 clean-venv:
 	rm -rf $(VENV)
 
-farm: serve
+# The main job: the nightly loop over recipes/ on the embedded defaults (local index, SQLite ledger),
+# then keep serving the index with what it built.
+farm: install
+	$(BIN)/wheelfarm nightly --serve

@@ -12,10 +12,13 @@ import importlib
 import click
 
 SUBCOMMANDS: dict[str, str] = {
+    "build": "builder.build_cli:build",
     "check": "builder.check.cli:check",
     "cibw-build": "builder.cibw_cli:cibw_build_command",
     "cibw-options": "builder.cibw_cli:cibw_options_command",
+    "doctor": "builder.build_cli:doctor",
     "ledger": "builder.ledger_cli:ledger",
+    "nightly": "builder.nightly_cli:nightly",
     "plan": "builder.plan_cli:plan_command",
     "publish": "builder.publish_cli:publish_command",
     "recipe": "builder.recipe_cli:recipe",
@@ -52,3 +55,7 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="wheelfarm")
 def main() -> None:
     """wheelfarm: build the arm64/aarch64 wheels PyPI is missing, prove them, and serve them."""
+
+
+if __name__ == "__main__":
+    main()

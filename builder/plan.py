@@ -256,10 +256,13 @@ def decide(
                     upstream_ok = wheel
                     break
                 failed.append(f"{wheel.filename}: {problem}")
-            if upstream_ok:
-                cell(version, py, tgt, UPSTREAM, "available upstream", file=upstream_ok.filename)
-                continue
             ours = _best(own_releases.get(version, ()), py, tgt)
+            if upstream_ok:
+                reason = "available upstream"
+                if ours:  # upstream caught up: the wheel we serve is no longer needed
+                    reason += f" (upstream caught up with our {ours[0].filename})"
+                cell(version, py, tgt, UPSTREAM, reason, file=upstream_ok.filename)
+                continue
             if ours:
                 cell(version, py, tgt, OURS, "already built by us", file=ours[0].filename)
                 continue

@@ -47,6 +47,7 @@ class PublishResult:
     wheel: Path
     status: str  # UPLOADED, PRESENT, UPSTREAM_HAS_IT or REFUSED
     reason: str = ""
+    checker: dict[str, object] | None = None  # {"ok", "findings"} when the checker ran
 
     @property
     def ok(self) -> bool:
@@ -118,9 +119,9 @@ def publish(
     results: list[PublishResult] = []
     with IndexClient(dest.authenticated_simple_url, cache=False) as ours:
         for wheel in wheels:
-            reason = _refusal(wheel, check)
+            reason, checked = _refusal(wheel, check)
             if reason:
-                results.append(PublishResult(wheel, REFUSED, reason))
+                results.append(PublishResult(wheel, REFUSED, reason, checked))
                 continue
             digest = _sha256(wheel)
             if upstream is not None:
@@ -133,47 +134,48 @@ def publish(
                         else f"{upstream.index_url} has {wheel.name} with other bytes "
                         f"(sha256 {there}); one filename with two hashes breaks hash-pinned installs"
                     )
-                    results.append(PublishResult(wheel, status, why))
+                    results.append(PublishResult(wheel, status, why, checked))
                     continue
             mine = _existing(ours, wheel.name)
             if mine == digest:
-                results.append(PublishResult(wheel, PRESENT, "our index has these bytes"))
+                results.append(PublishResult(wheel, PRESENT, "our index has these bytes", checked))
                 continue
             if mine is not None:
                 why = f"our index has {wheel.name} with other bytes (sha256 {mine}); never overwritten"
-                results.append(PublishResult(wheel, REFUSED, why))
+                results.append(PublishResult(wheel, REFUSED, why, checked))
                 continue
             try:
                 # twine prints its banners on stdout, which belongs to our --json output.
                 with contextlib.redirect_stdout(sys.stderr):
                     upload(settings, [str(wheel)])
             except (TwineException, OSError) as exc:  # requests' HTTPError is an OSError
-                results.append(PublishResult(wheel, REFUSED, f"upload failed: {exc}"))
+                results.append(PublishResult(wheel, REFUSED, f"upload failed: {exc}", checked))
                 continue
-            results.append(PublishResult(wheel, UPLOADED))
+            results.append(PublishResult(wheel, UPLOADED, "", checked))
     return results
 
 
-def _refusal(wheel: Path, check: bool) -> str | None:
-    """Why `wheel` must not be published, or None."""
+def _refusal(wheel: Path, check: bool) -> tuple[str | None, dict[str, object] | None]:
+    """Why `wheel` must not be published (or None), and the checker's verdict when it ran."""
     try:
         parse_wheel_filename(wheel.name)
     except ValueError as exc:
-        return f"not a wheel file name: {exc}"
+        return f"not a wheel file name: {exc}", None
     if not check:
-        return None
+        return None, None
     from builder.check import WheelReadError, check_wheel
 
     try:
         report = check_wheel(wheel)
     except WheelReadError as exc:
-        return f"unreadable: {exc}"
+        return f"unreadable: {exc}", None
+    verdict = {"ok": report.ok, "findings": [f.to_dict() for f in report.findings]}
     errors = [f for f in report.findings if f.severity == "error"]
     if errors:
         return "the checker rejects it: " + "; ".join(
             f"{f.rule} {f.path}: {f.message}" for f in errors[:3]
-        )
-    return None
+        ), verdict
+    return None, verdict
 
 
 def _existing(client: IndexClient, filename: str) -> str | None:

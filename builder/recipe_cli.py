@@ -113,3 +113,56 @@ def new(
     except (RecipeNewError, UpstreamError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(str(path))
+
+
+@recipe.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--index", help="Upstream index: 'pypi' (default), 'pip' or a URL.")
+@click.option("--own-index", metavar="URL", help="wheelfarm's own index (its /simple/ URL).")
+@click.option("--json", "as_json", is_flag=True, help="Print one entry per recipe as JSON.")
+def status(
+    paths: tuple[Path, ...], index: str | None, own_index: str | None, as_json: bool
+) -> None:
+    """Which recipes are still needed: a recipe whose every cell upstream now covers is not.
+
+    Exit status 0; 1 when a recipe could not be planned.
+    """
+    from builder.plan import BUILD, OURS, UPSTREAM, load_recipes, plan
+    from builder.upstream import IndexClient
+
+    loaded, errors = load_recipes(paths or [Path("recipes")])
+    with IndexClient(index) as up:
+        own = IndexClient(own_index) if own_index else None
+        result = plan(loaded, up, own, errors=errors)
+        if own:
+            own.close()
+    rows = []
+    for r in loaded:
+        cells = [d for d in result.decisions if d.project == r.canonical_name]
+        counts = {s: sum(d.status == s for d in cells) for s in (BUILD, OURS, UPSTREAM)}
+        caught_up = [d for d in cells if d.status == UPSTREAM and "caught up" in d.reason]
+        needed = bool(counts[BUILD] or counts[OURS]) or not counts[UPSTREAM]
+        rows.append(
+            {
+                "recipe": str(r.path),
+                "project": r.canonical_name,
+                "needed": needed,
+                "cells": counts,
+                "caught_up": [d.file for d in caught_up],
+            }
+        )
+    if as_json:
+        doc = {"recipes": rows, "errors": [e.to_dict() for e in result.errors]}
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        for row in rows:
+            c = row["cells"]
+            verdict = "needed" if row["needed"] else "no longer needed: upstream covers every cell"
+            click.echo(
+                f"{row['recipe']}: {verdict} "
+                f"(to build {c[BUILD]}, ours {c[OURS]}, upstream {c[UPSTREAM]})"
+            )
+        for e in result.errors:
+            click.echo(f"error: {e}", err=True)
+    if result.errors:
+        raise SystemExit(1)
