@@ -59,6 +59,7 @@ STATUS_LABELS = {
     "built": "built",
     "not-tested": "built, not tested",
     "ours": "in this index",
+    "up-to-date": "up to date",
     "upstream": "not needed (upstream has it)",
     "skipped": "skipped",
     "failed": "failed",
@@ -222,10 +223,14 @@ class FarmStatus:
         return failed[:limit]
 
 
-def parse_status(data: bytes) -> FarmStatus:
-    """Validate a status document (schema, then names, versions, wheels, times) and read it."""
+def parse_status(data: bytes, *, check_schema: bool = True) -> FarmStatus:
+    """Validate a status document (schema, then names, versions, wheels, times) and read it.
+
+    check_schema=False skips the JSON Schema pass (most of the time, for a large document) when
+    reading back a document that was validated when it was stored."""
     doc = parse_json(data, "the status document")
-    validate(doc, "farm_status.schema.json", "the status document")
+    if check_schema:
+        validate(doc, "farm_status.schema.json", "the status document")
     check_time(doc["generated"], "generated")
     for key in ("started", "finished"):
         if doc["run"].get(key):
@@ -332,8 +337,9 @@ class Farm:
             return False
         self._status_digest = digest
         try:
-            self.status = parse_status(data)
-        except FarmDataError as exc:  # stored by an older version with other rules
+            self.status = parse_status(data, check_schema=False)
+        except (FarmDataError, KeyError, TypeError, AttributeError) as exc:
+            # Stored by an older version with other rules: show no status rather than fail.
             log.warning("ignoring the stored farm status: %s", exc)
             self.status = None
         return True

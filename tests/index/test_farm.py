@@ -69,6 +69,7 @@ def status_doc(wheel: str, generated: str = "2026-11-22T04:00:00Z") -> dict:
             "started": "2026-11-22T03:00:00Z",
             "finished": generated,
             "counts": {"published": 1, "failed": 1, "skipped": 1},
+            "errors": ["recipes/broken.toml: [build] backend: 'fast' is not one of <the backends>"],
         },
         "recipes": {
             PROJECT: {
@@ -149,6 +150,33 @@ def test_status_is_stored_and_every_worker_sees_it_at_once(farm) -> None:
                 assert f"Status generated {generated}." in page
                 assert 'data-status="failed"><strong>1</strong> failed' in page
                 assert "run-7-cp312" in request(server.url + f"/project/{PROJECT}/").text
+
+
+def test_a_project_with_farm_data_but_no_files_has_a_page(farm) -> None:
+    server, tokens, wheel = farm
+    doc = status_doc(wheel.name)
+    doc["cells"].append(
+        {
+            "project": "Only_Failed",
+            "version": "0.3",
+            "python": "3.12",
+            "target": TARGET,
+            "status": "failed",
+            "failure_class": "compiler-error",
+            "key_line": "x.c:1:1: error: expected ';'",
+        }
+    )
+    doc["cells"].append({**doc["cells"][-1], "version": "0.4", "status": "up-to-date"})
+    with FarmClient(server.url, tokens["upload"]) as client:
+        client.put_status(doc)
+    page = request(server.url + "/project/only-failed/")
+    assert page.status == 200
+    assert 'id="no-files"' in page.text and 'id="pip-command"' not in page.text
+    assert 'data-status="failed"' in page.text and 'data-status="up-to-date"' in page.text
+    # Rows: newest version first.
+    assert page.text.index('data-version="0.4"') < page.text.index('data-version="0.3"')
+    assert request(server.url + "/project/Only.Failed/").status == 301
+    assert 'href="/project/only-failed/"' in request(server.url + "/status").text
 
 
 @pytest.mark.parametrize(
@@ -422,6 +450,7 @@ def test_status_and_project_pages_in_a_browser(farm, browser, tmp_path: Path) ->
         "failed": "1 failed",
     }
     assert "finished 2026-11-22T05:00:00Z" in browser.find_element(By.ID, "last-run").text
+    assert "'fast' is not one of <the backends>" in browser.find_element(By.ID, "run-errors").text
     failure = browser.find_element(By.CSS_SELECTOR, "#failures tr.failure")
     assert failure.find_element(By.CLASS_NAME, "failure-class").text == "missing-header"
     assert failure.find_element(By.CLASS_NAME, "key-line").text == KEY_LINE
