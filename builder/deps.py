@@ -479,7 +479,9 @@ def _build_from_source(
     toolchain_file: Path,
 ) -> None:
     env = run.env
-    destdir = {"DESTDIR": str(stage)}
+    destdir = {"DESTDIR": str(stage)}  # for cmake --install
+    # As a make argument: Makefiles that set DESTDIR= themselves (OpenSSL's) ignore the environment.
+    dest_arg = f"DESTDIR={stage}"
     bs = spec.build_system
     if bs == "autotools":
         if not (src / "configure").exists():
@@ -497,7 +499,7 @@ def _build_from_source(
             src,
         )
         run(["make", "-j", _jobs()], src)
-        run(["make", "install"], src, destdir)
+        run(["make", "install", dest_arg], src)
     elif bs == "cmake":
         build = src.parent / "_build"
         run(
@@ -528,7 +530,7 @@ def _build_from_source(
         flags = [f"CFLAGS={env['CFLAGS']} {env.get('CPPFLAGS', '')}".rstrip()]
         where = [f"PREFIX={final}", f"prefix={final}", f"LIBDIR={final / 'lib'}"]
         run(["make", "-j", _jobs(), *tools, *flags, *where, *spec.args], src)
-        run(["make", "install", *tools, *flags, *where, *spec.args], src, destdir)
+        run(["make", "install", *tools, *flags, *where, *spec.args, dest_arg], src)
     elif bs == "openssl":
         run(
             ["perl", "./Configure", OPENSSL_TARGETS[arch], "shared", "no-tests"]
@@ -539,7 +541,7 @@ def _build_from_source(
             {"CFLAGS": "", "CPPFLAGS": "", "LDFLAGS": env.get("LDFLAGS", "")},
         )
         run(["make", "-j", _jobs(), "build_libs"], src)
-        run(["make", "install_dev"], src, destdir)
+        run(["make", "install_dev", dest_arg], src)
     elif bs == "mklove":
         run(
             [
@@ -548,12 +550,14 @@ def _build_from_source(
                 f"--libdir={final / 'lib'}",
                 f"--cc={env['CC']}",
                 f"--cxx={env.get('CXX', env['CC'])}",
+                # mklove's linker script names symbols a release build leaves out; lld refuses that
+                "--LDFLAGS=-Wl,--undefined-version",
                 *spec.args,
             ],
             src,
         )
         run(["make", "-j", _jobs(), "libs"], src)
-        run(["make", "install-subdirs"], src, destdir)
+        run(["make", "install-subdirs", dest_arg], src)
     else:  # pragma: no cover - spec_of rejects the rest
         raise NativeBuildError(f"unknown build system {bs}")
 
@@ -622,7 +626,7 @@ def _prefix_of(spec: NativeSpec, path: Path, log: Path, arch: str, built: bool) 
         path=path,
         log=log,
         built=built,
-        seconds=float(info.get("seconds", 0.0)),
+        seconds=float(info.get("seconds") or 0.0),
         include_dirs=include_dirs,
         lib_dirs=lib_dirs,
         glibc=glibc,  # type: ignore[arg-type]
@@ -657,6 +661,8 @@ def build_native(
     with _locked(root / f".{spec.name}-{key}.lock"):
         if (final / MARKER).exists():  # another process built it while we waited
             return _prefix_of(spec, final, log, arch, built=False)
+        if final.exists():  # a half-made prefix without its marker is never used: start again
+            shutil.rmtree(final)
         work = Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.name}-{key}.build."))
         started = time.monotonic()
         log.write_text(
@@ -678,6 +684,12 @@ def build_native(
                     toolchain, work / "toolchain.cmake", arch=arch, roots=roots
                 )
                 _build_from_source(spec, src, final, stage, run, toolchain, arch, tc_file)
+            if final.exists():
+                raise NativeBuildError(
+                    f"native library {spec.name}: the install step wrote into {final} directly "
+                    f"(it ignored DESTDIR); full log: {log}",
+                    log=log,
+                )
             if not staged.is_dir():
                 raise NativeBuildError(
                     f"native library {spec.name}: the install step put nothing in {final}; "
@@ -697,8 +709,6 @@ def build_native(
                 "warnings": warnings,
             }
             (staged / MARKER).write_text(json.dumps(info, indent=2) + "\n")
-            if final.exists():  # a half-made prefix without a marker: never used, replace it
-                shutil.rmtree(final)
             os.replace(staged, final)
             run.note(f"\n# done in {info['seconds']} s")
         except NativeBuildError:
