@@ -454,6 +454,30 @@ def cmake_toolchain_file(
     return path
 
 
+# Host (x86_64) Debian packages each build system runs; installed on first use.
+HOST_PACKAGES = {
+    "autotools": ("make", "pkg-config"),  # + autoconf, automake, libtool when there is no configure
+    "cmake": ("cmake", "make", "pkg-config"),
+    "make": ("make",),
+    "openssl": ("make", "perl"),
+    "mklove": ("make", "python3"),
+    "debian-binary": (),
+}
+
+
+def ensure_host_tools(spec: NativeSpec, say: Say) -> None:
+    """Install the host packages `spec`'s build needs (and dpkg-dev for `apt-get source`)."""
+    from builder.toolchain import ToolchainError, ensure_host_packages
+
+    packages = list(HOST_PACKAGES[spec.build_system])
+    if spec.source.startswith("debian:") and spec.build_system != "debian-binary":
+        packages.append("dpkg-dev")
+    try:
+        ensure_host_packages(packages, say)
+    except ToolchainError as e:
+        raise NativeBuildError(f"native library {spec.name}: {e}") from e
+
+
 def _jobs() -> str:
     return str(os.cpu_count() or 2)
 
@@ -485,6 +509,12 @@ def _build_from_source(
     bs = spec.build_system
     if bs == "autotools":
         if not (src / "configure").exists():
+            from builder.toolchain import ToolchainError, ensure_host_packages
+
+            try:
+                ensure_host_packages(["autoconf", "automake", "libtool"], run.say)
+            except ToolchainError as e:
+                raise NativeBuildError(f"native library {spec.name}: {e}") from e
             run(["autoreconf", "-fi"], src)
         host = GNU_TRIPLES[arch]
         run(
@@ -676,6 +706,7 @@ def build_native(
             stage = work / "stage"
             staged = stage / final.relative_to(final.anchor)
             say(f"{spec.name}: building for {target} ({spec.build_system}); log {log}")
+            ensure_host_tools(spec, say)
             if spec.build_system == "debian-binary":
                 _install_debian_binary(spec, staged, final, arch, say)
             else:

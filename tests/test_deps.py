@@ -179,3 +179,17 @@ def test_debian_binary_packages_warn_about_their_glibc(cache: Path, tmp_path: Pa
     assert not (prefix.path / "lib" / "libc.so.6").exists()  # only the named packages
     info = json.loads((prefix.path / deps.MARKER).read_text())
     assert info["warnings"] == list(prefix.warnings)
+
+
+@pytest.mark.slow
+def test_autotools_library_from_a_debian_source_package(cache: Path) -> None:
+    """libyaml from `apt-get source libyaml` (bookworm), configured with --host and cross-built."""
+    spec = deps.NativeSpec("libyaml", "debian:libyaml", "autotools", args=("--disable-static",))
+    prefix = deps.build_native(spec, None, TARGET)
+    so = prefix.path / "lib" / "libyaml-0.so.2"
+    assert deps.elf_machine(so.resolve()) == "EM_AARCH64"
+    assert (prefix.path / "include" / "yaml.h").is_file()
+    assert prefix.glibc is not None and prefix.glibc <= (2, 17)
+    assert "--host=aarch64-linux-gnu" in prefix.log.read_text()
+    pc = (prefix.path / "lib" / "pkgconfig" / "yaml-0.1.pc").read_text()
+    assert f"prefix={prefix.path}\n" in pc
