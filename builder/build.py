@@ -354,6 +354,10 @@ def build_sdist(
                 "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH)
             }
             env.update(prefix_env(prefixes, target))
+            if prefixes:  # a CMake toolchain file searching them, <NAME>_ROOT_DIR (builder.deps)
+                from builder.deps import prefix_extra_env
+
+                env.update(prefix_extra_env(prefixes, target))
             opts = _merge_pipeline_env(options, env)
             say(f"building {project} {version} for cp{python} {target}")
             raw, used = build_raw(sdist, python, target, opts, workdir / "backend", log, say)

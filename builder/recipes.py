@@ -89,7 +89,8 @@ class NativeLib:
 
     name: str
     source: str  # "debian:<source package>" or an http(s) URL
-    build_system: str  # "autotools" | "cmake" | "make" | "meson" | "debian-binary"
+    # "autotools" | "cmake" | "make" | "meson" | "openssl" | "mklove" | "debian-binary"
+    build_system: str
     sha256: str | None = None  # required for URL sources
     version: str | None = None
     args: tuple[str, ...] = ()

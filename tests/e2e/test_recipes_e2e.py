@@ -1,0 +1,82 @@
+"""The shipped recipes, built from their real PyPI sdists (pinned by version and sha256), repaired and
+tested under qemu-aarch64. Run with `.venv/bin/pytest -m e2e tests/e2e/test_recipes_e2e.py`.
+
+Each build goes through `wheelfarm build` exactly as a user runs it: the sdist comes from PyPI and its
+sha256 must be the pinned one; native libraries come from Debian bookworm's source packages.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.utils import parse_wheel_filename
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+TARGET = "manylinux_2_17_aarch64"
+
+# project, version, sdist sha256 (PyPI), libraries auditwheel must graft into <pkg>.libs/
+SHIPPED = [
+    ("confluent-kafka", "2.0.2", "3b342ea4226ed105ca8bc035b0877e4dc2f115ffda74e3a350f363683356515b", ("librdkafka",)),
+    ("uamqp", "1.6.11", "6bab2fb249cb2ca312795093747227de3f09648f8dad77f432b49a45e5bc403d", ("libssl", "libcrypto")),
+    ("crcmod", "1.7", "dc7051a0db5f2bd48665a990d3ec1cc305a466a77358ca4492826f41f283601e", ()),
+    ("netifaces", "0.11.0", "043a79146eb2907edf439899f262b3dfe41717d34124298ed281139a8b93ca32", ()),
+    ("pyrsistent", "0.16.1", "aa2ae1c2e496f4d6777f869ea5de7166a8ccb9c2e06ebcf6c7ff1b670c98c5ef", ()),
+    ("python-levenshtein", "0.12.2", "dc2395fbd148a1ab31090dd113c366695934b9e85fe5a4b2a032745efd0346f6", ()),
+]  # fmt: skip
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("project", "version", "sha256", "grafted"), SHIPPED, ids=[s[0] for s in SHIPPED]
+)
+def test_shipped_recipe_builds_and_passes_its_test(
+    project: str,
+    version: str,
+    sha256: str,
+    grafted: tuple[str, ...],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WHEELFARM_DATA", str(tmp_path / "data"))
+    recipe = RECIPES / f"{project}.toml"
+    proc = subprocess.run(
+        [
+            "wheelfarm",
+            "build",
+            str(recipe),
+            "--version",
+            version,
+            "--python",
+            "3.11",
+            "--target",
+            TARGET,
+            "--out",
+            str(tmp_path / "out"),
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert proc.stdout, proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    log = Path(result["log"])
+    assert result["status"] == "tested", f"{result['message']}\n{log.read_text()[-4000:]}"
+    assert proc.returncode == 0
+    assert result["sdist_sha256"] == sha256  # the pinned sdist, verified against PyPI's hash
+    wheel = Path(result["wheel"])
+    _, wheel_version, _, tags = parse_wheel_filename(wheel.name)
+    assert str(wheel_version) == version
+    assert {t.platform for t in tags} >= {TARGET}
+    assert all(t.interpreter == "cp311" for t in tags)
+    names = zipfile.ZipFile(wheel).namelist()
+    for lib in grafted:
+        assert any(lib in Path(n).name for n in result["grafted"]), result["grafted"]
+        assert any(".libs/" in n and Path(n).name.startswith(lib) for n in names), names

@@ -1,0 +1,90 @@
+"""Tiny C library sources for builder.deps tests: one with a plain Makefile, one with CMake.
+
+Each is written from scratch into a folder; the library `wfsum` has `int wfsum_add(int, int)` and
+`wfsum_len` (strlen: a versioned glibc symbol) and
+`const char *wfsum_arch(void)` (the architecture it was compiled for), a header and a .pc file.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+SOURCE = textwrap.dedent(
+    """
+    #include <string.h>
+    #include "wfsum.h"
+    int wfsum_add(int a, int b) { return a + b; }
+    unsigned long wfsum_len(const char *s) { return strlen(s); }
+    const char *wfsum_arch(void) {
+    #if defined(__aarch64__)
+        return "aarch64";
+    #else
+        return "other";
+    #endif
+    }
+    """
+)
+HEADER = (
+    "int wfsum_add(int a, int b);\nunsigned long wfsum_len(const char *s);\n"
+    "const char *wfsum_arch(void);\n"
+)
+BROKEN = "int wfsum_add(int a, int b) { return a + ; }\n"
+
+# A conventional library Makefile: CC/AR/CFLAGS from the command line, PREFIX + DESTDIR install.
+MAKEFILE = textwrap.dedent(
+    """\
+    PREFIX ?= /usr/local
+    CFLAGS ?= -O2
+    all: libwfsum.so.1 libwfsum.a
+    wfsum.o: wfsum.c wfsum.h
+    \t$(CC) $(CFLAGS) -fPIC -c wfsum.c -o wfsum.o
+    libwfsum.so.1: wfsum.o
+    \t$(CC) -shared -Wl,-soname,libwfsum.so.1 -o $@ wfsum.o
+    libwfsum.a: wfsum.o
+    \t$(AR) rcs $@ wfsum.o
+    install: all
+    \tmkdir -p $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+    \tcp libwfsum.so.1 libwfsum.a $(DESTDIR)$(PREFIX)/lib/
+    \tln -sf libwfsum.so.1 $(DESTDIR)$(PREFIX)/lib/libwfsum.so
+    \tcp wfsum.h $(DESTDIR)$(PREFIX)/include/
+    \tprintf 'prefix=$(PREFIX)\\nName: wfsum\\nDescription: d\\nVersion: 1.0\\nLibs: -L$${prefix}/lib -lwfsum\\nCflags: -I$${prefix}/include\\n' > $(DESTDIR)$(PREFIX)/lib/pkgconfig/wfsum.pc
+    """
+)
+
+CMAKELISTS = textwrap.dedent(
+    """\
+    cmake_minimum_required(VERSION 3.13)
+    project(wfsum C)
+    add_library(wfsum SHARED wfsum.c)
+    set_target_properties(wfsum PROPERTIES VERSION 1.0 SOVERSION 1 PUBLIC_HEADER wfsum.h)
+    include(GNUInstallDirs)
+    install(TARGETS wfsum LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+            PUBLIC_HEADER DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+    configure_file(wfsum.pc.in wfsum.pc @ONLY)
+    install(FILES ${CMAKE_BINARY_DIR}/wfsum.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+    """
+)
+PC_IN = (
+    "prefix=@CMAKE_INSTALL_PREFIX@\nName: wfsum\nDescription: d\nVersion: 1.0\n"
+    "Libs: -L${prefix}/lib -lwfsum\nCflags: -I${prefix}/include\n"
+)
+
+
+def write_make_library(root: Path, *, broken: bool = False, token: str = "") -> Path:
+    """A Makefile library in `root`; `broken` puts a syntax error in it; `token` makes it unique."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "wfsum.c").write_text((BROKEN if broken else SOURCE) + f"/* {token} */\n")
+    (root / "wfsum.h").write_text(HEADER)
+    (root / "Makefile").write_text(MAKEFILE)
+    return root
+
+
+def write_cmake_library(root: Path, *, token: str = "") -> Path:
+    """The same library built by CMake (shared, versioned, with a configured .pc file)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "wfsum.c").write_text(SOURCE + f"/* {token} */\n")
+    (root / "wfsum.h").write_text(HEADER)
+    (root / "CMakeLists.txt").write_text(CMAKELISTS)
+    (root / "wfsum.pc.in").write_text(PC_IN)
+    return root
