@@ -11,7 +11,9 @@ import importlib
 
 import click
 
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "recipe": "builder.recipe_cli:recipe",
+}
 
 
 class LazyGroup(click.Group):
