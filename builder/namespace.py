@@ -15,8 +15,7 @@ import platform
 import shlex
 import shutil
 import subprocess
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,22 +98,14 @@ def check_support() -> Support:
 
 
 def ensure_qemu_static() -> Path:
-    """Install qemu-user-static with the host's apt if it is missing; return the interpreter."""
-    if QEMU_STATIC.exists():
-        return QEMU_STATIC
-    # No recommends: binfmt-support would register handlers on the host at configure time.
-    cmd = [
-        "apt-get", "install", "-y", "-q", "--no-install-recommends",
-        "-o", "DPkg::Lock::Timeout=600", QEMU_PACKAGE,
-    ]  # fmt: skip
-    if os.geteuid() != 0:
-        cmd = ["sudo", "-n", *cmd]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0 or not QEMU_STATIC.exists():
-        raise NamespaceError(
-            f"could not install {QEMU_PACKAGE} ({' '.join(cmd)}): {proc.stderr.strip()[-300:]}"
-        )
+    """qemu-aarch64-static, installed from Debian when missing (without recommends: binfmt-support
+    would register handlers on the host)."""
+    if not QEMU_STATIC.exists():
+        from builder.toolchain import ensure_host_packages
+
+        ensure_host_packages([QEMU_PACKAGE])
+    if not QEMU_STATIC.exists():
+        raise NamespaceError(f"{QEMU_STATIC} missing after installing {QEMU_PACKAGE}")
     return QEMU_STATIC
 
 
@@ -165,7 +156,7 @@ def enter_script(
     return "\n".join(lines) + "\n"
 
 
-def run_in_rootfs(
+def rootfs_command(
     root: Path,
     argv: Sequence[str],
     *,
@@ -173,15 +164,12 @@ def run_in_rootfs(
     ro_binds: Mapping[str, Path] = {},
     env: Mapping[str, str] = {},
     cwd: str = "/",
-    output: Callable[[str], None] | None = None,
-    timeout: float | None = None,
     read_only: bool = True,
-) -> subprocess.CompletedProcess[str]:
-    """Run `argv` inside the aarch64 root filesystem `root`; return the finished process.
+) -> list[str]:
+    """The host command that runs `argv` inside the aarch64 root filesystem `root`.
 
-    `binds` maps folders inside the root (which must exist there) to host folders. Output (stdout and
-    stderr together) is passed line by line to `output` and kept in the result's stdout.
-    `read_only=False` lets the run change the tree itself (only while the tree is being made).
+    `binds` (read-write) and `ro_binds` map folders inside the root, which must exist there, to host
+    folders. `read_only=False` lets the run change the tree itself (only while it is being made).
     """
     support = check_support()
     if not support.ok:
@@ -192,38 +180,33 @@ def run_in_rootfs(
     script = enter_script(
         root, argv, binds=binds, ro_binds=ro_binds, env=env, cwd=cwd, read_only=read_only
     )
-    cmd = [
+    # --kill-child: when unshare dies (timeout, ^C) the whole PID namespace goes with it.
+    return [
         "unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork",
         "--mount-proc", "--kill-child", "--", "/bin/sh", "-c", script,
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+
+
+def run_in_rootfs(
+    root: Path,
+    argv: Sequence[str],
+    *,
+    binds: Mapping[str, Path] = {},
+    ro_binds: Mapping[str, Path] = {},
+    env: Mapping[str, str] = {},
+    cwd: str = "/",
+    read_only: bool = True,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `argv` inside `root` (see rootfs_command); stdout holds stdout and stderr together."""
+    cmd = rootfs_command(
+        root, argv, binds=binds, ro_binds=ro_binds, env=env, cwd=cwd, read_only=read_only
     )
-    lines: list[str] = []
-    assert proc.stdout is not None
-    # unshare --kill-child: killing unshare kills the whole PID namespace.
-    timed_out = threading.Event()
-
-    def kill() -> None:
-        timed_out.set()
-        proc.kill()
-
-    timer = threading.Timer(timeout, kill) if timeout else None
-    if timer:
-        timer.start()
     try:
-        for line in proc.stdout:
-            lines.append(line)
-            if output:
-                output(line.rstrip("\n"))
-        rc = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        if timer:
-            timer.cancel()
-    if timed_out.is_set():
-        lines.append(f"killed after {timeout:.0f} s\n")
-    return subprocess.CompletedProcess(cmd, rc, "".join(lines), "")
+        return subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            stdin=subprocess.DEVNULL, timeout=timeout,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout if isinstance(exc.stdout, str) else ""
+        return subprocess.CompletedProcess(cmd, -9, out + f"\nkilled after {timeout} s\n", "")

@@ -30,6 +30,8 @@ from builder.paths import cache_dir
 
 # Debian suite shipping each CPython version (the arm64 interpreter a native build uses).
 SUITE_FOR_PYTHON = {"3.11": "bookworm", "3.13": "trixie"}
+# Each suite's glibc: the newest manylinux tag a wheel installed into the chroot may carry.
+SUITE_GLIBC = {"bookworm": (2, 36), "trixie": (2, 41)}
 ARCH = "arm64"
 # Essential packages are not dependencies of anything, so a closure from an empty status lacks a
 # shell and coreutils: name them.
@@ -39,8 +41,8 @@ BASE_PACKAGES = (
     "gcc", "g++", "make", "libc6-dev", "pkgconf", "patch",
 )  # fmt: skip
 # Bump when _configure changes: it is part of the cache key.
-LAYOUT_VERSION = "1"
-MOUNT_POINTS = ("proc", "dev", "tmp", "work", "wheels")
+LAYOUT_VERSION = "2"
+MOUNT_POINTS = ("proc", "dev", "tmp", "work", "wheels", "env")
 
 
 class RootfsError(RuntimeError):
@@ -52,7 +54,9 @@ def suite_for(python: str) -> str:
         return SUITE_FOR_PYTHON[python]
     except KeyError:
         have = ", ".join(f"{v} ({s})" for v, s in SUITE_FOR_PYTHON.items())
-        raise RootfsError(f"no Debian suite ships an arm64 Python {python}; available: {have}")
+        raise RootfsError(
+            f"no Debian suite ships an arm64 Python {python}; available: {have}"
+        ) from None
 
 
 def packages(python: str) -> list[str]:
@@ -91,7 +95,9 @@ def rootfs(python: str, *, rebuild: bool = False, console: Console | None = None
         try:
             staging.mkdir(parents=True)
             for deb in debs:
-                proc = subprocess.run(["dpkg-deb", "-x", str(deb), str(staging)], capture_output=True)
+                proc = subprocess.run(
+                    ["dpkg-deb", "-x", str(deb), str(staging)], capture_output=True
+                )
                 if proc.returncode != 0:
                     raise RootfsError(f"dpkg-deb -x {deb}: {proc.stderr.decode().strip()}")
                 progress.advance(task)
