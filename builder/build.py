@@ -264,6 +264,49 @@ def _merge_pipeline_env(options: BuildOptions, extra: Mapping[str, str]) -> Buil
 
 
 # --------------------------------------------------------------------------------------------
+# Backend selection
+
+
+def build_raw(
+    sdist: Path,
+    python: str,
+    target: str,
+    options: BuildOptions,
+    workdir: Path,
+    log: BuildLog,
+    say: Progress,
+) -> tuple[Path, str]:
+    """The raw wheel from `options.backend`, else from each of `options.fallback` in turn.
+
+    A backend that is unavailable, fails, or turns a native build into a pure wheel hands over to
+    the next one (in a fresh `workdir`); the last one's failure is raised. Returns (wheel, backend).
+    """
+    names = [options.backend, *(n for n in options.fallback if n != options.backend)]
+    for i, name in enumerate(names):
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        try:
+            backend = get_backend(name)
+            if reason := backend.available(python, target):
+                raise BuildError("setup", reason, log.path)
+            if i:
+                say(f"falling back to the {name} backend")
+            raw = backend.build(
+                sdist, python, target, dataclasses.replace(options, backend=name), workdir, log
+            )
+            log.section(f"raw wheel ({name}): {raw.name}")
+            if any(t.platform == "any" for t in parse_wheel_filename(raw.name)[3]):
+                raise BuildError("verify", f"pure wheel {raw.name} from a native build", log.path)
+            return raw, name
+        except (BuildError, KeyError) as exc:
+            if i == len(names) - 1:
+                raise
+            why = f"{exc.step}: {exc.summary}" if isinstance(exc, BuildError) else str(exc)
+            log.section(f"backend {name} failed ({why}); falling back to {names[i + 1]}")
+    raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------------------------
 # One build
 
 
@@ -319,20 +362,14 @@ def build_sdist(
     with BuildLog(log_path) as log:
         log.write(f"wheelfarm build {project} {version} cp{python} {target} ({options.backend})")
         try:
-            backend = get_backend(options.backend)
-            if reason := backend.available(python, target):
-                raise BuildError("setup", reason, log.path)
             env = {
                 "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH)
             }
             env.update(prefix_env(prefixes))
             opts = _merge_pipeline_env(options, env)
             say(f"building {project} {version} for cp{python} {target}")
-            (workdir / "backend").mkdir()
-            raw = backend.build(sdist, python, target, opts, workdir / "backend", log)
-            log.section(f"raw wheel: {raw.name}")
-            if any(t.platform == "any" for t in parse_wheel_filename(raw.name)[3]):
-                raise BuildError("verify", f"pure wheel {raw.name} from a native build", log.path)
+            raw, used = build_raw(sdist, python, target, opts, workdir / "backend", log, say)
+            options = dataclasses.replace(options, backend=used)  # the result names it
             say(f"repairing {raw.name}")
             lib_dirs = [p / "lib" for p in prefixes]
             repaired = repair_wheel(raw, python, target, workdir / "repaired", lib_dirs, log)
