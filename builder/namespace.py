@@ -139,6 +139,8 @@ def enter_script(
         f"mount --bind {r} {r}",
         *([f"mount -o remount,bind,ro {r}"] if read_only else []),
         f"mount -t proc proc {r}/proc",
+        # The same (namespace's own) instance, visible inside for diagnosis.
+        f"mount -t binfmt_misc binfmt_misc {r}/proc/sys/fs/binfmt_misc",
         f"mount --rbind /dev {r}/dev",
         f"mount -t tmpfs -o mode=1777 tmpfs {r}/tmp",
     ]
