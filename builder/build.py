@@ -19,18 +19,17 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.parser import HeaderParser
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from builder.backends import BuildError, BuildLog, get_backend
 from builder.paths import cache_dir, data_dir
-from builder.recipes import BuildOptions, TestSpec
+from builder.plan import Job
+from builder.recipes import BuildOptions, Recipe, TestSpec
 from builder.targets import parse_target, supported_tags
 from builder.toolchain import CrossToolchain, ToolchainError, cross_target, test_sysroot
 
-EM = {62: "x86_64", 183: "aarch64", 3: "i386", 40: "arm", 243: "riscv64", 21: "ppc64", 22: "s390"}
 TESTED, NOT_TESTED, BUILT, FAILED = "tested", "not tested", "built", "failed"
 # 2000-01-01: a fixed default keeps wheels reproducible when the sdist gives no better date.
 DEFAULT_SOURCE_DATE_EPOCH = "946684800"
@@ -76,63 +75,40 @@ class BuildResult:
 # Verification (a minimal gate until the wheel checker of builder/check/ is merged)
 
 
-def _elf_machine(head: bytes) -> str | None:
-    """The architecture of an ELF header, or None if `head` is not ELF."""
-    if head[:4] != b"\x7fELF" or len(head) < 20:
-        return None
-    order = "little" if head[5] == 1 else "big"
-    machine = int.from_bytes(head[18:20], order)
-    return EM.get(machine, f"machine {machine}")
-
-
 def verify_wheel(wheel: Path, python: str, target: str) -> list[str]:
-    """Problems that make `wheel` not what (python, target) needs; empty when it is.
+    """Problems that make `wheel` not what a native build for (python, target) must give.
 
-    A native build must give a platform wheel whose tags install on the target, whose extension
-    modules carry the target's suffix and whose every ELF file is for the target architecture.
+    Two parts: what the job asked for (a platform wheel, with a compiled extension, whose tags
+    install on CPython `python` on `target`), and the project's wheel checker (`builder.check`),
+    which proves the wheel is what its own tags say (architecture of every binary, extension
+    suffixes, RECORD, the manylinux policy).
     """
+    from builder.check import WheelReadError, check_wheel
+
     problems: list[str] = []
-    cross = cross_target(target)
     _, _, _, tags = parse_wheel_filename(wheel.name)
     if any(t.platform == "any" for t in tags):
-        problems.append(
-            f"pure wheel ({'.'.join(sorted({str(t) for t in tags}))}) from a native build"
-        )
-    elif not tags & supported_tags(python, target):
-        problems.append(
-            f"tags {', '.join(sorted(str(t) for t in tags))} do not install on cp{python} {target}"
-        )
-    suffix_arch = f"-{cross.arch}-linux-"
-    with zipfile.ZipFile(wheel) as zf:
-        names = zf.namelist()
-        wheel_meta = next((n for n in names if n.endswith(".dist-info/WHEEL")), None)
-        if wheel_meta:
-            meta = HeaderParser().parsestr(zf.read(wheel_meta).decode("utf-8", "replace"))
-            if meta.get("Root-Is-Purelib", "").strip().lower() == "true" and not problems:
-                problems.append("WHEEL says Root-Is-Purelib: true for a native build")
-        elf_count = 0
-        for name in names:
-            if name.endswith("/"):
-                continue
-            with zf.open(name) as fh:
-                machine = _elf_machine(fh.read(20))
-            if machine is None:
-                continue
-            elf_count += 1
-            if machine != cross.arch:
-                problems.append(f"{name}: {machine} binary in a {cross.arch} wheel")
-            in_libs = name.split("/")[0].endswith(".libs")
-            base = name.rsplit("/", 1)[-1]
-            wrong_suffix = "-linux-" in base and suffix_arch not in base
-            if not in_libs and base.endswith(".so") and wrong_suffix:
-                problems.append(f"{name}: extension suffix is not for {cross.arch}")
-        if elf_count == 0 and not any("pure wheel" in p for p in problems):
-            problems.append("no compiled extension in the wheel (a native build gave none)")
+        shown = ".".join(sorted({str(t) for t in tags}))
+        return [f"pure wheel ({shown}) from a native build"]
+    if not tags & supported_tags(python, target):
+        shown = ", ".join(sorted(str(t) for t in tags))
+        problems.append(f"tags {shown} do not install on cp{python} {target}")
+    try:
+        report = check_wheel(wheel)
+    except WheelReadError as exc:
+        return [*problems, f"unreadable wheel: {exc}"]
+    if not any(b.judged for b in report.binaries):
+        problems.append("no compiled extension in the wheel (a native build gave none)")
+    for f in report.findings:
+        if f.severity == "error":
+            problems.append(
+                f"{f.path}: {f.message} [{f.rule}]" if f.path else f"{f.message} [{f.rule}]"
+            )
     return problems
 
 
 def check_gate(wheel: Path, python: str, target: str) -> list[str]:
-    """The verification gate: the project's wheel checker when present, else `verify_wheel`."""
+    """The verification gate before a build is called a success (see `verify_wheel`)."""
     return verify_wheel(wheel, python, target)
 
 
@@ -383,10 +359,13 @@ def build_sdist(
             tags = tuple(sorted(str(t) for t in parse_wheel_filename(repaired.name)[3]))
             status, message = BUILT, "built (test not run)"
             if run_test and test is not None:
-                sysroot = test_sysroot(python)
+                # Debian's arm64 CPython is a glibc one: it cannot load musllinux wheels.
+                glibc = cross_target(target).libc == "gnu"
+                sysroot = test_sysroot(python) if glibc else None
                 if sysroot is None:
                     status = NOT_TESTED
-                    message = f"not tested: no arm64 interpreter for Python {python} here"
+                    libc = "" if glibc else "musl "
+                    message = f"not tested: no arm64 {libc}interpreter for Python {python} here"
                     log.section(message)
                 else:
                     say(f"testing {repaired.name} under qemu")
@@ -403,7 +382,7 @@ def build_sdist(
                     )
                     status, message = TESTED, "tested under qemu-aarch64"
             out_dir.mkdir(parents=True, exist_ok=True)
-            final = out_dir / repaired.name
+            final = out_dir.resolve() / repaired.name
             shutil.copy2(repaired, final.with_name(final.name + ".part"))
             os.replace(final.with_name(final.name + ".part"), final)
             log.section(f"result: {status}: {final}")
@@ -426,8 +405,175 @@ def build_sdist(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def build_many(
-    builds: Iterable[Callable[[], BuildResult]],
+def build_url(
+    source: str,
+    sha256: str,
+    *,
+    project: str,
+    version: str,
+    filename: str | None = None,
+    **kwargs,
+) -> BuildResult:
+    """Fetch the sdist at `source` (verified against `sha256`), then `build_sdist` it.
+
+    A fetch failure (hash mismatch, HTTP error) is a failed result with step "fetch".
+    """
+    from builder.fetch import FetchError, fetch_sdist
+
+    try:
+        sdist = fetch_sdist(source, sha256, filename)
+    except FetchError as exc:
+        options = kwargs.get("options") or BuildOptions()
+        python, target = kwargs["python"], kwargs["target"]
+        log_path = _log_path(
+            kwargs.get("log_dir") or default_log_dir(), project, version, python, target
+        )
+        with BuildLog(log_path) as log:
+            log.write(f"wheelfarm build {project} {version} cp{python} {target}")
+            log.section(f"fetch {source}: {exc}")
+        return BuildResult(
+            project=project,
+            version=version,
+            python=python,
+            target=target,
+            backend=options.backend,
+            status=FAILED,
+            wheel=None,
+            log=log_path,
+            step="fetch",
+            error=str(exc),
+            message=f"failed at fetch: {exc}",
+            sdist_sha256=sha256,
+        )
+    return build_sdist(sdist, project=project, version=version, sdist_sha256=sha256, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes and plan jobs
+
+
+def native_prefixes(recipe: Recipe, target: str, log: BuildLog) -> list[Path]:
+    """Prefixes holding the recipe's native libraries built for `target` (builder.deps)."""
+    if not recipe.native:
+        return []
+    try:
+        from builder import deps
+    except ImportError:
+        raise BuildError(
+            "deps",
+            f"{recipe.path}: declares native libraries "
+            f"({', '.join(n.name for n in recipe.native)}) but builder.deps is not available",
+            log.path,
+        ) from None
+    return [Path(p) for p in deps.prefixes_for(recipe, target, log)]
+
+
+def build_job(
+    job: Job,
+    *,
+    out_dir: Path,
+    recipe: Recipe | None = None,
+    log_dir: Path | None = None,
+    run_test: bool = True,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Build one planned job: fetch its sdist (sha256-verified), native libraries, then the wheel."""
+    from builder.recipes import RecipeError, load_recipe
+
+    common = {
+        "project": job.project,
+        "version": job.version,
+        "python": job.python,
+        "target": job.target,
+        "out_dir": out_dir,
+        "log_dir": log_dir,
+    }
+    try:
+        recipe = recipe or load_recipe(job.recipe_path)
+    except (RecipeError, OSError) as exc:
+        return _early_failure("recipe", str(exc), **common)
+    if recipe.native:
+        log_path = _log_path(
+            log_dir or default_log_dir(), job.project, job.version, job.python, job.target
+        )
+        with BuildLog(log_path) as log:
+            try:
+                prefixes = native_prefixes(recipe, job.target, log)
+            except BuildError as exc:
+                return _early_failure(exc.step, exc.summary, log_path=log_path, **common)
+    else:
+        prefixes = []
+    return build_url(
+        job.sdist_url,
+        job.sdist_sha256,
+        filename=job.sdist_filename or None,
+        options=recipe.build,
+        test=recipe.test,
+        prefixes=prefixes,
+        run_test=run_test,
+        progress=progress,
+        **common,
+    )
+
+
+def _early_failure(
+    step: str,
+    error: str,
+    *,
+    project: str,
+    version: str,
+    python: str,
+    target: str,
+    out_dir: Path,
+    log_dir: Path | None,
+    log_path: Path | None = None,
+) -> BuildResult:
+    log_path = log_path or _log_path(log_dir or default_log_dir(), project, version, python, target)
+    with BuildLog(log_path) as log:
+        log.section(f"result: failed at {step}: {error}")
+    return BuildResult(
+        project=project,
+        version=version,
+        python=python,
+        target=target,
+        backend="",
+        status=FAILED,
+        wheel=None,
+        log=log_path,
+        step=step,
+        error=error,
+        message=f"failed at {step}: {error}",
+    )
+
+
+def build_jobs(
+    jobs: Iterable[Job],
+    *,
+    out_dir: Path,
+    log_dir: Path | None = None,
+    run_test: bool = True,
+    progress: Progress | None = None,
+    on_result: Callable[[BuildResult], None] | None = None,
 ) -> list[BuildResult]:
-    """Run build thunks one after another; a failure is a result, never an exception."""
-    return [b() for b in builds]
+    """Build every job in turn; a failing job is a failed result and the others still run."""
+    results = []
+    for job in jobs:
+        try:
+            r = build_job(
+                job, out_dir=out_dir, log_dir=log_dir, run_test=run_test, progress=progress
+            )
+        except Exception as exc:  # a bug in one job must not cost the others their builds
+            r = _early_failure(
+                "internal",
+                f"{type(exc).__name__}: {exc}",
+                project=job.project,
+                version=job.version,
+                python=job.python,
+                target=job.target,
+                out_dir=out_dir,
+                log_dir=log_dir,
+            )
+        results.append(r)
+        if on_result:
+            on_result(r)
+    return results

@@ -12,7 +12,11 @@ import importlib
 import click
 
 SUBCOMMANDS: dict[str, str] = {
+    "plan": "builder.plan_cli:plan_command",
     "recipe": "builder.recipe_cli:recipe",
+    "check": "builder.check.cli:check",
+    "build": "builder.build_cli:build",
+    "doctor": "builder.build_cli:doctor",
 }
 
 

@@ -41,3 +41,69 @@ def lint(paths: tuple[Path, ...], as_json: bool) -> None:
         )
     if bad:
         raise SystemExit(1)
+
+
+@recipe.command()
+@click.argument("name")
+@click.option("--index", metavar="URL", help="Upstream index: a URL, 'pypi' (default) or 'pip'.")
+@click.option(
+    "--dir",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("recipes"),
+    show_default=True,
+)
+@click.option(
+    "--python",
+    "pythons",
+    multiple=True,
+    metavar="X.Y",
+    help="Pythons (default: 3.9-3.13 that requires-python allows).",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="TAG",
+    help="Targets (default: manylinux_2_17_aarch64).",
+)
+@click.option(
+    "--version", "version", metavar="V", help="Pin one version instead of the newest releases."
+)
+@click.option(
+    "--latest",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Build the newest N releases.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing recipe.")
+def new(
+    name: str,
+    index: str | None,
+    out_dir: Path,
+    pythons: tuple[str, ...],
+    targets: tuple[str, ...],
+    version: str | None,
+    latest: int,
+    force: bool,
+) -> None:
+    """Write a starting recipe for NAME from the upstream index and its newest sdist."""
+    from builder.recipe_new import DEFAULT_TARGETS, RecipeNewError, write_recipe
+    from builder.upstream import IndexClient, UpstreamError
+
+    try:
+        with IndexClient(index) as client:
+            path = write_recipe(
+                name,
+                client,
+                out_dir,
+                pythons=pythons or None,
+                targets=targets or DEFAULT_TARGETS,
+                version=version,
+                latest=latest,
+                force=force,
+            )
+    except (RecipeNewError, UpstreamError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(str(path))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -17,6 +18,9 @@ C_SOURCE = textwrap.dedent(
     """
     #define PY_SSIZE_T_CLEAN
     #include <Python.h>
+    #ifndef WF_EXTRA_METHODS
+    #define WF_EXTRA_METHODS
+    #endif
 
     /* A real call into compiled code: the sum of 1..n, and the machine it was compiled for. */
     static PyObject *triangle(PyObject *self, PyObject *args) {
@@ -39,6 +43,7 @@ C_SOURCE = textwrap.dedent(
     static PyMethodDef methods[] = {
         {"triangle", triangle, METH_VARARGS, "Sum of 1..n."},
         {"machine", machine, METH_NOARGS, "The architecture this module was compiled for."},
+        WF_EXTRA_METHODS
         {NULL, NULL, 0, NULL},
     };
 
@@ -57,11 +62,18 @@ def write_project(
     c_extension: bool = False,
     requires_python: str | None = None,
     extra_c: str = "",
+    prelude_c: str = "",
+    libraries: Sequence[str] = (),
+    pure_fallback: bool = False,
+    package_data: dict[str, bytes] | None = None,
 ) -> Path:
     """Write a setuptools project `name` into root/<name>-<version>/ and return that folder.
 
     The import package is the normalized name with dashes as underscores. With `c_extension` it has a
-    `_native` extension module exposing triangle(n) and machine().
+    `_native` extension module exposing triangle(n) and machine(). `prelude_c` goes right after the
+    includes (it may `#define WF_EXTRA_METHODS` entries for the method table), `libraries` are linked
+    into the extension, `pure_fallback` makes setup.py swallow a failed extension build and produce a
+    pure wheel (as markupsafe does), `package_data` adds files to the package.
     """
     pkg = canonicalize_name(name).replace("-", "_")
     src = root / f"{pkg}-{version}"
@@ -69,18 +81,26 @@ def write_project(
     init = f'__version__ = "{version}"\n'
     if c_extension:
         init += "from ._native import machine, triangle  # noqa: F401\n"
-        (src / pkg / "_native.c").write_text(C_SOURCE + extra_c)
+        head, sep, rest = C_SOURCE.partition("#ifndef WF_EXTRA_METHODS")
+        (src / pkg / "_native.c").write_text(head + prelude_c + "\n" + sep + rest + extra_c)
+        if pure_fallback:
+            init = f'__version__ = "{version}"\n'
     (src / pkg / "__init__.py").write_text(init)
-    ext = f'ext_modules=[Extension("{pkg}._native", ["{pkg}/_native.c"])],' if c_extension else ""
-    rp = f"python_requires={requires_python!r}," if requires_python else ""
-    (src / "setup.py").write_text(
-        textwrap.dedent(
-            f"""
-            from setuptools import Extension, setup
-            setup(name={name!r}, version={version!r}, packages=[{pkg!r}], {ext} {rp})
-            """
-        )
+    for rel, data in (package_data or {}).items():
+        (src / pkg / rel).write_bytes(data)
+    ext = (
+        f'ext_modules=[Extension("{pkg}._native", ["{pkg}/_native.c"], libraries={list(libraries)!r})],'
+        if c_extension
+        else ""
     )
+    rp = f"python_requires={requires_python!r}," if requires_python else ""
+    pd = f"package_data={{{pkg!r}: {sorted(package_data)!r}}}," if package_data else ""
+    call = f"setup(name={name!r}, version={version!r}, packages=[{pkg!r}], {pd} {rp}"
+    if pure_fallback:
+        body = f"try:\n    {call} {ext})\nexcept BaseException:\n    {call})\n"
+    else:
+        body = f"{call} {ext})\n"
+    (src / "setup.py").write_text("from setuptools import Extension, setup\n" + body)
     (src / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
     )

@@ -1,0 +1,116 @@
+"""check_wheel: prove that a wheel is what its tags say. The gate before publishing and on upload."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from . import linux_policy, rules, wheelinfo
+from .binaries import Binary, Read, identify
+from .findings import Finding
+from .report import Report
+from .wheelzip import Member, WheelReadError, scan
+
+
+def check_wheel(path: str | os.PathLike[str], *, workers: int | None = None) -> Report:
+    """Check the wheel file at `path`. Raises WheelReadError when it cannot be read as a wheel.
+
+    `workers` caps the threads that hash members (default: the CPU count, at most 4).
+    """
+    path = Path(path)
+    try:
+        project, version, build, tags = parse_wheel_filename(path.name)
+    except InvalidWheelFilename as exc:
+        raise WheelReadError(f"{path}: {exc}") from exc
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise WheelReadError(f"{path}: {exc}") from exc
+    with zf:
+        infos = zf.infolist()
+        names = [i.filename for i in infos if not i.is_dir()]
+        dist_info = wheelinfo.find_dist_info(names, project, version)
+        findings: list[Finding] = []
+        if dist_info is None:
+            findings.append(
+                Finding(wheelinfo.RECORD, "error", "", "no single .dist-info folder in the wheel")
+            )
+            entries = None
+        else:
+            findings += wheelinfo.check_wheel_tags(zf, dist_info, tags, build)
+            findings += wheelinfo.check_metadata(zf, dist_info, project, version)
+            entries, record_findings = wheelinfo.read_record(zf, dist_info)
+            findings += record_findings
+        algorithms = {n: e.algorithm for n, e in (entries or {}).items() if e.algorithm}
+        members = scan(path, infos, algorithms, workers)
+        if dist_info is not None:
+            findings += wheelinfo.check_record(dist_info, entries, members)
+
+        binaries = [
+            b
+            for m in members.values()
+            if m.head and (b := identify(m.name, _reader(zf, m))) is not None
+        ]
+        expected, unknown = rules.expectations(tags)
+        findings += unknown
+        findings += rules.check_binaries(tags, binaries, expected)
+        findings += rules.check_suffixes(names, tags, expected)
+        elf_paths = [
+            b.path
+            for b in binaries
+            if b.format == "ELF"
+            and b.judged
+            and b.slices[0].arch in {a for e in expected for a in e.archs}
+        ]
+        if dist_info is not None and any(e.libc for e in expected):
+            findings += linux_policy.judge(path, zf, elf_paths, dist_info, expected)
+
+    return Report(
+        wheel=str(path),
+        tags=tuple(sorted(map(str, tags))),
+        binaries=tuple(sorted(binaries, key=lambda b: b.path)),
+        findings=tuple(dict.fromkeys(findings)),
+    )
+
+
+def check_files(paths: Iterable[str | os.PathLike[str]]) -> list[Report]:
+    """Check wheel files and folders of wheels (their *.whl, sorted); unreadable ones get `error` set.
+
+    This is the whole checker behind `wheelfarm check`; `--index` downloads a project's wheels and
+    hands the files to this function.
+    """
+    reports = []
+    for given in paths:
+        p = Path(given)
+        files = sorted(p.glob("*.whl")) if p.is_dir() else [p]
+        if p.is_dir() and not files:
+            reports.append(Report(wheel=str(p), error=f"{p}: no .whl files in this folder"))
+        for file in files:
+            try:
+                reports.append(check_wheel(file))
+            except WheelReadError as exc:
+                reports.append(Report(wheel=str(file), error=str(exc)))
+    return reports
+
+
+def _reader(zf: zipfile.ZipFile, member: Member) -> Read:
+    """Header bytes of a member: from the head the scan kept, else by reading the member again."""
+
+    def read(offset: int, size: int) -> bytes:
+        end = offset + size
+        if end <= len(member.head) or len(member.head) == member.size:
+            return member.head[offset:end]
+        with zf.open(
+            member.name
+        ) as f:  # rare: a fat Mach-O's later slices, a huge load command area
+            f.seek(offset)
+            return f.read(size)
+
+    return read
+
+
+__all__ = ["Binary", "Finding", "Report", "WheelReadError", "check_files", "check_wheel"]
