@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "recipe": "builder.recipe_cli:recipe",
     "check": "builder.check.cli:check",
     "build": "builder.build_cli:build",
+    "rootfs": "builder.rootfs:rootfs_cli",
     "doctor": "builder.build_cli:doctor",
 }
 

@@ -69,7 +69,7 @@ def _userns_allowed() -> tuple[bool, str]:
     )
     if proc.returncode != 0:
         return False, f"unshare --user failed: {proc.stderr.strip()}"
-    return True, "unprivileged user namespaces are allowed"
+    return True, "user namespaces can be created (unshare --user works)"
 
 
 def check_support() -> Support:

@@ -16,11 +16,13 @@ no resolv.conf and no CA certificates.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
@@ -157,3 +159,32 @@ def _compile_stdlib(root: Path, python: str) -> None:
     proc = run_in_rootfs(root, argv, read_only=False, timeout=1200)
     if proc.returncode != 0:
         raise RootfsError(f"compileall in {root} failed: {proc.stdout.strip()[-500:]}")
+
+
+@click.command("rootfs")
+@click.option(
+    "--python",
+    "pythons",
+    multiple=True,
+    type=click.Choice(sorted(SUITE_FOR_PYTHON)),
+    help="CPython version whose root filesystem to make (repeatable; default: all).",
+)
+@click.option("--rebuild", is_flag=True, help="Make it again even if it is cached.")
+@click.option("--json", "as_json", is_flag=True, help="Print the root filesystems as JSON.")
+def rootfs_cli(pythons: tuple[str, ...], rebuild: bool, as_json: bool) -> None:
+    """Make (or show) the cached aarch64 Debian root filesystems of the emulated backend."""
+    from builder.debian import DebianError
+    from builder.namespace import NamespaceError, ensure_qemu_static
+
+    made = {}
+    try:
+        ensure_qemu_static()
+        for py in pythons or sorted(SUITE_FOR_PYTHON):
+            made[py] = str(rootfs(py, rebuild=rebuild))
+    except (RootfsError, DebianError, NamespaceError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"rootfs": made}, indent=2))
+    else:
+        for py, path in made.items():
+            click.echo(f"python{py} ({suite_for(py)}): {path}")
