@@ -76,7 +76,10 @@ def get_backend(name: str) -> Backend:
     if name not in BACKENDS:
         raise KeyError(f"unknown build backend {name!r} (known: {', '.join(sorted(BACKENDS))})")
     module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    try:
+        return getattr(importlib.import_module(module), cls)()
+    except ImportError as exc:
+        raise KeyError(f"build backend {name!r} is not available here: {exc}") from None
 
 
 # Lines that state the real cause, most specific first. A compiler's "error:" beats the
