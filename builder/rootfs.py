@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -61,25 +62,35 @@ def suite_for(python: str) -> str:
         ) from None
 
 
-def packages(python: str) -> list[str]:
+def packages(python: str, extra: Sequence[str] = ()) -> list[str]:
     py = f"python{python}"
-    return sorted({*BASE_PACKAGES, py, f"{py}-dev", f"{py}-venv"})
+    return sorted({*BASE_PACKAGES, py, f"{py}-dev", f"{py}-venv", *extra})
 
 
-def rootfs_path(python: str) -> Path:
+def rootfs_path(python: str, extra: Sequence[str] = ()) -> Path:
     suite = suite_for(python)
-    key = "\n".join([LAYOUT_VERSION, suite, *packages(python)])
+    key = "\n".join([LAYOUT_VERSION, suite, *packages(python, extra)])
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return cache_dir() / "rootfs" / f"{suite}-{ARCH}-{digest}"
 
 
-def rootfs(python: str, *, rebuild: bool = False, console: Console | None = None) -> Path:
-    """The cached aarch64 root filesystem for `python`, made (with progress) when missing."""
-    dest = rootfs_path(python)
+def rootfs(
+    python: str,
+    *,
+    extra: Sequence[str] = (),
+    rebuild: bool = False,
+    console: Console | None = None,
+) -> Path:
+    """The cached aarch64 root filesystem for `python`, made (with progress) when missing.
+
+    `extra` names more Debian arm64 packages (e.g. a C library's -dev package a build links to);
+    each package set is its own cached tree.
+    """
+    dest = rootfs_path(python, extra)
     if (dest / ".complete").exists() and not rebuild:
         return dest
     suite = suite_for(python)
-    pkgs = packages(python)
+    pkgs = packages(python, extra)
     console = console or Console(stderr=True)
     staging = dest.with_name(dest.name + f".new-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)

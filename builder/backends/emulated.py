@@ -76,37 +76,57 @@ class EmulatedBackend(Backend):
     ) -> Path:
         if reason := self.available(python, target):
             raise BuildError("emulated", reason, log.path)
-        log.section(f"emulated: {sdist.name} for cp{python.replace('.', '')} {target}")
-        ensure_qemu_static()
-        try:
-            root = rootfs(python)
-        except (RootfsError, RuntimeError) as exc:
-            raise BuildError("rootfs", str(exc), log.path) from None
-        log.write(f"  rootfs {root}")
-        src = unpack_sdist(sdist, workdir / "src")
-        requires = [*TOOL_REQUIRES, *build_requires(src), *options.build_requires]
-        env = build_env(root, python, download_requirements(requires, python, log), log)
-        out = workdir / "out"
-        out.mkdir(parents=True, exist_ok=True)
-        script = build_script(python, options, f"/work/{src.relative_to(workdir)}")
-        cmd = rootfs_command(
-            root,
-            ["/bin/sh", "-c", script],
-            binds={"/work": workdir},
-            ro_binds={"/env": env},
-            env=dict(options.environment),
-            cwd="/work",
-        )
+        cmd, out = prepare(sdist, python, options, workdir, log)
         log.run(cmd, step="compile (emulated)", timeout=BUILD_TIMEOUT)
-        built = sorted(out.glob("*.whl"))
-        if len(built) != 1:
-            raise BuildError("compile (emulated)", f"{len(built)} wheels in {out}", log.path)
-        return built[0]
+        return built_wheel(out, log)
 
 
 def _only_qemu_missing(reasons: Sequence[str]) -> bool:
     """qemu-user-static is installed on first use, so its absence alone is no reason."""
     return all("qemu-aarch64-static" in r for r in reasons)
+
+
+def prepare(
+    sdist: Path,
+    python: str,
+    options: BuildOptions,
+    workdir: Path,
+    log: BuildLog,
+    extra_packages: Sequence[str] = (),
+) -> tuple[list[str], Path]:
+    """Everything before the compile: root filesystem, unpacked sdist, build env.
+
+    Returns the host command that builds the wheel in the chroot, and the folder it lands in.
+    """
+    log.section(f"emulated: {sdist.name} for cp{python.replace('.', '')}")
+    ensure_qemu_static()
+    try:
+        root = rootfs(python, extra=extra_packages)
+    except (RootfsError, RuntimeError) as exc:
+        raise BuildError("rootfs", str(exc), log.path) from None
+    log.write(f"  rootfs {root}")
+    src = unpack_sdist(sdist, workdir / "src")
+    requires = [*TOOL_REQUIRES, *build_requires(src), *options.build_requires]
+    env = build_env(root, python, download_requirements(requires, python, log), log)
+    out = workdir / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    script = build_script(python, options, f"/work/{src.relative_to(workdir)}")
+    cmd = rootfs_command(
+        root,
+        ["/bin/sh", "-c", script],
+        binds={"/work": workdir},
+        ro_binds={"/env": env},
+        env=dict(options.environment),
+        cwd="/work",
+    )
+    return cmd, out
+
+
+def built_wheel(out: Path, log: BuildLog) -> Path:
+    built = sorted(out.glob("*.whl"))
+    if len(built) != 1:
+        raise BuildError("compile (emulated)", f"{len(built)} wheels in {out}", log.path)
+    return built[0]
 
 
 def unpack_sdist(sdist: Path, dest: Path) -> Path:
