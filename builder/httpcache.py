@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from builder.atomic import atomic_write_bytes
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-maxage|max-age)\s*=\s*\"?(\d+)", re.IGNORECASE)
 
@@ -43,6 +43,20 @@ def freshness(cache_control: str | None) -> tuple[bool, float]:
         return True, 0.0
     m = _MAX_AGE.search(cc)
     return True, float(m[1]) if m else 0.0
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write beside `path` and rename over it: readers see the old or the new file. No fsync: this
+    is a cache, and a torn entry after a crash fails its sha256 check and is fetched again."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class HttpCache:
@@ -78,7 +92,7 @@ class HttpCache:
         meta_path, body_path = self._paths(url, accept)
         # Body first, then the sidecar that names its hash: a reader never pairs a new body with old
         # validators (and a mismatch is detected by the hash).
-        atomic_write_bytes(body_path, resp.body)
+        _replace(body_path, resp.body)
         meta = {
             "url": resp.url,
             "status": resp.status,
@@ -89,4 +103,4 @@ class HttpCache:
             "max_age": resp.max_age,
             "sha256": hashlib.sha256(resp.body).hexdigest(),
         }
-        atomic_write_bytes(meta_path, json.dumps(meta).encode())
+        _replace(meta_path, json.dumps(meta).encode())

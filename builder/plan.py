@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
 from packaging.version import Version
 
 from builder.recipes import Recipe, RecipeError, load_recipe, recipe_files
 from builder.targets import (
+    TargetError,
     cibw_identifier,
     parse_python,
     parse_target,
@@ -74,8 +76,7 @@ class Decision:
     job: Job | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "job"}
-        return out
+        return {k: v for k, v in asdict(self).items() if k != "job"}
 
 
 @dataclass(frozen=True)
@@ -156,9 +157,31 @@ def _best(files: Iterable[DistFile], python: str, target: str) -> list[DistFile]
     return sorted(found, key=lambda f: min(rank[t] for t in f.tags & ok))
 
 
+def _newer_platform(wheels: list[DistFile], python: str, target: str) -> str | None:
+    """A wheel that would fit if the target were a newer glibc/musl/macOS (e.g. manylinux_2_34)."""
+    tgt = parse_target(target)
+    ok = supported_tags(python, target)
+    for f in wheels:
+        for t in f.tags:
+            try:
+                p = parse_target(t.platform)
+            except TargetError:
+                continue
+            same_level = f"{p.os}_{tgt.version[0]}_{tgt.version[1]}_{p.arch}"
+            if (
+                p.os == tgt.os
+                and p.version > tgt.version
+                and Tag(t.interpreter, t.abi, same_level) in ok
+            ):
+                return t.platform
+    return None
+
+
 def _why_build(wheels: list[DistFile], python: str, target: str) -> str:
     if not wheels:
         return "only an sdist upstream"
+    if newer := _newer_platform(wheels, python, target):
+        return f"upstream wheel needs a newer platform ({newer})"
     plats = set(parse_target(target).platforms)
     interp = cibw_identifier(python, target).split("-")[0]
     for_platform = any(t.platform in plats for f in wheels for t in f.tags)
@@ -168,6 +191,10 @@ def _why_build(wheels: list[DistFile], python: str, target: str) -> str:
     if for_python:
         return f"no wheel for this platform ({target})"
     return "no wheel for this platform or Python"
+
+
+class WheelCheckError(Exception):
+    """The architecture-check hook itself failed (e.g. could not download the wheel)."""
 
 
 def decide(
@@ -193,8 +220,10 @@ def decide(
     own_releases = own.releases() if own else {}
     name = page.name
 
+    shown = {v: str(v) for v in (*live, *yanked)}  # formatted once, used by every cell
+
     def cell(version: Version, py: str, tgt: str, status: str, reason: str, **kw: Any) -> None:
-        out.append(Decision(name, str(version), py, tgt, status, reason, **kw))
+        out.append(Decision(name, shown[version], py, tgt, status, reason, **kw))
 
     for version in yanked:
         files = releases[version]
@@ -217,7 +246,12 @@ def decide(
             failed: list[str] = []
             upstream_ok = None
             for wheel in _best(wheels, py, tgt):
-                problem = wheel_check(wheel, tgt) if wheel_check else None
+                try:
+                    problem = wheel_check(wheel, tgt) if wheel_check else None
+                except Exception as exc:  # the hook's failure must not pass as "wheel is fine"
+                    raise WheelCheckError(
+                        f"architecture check of {wheel.filename} failed: {exc}"
+                    ) from exc
                 if problem is None:
                     upstream_ok = wheel
                     break
@@ -244,7 +278,7 @@ def decide(
                 continue
             job = Job(
                 project=name,
-                version=str(version),
+                version=shown[version],
                 sdist_url=sdist.url,
                 sdist_sha256=sdist.sha256,
                 sdist_filename=sdist.filename,
@@ -279,7 +313,11 @@ def plan(
     start = time.process_time()
     decisions: list[Decision] = []
     problems = list(errors)
+    seen: dict[str, Path] = {}
     for recipe in recipes:
+        if (first := seen.setdefault(recipe.canonical_name, recipe.path)) != recipe.path:
+            problems.append(PlanError(str(recipe.path), f"the same project as {first}"))
+            continue
         page = pages[recipe.canonical_name]
         if isinstance(page, UpstreamError):
             problems.append(PlanError(str(recipe.path), str(page)))
@@ -290,9 +328,12 @@ def plan(
         elif isinstance(mine, UpstreamError):
             problems.append(PlanError(str(recipe.path), f"own index: {mine}"))
             mine = None
-        decisions += decide(
-            recipe, page, mine, pythons=pythons, targets=targets, wheel_check=wheel_check
-        )
+        try:
+            decisions += decide(
+                recipe, page, mine, pythons=pythons, targets=targets, wheel_check=wheel_check
+            )
+        except WheelCheckError as exc:
+            problems.append(PlanError(str(recipe.path), str(exc)))
     return Plan(tuple(decisions), tuple(problems), time.process_time() - start)
 
 

@@ -80,6 +80,7 @@ def _print_plan(result: Plan) -> None:
 @click.argument("recipes", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--index",
+    "--index-url",
     "index",
     metavar="URL",
     help="Upstream index: a URL, 'pypi' (default) or 'pip' (pip's configured index).",

@@ -45,7 +45,13 @@ def lint(paths: tuple[Path, ...], as_json: bool) -> None:
 
 @recipe.command()
 @click.argument("name")
-@click.option("--index", metavar="URL", help="Upstream index: a URL, 'pypi' (default) or 'pip'.")
+@click.option(
+    "--index",
+    "--index-url",
+    "index",
+    metavar="URL",
+    help="Upstream index: a URL, 'pypi' (default) or 'pip'.",
+)
 @click.option(
     "--dir",
     "out_dir",

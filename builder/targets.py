@@ -56,6 +56,7 @@ class Target:
         return f"{self.os}_{self.arch}"
 
 
+@functools.cache
 def parse_target(tag: str) -> Target:
     """Parse and validate a target platform tag; raise TargetError with a readable reason."""
     if m := _LEGACY.match(tag):
@@ -121,6 +122,7 @@ def _platforms(os_: str, version: tuple[int, int], arch: str) -> tuple[str, ...]
     return tuple(plats)
 
 
+@functools.cache
 def parse_python(version: str) -> tuple[int, int, bool]:
     """Parse "3.11" or "3.13t" (free-threaded) into (3, 11, False); raise TargetError otherwise."""
     m = _PYTHON.match(version)
@@ -136,12 +138,14 @@ def parse_python(version: str) -> tuple[int, int, bool]:
     return 3, minor, threaded
 
 
+@functools.cache
 def cibw_identifier(python: str, target: str) -> str:
     """The cibuildwheel build identifier for a Python and target, e.g. `cp311-manylinux_aarch64`."""
     _, minor, threaded = parse_python(python)
     return f"cp3{minor}{'t' if threaded else ''}-{parse_target(target).cibw_platform}"
 
 
+@functools.cache
 def supported_tags(python: str, target: str) -> frozenset[Tag]:
     """Every wheel tag a CPython `python` on `target` installs, per packaging.tags."""
     return frozenset(_priority(python, target))

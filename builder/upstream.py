@@ -10,6 +10,7 @@ The same client reads wheelfarm's own index.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -88,29 +89,32 @@ class DistFile:
 
     @property
     def is_sdist(self) -> bool:
-        return self.filename.endswith((".tar.gz", ".zip")) and self._sdist() is not None
+        return self.filename.endswith((".tar.gz", ".zip")) and self._sdist_parts is not None
 
     @property
     def version(self) -> Version | None:
         """The version from the file name, or None for a name packaging cannot parse."""
         if self.is_wheel:
-            parsed = self._wheel()
+            parsed = self._wheel_parts
             return parsed[1] if parsed else None
-        sdist = self._sdist()
+        sdist = self._sdist_parts
         return sdist[1] if sdist else None
 
     @property
     def tags(self) -> frozenset[Tag]:
-        parsed = self._wheel()
+        parsed = self._wheel_parts
         return parsed[3] if parsed else frozenset()
 
-    def _wheel(self) -> tuple[Any, Version, Any, frozenset[Tag]] | None:
+    # Parsed once per file: the planner asks for tags and versions many times per file.
+    @functools.cached_property
+    def _wheel_parts(self) -> tuple[Any, Version, Any, frozenset[Tag]] | None:
         try:
             return parse_wheel_filename(self.filename)
         except (InvalidWheelFilename, InvalidVersion):
             return None
 
-    def _sdist(self) -> tuple[Any, Version] | None:
+    @functools.cached_property
+    def _sdist_parts(self) -> tuple[Any, Version] | None:
         try:
             return parse_sdist_filename(self.filename)
         except (InvalidSdistFilename, InvalidVersion):
@@ -138,7 +142,11 @@ class ProjectPage:
     ]  # PEP 700 `versions` when the index gives it, else from the file names
 
     def releases(self) -> dict[Version, list[DistFile]]:
-        """Files grouped by the version in their file name, newest version first."""
+        """Files grouped by the version in their file name, newest version first (do not mutate)."""
+        return self._releases
+
+    @functools.cached_property
+    def _releases(self) -> dict[Version, list[DistFile]]:
         out: dict[Version, list[DistFile]] = {}
         for version in self.versions:
             try:
@@ -429,7 +437,8 @@ class IndexClient:
             with self._lock:
                 self.stats.not_modified += 1
             renewed = dataclasses.replace(cached, stored_at=time.time(), max_age=max_age)
-            if self.cache and storable:
+            # With max-age=0 the stored time does not matter: skip rewriting an identical entry.
+            if self.cache and storable and (max_age or cached.max_age):
                 self.cache.put(url, accept, renewed)
             return renewed
         result = CachedResponse(
@@ -448,10 +457,12 @@ class IndexClient:
 
     def _send(self, url: str, headers: dict[str, str]) -> httpx.Response:
         attempts = self.retries + 1
-        problem = ""
+        problem, retry_after = "", None
         for attempt in range(attempts):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1) * (1 + random.random() / 4))
+                delay = self.backoff * 2 ** (attempt - 1) * (1 + random.random() / 4)
+                time.sleep(min(retry_after, 30.0) if retry_after is not None else delay)
+                retry_after = None
             with self._lock:
                 self.stats.requests += 1
             try:
@@ -464,13 +475,16 @@ class IndexClient:
                 continue
             if response.status_code >= 500 or response.status_code == 429:
                 problem = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+                value = response.headers.get("retry-after", "")
+                retry_after = float(value) if value.isdigit() else None
                 continue
             if response.status_code >= 400 and response.status_code != 404:
                 raise UpstreamError(
                     _redact(url), f"HTTP {response.status_code} {response.reason_phrase}".strip()
                 )
             return response
-        raise UpstreamError(_redact(url), f"{problem} ({attempts} attempts)")
+        tries = f"{attempts} attempt" + ("s" if attempts != 1 else "")
+        raise UpstreamError(_redact(url), f"{problem} ({tries})")
 
     def download(self, file: DistFile, dest_dir: Path | None = None) -> Path:
         """Download a file into the cache (cache_dir()/files), verifying its sha256; reuse it if there."""

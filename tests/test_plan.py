@@ -54,6 +54,10 @@ UPSTREAM_PROJECTS = {
     ],
     "many-versions": [sd("many_versions", v) for v in ("1.0", "1.1", "2.0rc1", "2.0", "2.1")],
     "garbage": [sd("garbage", "1.0")],
+    "new-glibc": [
+        sd("new_glibc", "1.0"),
+        wh("new_glibc", "1.0", "cp311-cp311-manylinux_2_34_aarch64"),
+    ],
 }
 OWN_PROJECTS = {"ours-proj": [wh("ours_proj", "1.0", "cp311-cp311-manylinux_2_28_aarch64")]}
 
@@ -186,6 +190,32 @@ def test_own_index_and_architecture_hook(result: Plan) -> None:
     assert "x86-64" in d.reason
 
 
+def test_wheel_for_a_newer_platform_is_named(result: Plan) -> None:
+    d = cell(result, "new-glibc", "3.11", "manylinux_2_28_aarch64")
+    assert (d.status, d.reason) == (
+        BUILD,
+        "upstream wheel needs a newer platform (manylinux_2_34_aarch64)",
+    )
+    d = cell(result, "new-glibc", "3.12", "manylinux_2_28_aarch64")
+    assert d.reason == "no wheel for this platform or Python"
+
+
+def test_a_failing_check_hook_is_an_error_not_a_pass(
+    servers, recipes_dir: Path, tmp_path: Path
+) -> None:
+    up, _ = servers
+    recipes, _ = load_recipes([recipes_dir / "has-wheels.toml", recipes_dir / "sdist-only.toml"])
+
+    def broken(wheel: DistFile, target: str) -> str | None:
+        raise OSError("download interrupted")
+
+    with IndexClient(up.url, cache=HttpCache(tmp_path)) as u:
+        p = plan(recipes, u, wheel_check=broken)
+    (err,) = p.errors
+    assert err.source.endswith("has-wheels.toml") and "download interrupted" in str(err)
+    assert {d.project for d in p.decisions} == {"sdist-only"}
+
+
 def test_version_selection(result: Plan) -> None:
     versions = [d.version for d in result.decisions if d.project == "many-versions"]
     assert versions == ["2.1", "2.0"]  # >=1.1, newest 2, pre-release left out
@@ -251,6 +281,35 @@ def test_cli_json_and_exit_status(
     assert len(lines) == 6
 
 
+def test_cli_pip_index_and_check_hook(
+    servers, recipes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    up, _ = servers
+    monkeypatch.setenv("WHEELFARM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_INDEX_URL", up.url)
+    recipe = str(recipes_dir / "fake-arch.toml")
+    args = [
+        "plan",
+        "--index",
+        "pip",
+        "--python",
+        "3.11",
+        "--target",
+        "manylinux_2_28_aarch64",
+        "--json",
+    ]
+    res = CliRunner().invoke(main, [*args, "--wheel-check", "test_plan:fake_arch_check", recipe])
+    assert res.exit_code == 0, res.output
+    (job,) = json.loads(res.stdout)["include"]
+    assert "fails the architecture check" in job["reason"] and "x86-64" in job["reason"]
+    res = CliRunner().invoke(main, [*args, recipe])  # without the hook the tag is trusted
+    assert res.exit_code == 0 and json.loads(res.stdout)["include"] == []
+    res = CliRunner().invoke(main, [*args, "--wheel-check", "test_plan:nope", recipe])
+    assert res.exit_code == 1 and "--wheel-check test_plan:nope" in res.output
+    res = CliRunner().invoke(main, ["plan", "--target", "linux_aarch64", recipe])
+    assert res.exit_code == 2 and "not a platform tag" in res.output
+
+
 def test_console_script_end_to_end(servers, recipes_dir: Path, tmp_path: Path) -> None:
     up, _ = servers
     env = os.environ | {"WHEELFARM_CACHE": str(tmp_path / "cache")}
@@ -261,6 +320,36 @@ def test_console_script_end_to_end(servers, recipes_dir: Path, tmp_path: Path) -
     assert out.returncode == 1
     assert f"error: {recipes_dir / 'broken.toml'}: TOML syntax error" in out.stderr
     assert out.stdout.count("only an sdist upstream") == len(PY) * len(TG)
+
+
+def test_two_recipes_for_one_project(servers, recipes_dir: Path, tmp_path: Path) -> None:
+    up, _ = servers
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "sdist-only.toml").write_text(recipe_text("Sdist_Only"))
+    recipes, _ = load_recipes([recipes_dir / "sdist-only.toml", other])
+    with IndexClient(up.url, cache=HttpCache(tmp_path / "c")) as u:
+        p = plan(recipes, u)
+    (err,) = p.errors
+    assert err.source == str(other / "sdist-only.toml") and "the same project as" in err.message
+    assert len(p.jobs) == len(PY) * len(TG)
+
+
+def test_slow_upstream_times_out_and_the_rest_is_planned(recipes_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "idx"
+    write_static_index(
+        root, {"sdist-only": UPSTREAM_PROJECTS["sdist-only"], "pure": UPSTREAM_PROJECTS["pure"]}
+    )
+    recipes, _ = load_recipes([recipes_dir / "sdist-only.toml", recipes_dir / "pure.toml"])
+    with StaticIndexServer(root) as srv:
+        srv.behave("/simple/pure/", sleep=1.0)
+        with IndexClient(srv.url, cache=HttpCache(tmp_path / "c"), timeout=0.3, retries=0) as u:
+            p = plan(recipes, u)
+    (err,) = p.errors
+    assert (
+        str(err) == f"{recipes_dir / 'pure.toml'}: {srv.url}pure/: timed out after 0.3s (1 attempt)"
+    )
+    assert len(p.jobs) == len(PY) * len(TG)
 
 
 def test_unreachable_upstream_is_one_line(recipes_dir: Path, tmp_path: Path) -> None:

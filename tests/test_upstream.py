@@ -104,6 +104,14 @@ def test_retries_5xx_then_succeeds(client: IndexClient, server: StaticIndexServe
     assert server.requests["/simple/other/"] == 3 and client.stats.requests == 3
 
 
+def test_429_honours_retry_after(client: IndexClient, server: StaticIndexServer) -> None:
+    server.behave("/simple/other/", fail_first=1, fail_status=429, retry_after="1")
+    start = time.monotonic()
+    client.project("other")
+    assert time.monotonic() - start >= 1.0  # the backoff alone would be 0.01 s
+    assert server.requests["/simple/other/"] == 2
+
+
 def test_gives_up_after_retries(client: IndexClient, server: StaticIndexServer) -> None:
     server.behave("/simple/other/", status=500)
     with pytest.raises(UpstreamError, match=r"HTTP 500 .*\(4 attempts\)"):

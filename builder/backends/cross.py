@@ -152,6 +152,52 @@ def merge_env(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, st
     return env
 
 
+def venv_environment(venv_python: Path) -> dict[str, str]:
+    """The host environment with the build venv active (its scripts first on PATH)."""
+    env = _host_env()
+    env["VIRTUAL_ENV"] = str(venv_python.parent.parent)
+    env["PATH"] = f"{venv_python.parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def cross_build_environment(
+    venv_python: Path, python: str, target: str, extra: Mapping[str, str] = {}
+) -> dict[str, str]:
+    """Everything `pip wheel` needs to build for `target` with the build venv of `python`."""
+    host = find_host_python(python)
+    env = merge_env(venv_environment(venv_python), cross_env(host.executable, target))
+    env["PATH"] = f"{venv_python.parent}{os.pathsep}{env['PATH']}"
+    return merge_env(env, dict(extra))
+
+
+def pip_wheel_command(
+    venv_python: Path,
+    src: Path,
+    dist: Path,
+    config_settings: Mapping[str, str | tuple[str, ...]] = {},
+) -> list[str | Path]:
+    """`pip wheel` without isolation or dependencies: the build env is already complete."""
+    settings: list[str] = []
+    for key, value in config_settings.items():
+        for item in [value] if isinstance(value, str) else value:
+            settings.append(f"--config-settings={key}={item}")
+    return [
+        venv_python,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "-v",
+        *settings,
+        "-w",
+        dist,
+        src,
+    ]
+
+
 class CrossBackend(Backend):
     """zig cross compilation with the host CPython; see the module docstring."""
 
@@ -183,11 +229,7 @@ class CrossBackend(Backend):
         requirements = build_requires(src, options.build_requires)
         log.write(f"  build backend: {build_backend(src)}; requires: {', '.join(requirements)}")
         venv_python = build_env(python, requirements, log)
-        host = find_host_python(python)
-        env = merge_env(_host_env(), cross_env(host.executable, target))
-        env = merge_env(env, {"VIRTUAL_ENV": str(venv_python.parent.parent)})
-        env["PATH"] = f"{venv_python.parent}{os.pathsep}{env['PATH']}"
-        env = merge_env(env, dict(options.environment))
+        env = cross_build_environment(venv_python, python, target, options.environment)
         if options.before_build.strip():
             log.run(
                 [_placeholders(options.before_build, src)],
@@ -198,26 +240,8 @@ class CrossBackend(Backend):
             )
         dist = workdir / "dist"
         dist.mkdir(parents=True, exist_ok=True)
-        settings: list[str] = []
-        for key, value in options.config_settings.items():
-            for item in [value] if isinstance(value, str) else value:
-                settings.append(f"--config-settings={key}={item}")
         log.run(
-            [
-                venv_python,
-                "-m",
-                "pip",
-                "wheel",
-                "--no-deps",
-                "--no-build-isolation",
-                "--no-cache-dir",
-                "--disable-pip-version-check",
-                "-v",
-                *settings,
-                "-w",
-                dist,
-                src,
-            ],
+            pip_wheel_command(venv_python, src, dist, options.config_settings),
             step="build",
             env=env,
             cwd=workdir,

@@ -135,7 +135,9 @@ class Behaviour:
     """How the server misbehaves for one path."""
 
     sleep: float = 0.0  # seconds before answering
-    fail_first: int = 0  # answer 503 to this many requests first
+    fail_first: int = 0  # answer fail_status to this many requests first
+    fail_status: int = 503
+    retry_after: str | None = None  # a Retry-After header on those failures
     garbage: bool = False  # answer the JSON type with a body that is not JSON
     html_only: bool = False  # an old index: ignores Accept and always serves text/html
     status: int | None = None  # always answer with this status
@@ -189,7 +191,8 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 self._send(b.status, b"nope\n", "text/plain")
                 return
             if count <= b.fail_first:
-                self._send(503, b"try again\n", "text/plain")
+                extra = {"Retry-After": b.retry_after} if b.retry_after else None
+                self._send(b.fail_status, b"try again\n", "text/plain", extra)
                 return
             if path.startswith("/files/"):
                 f = state.root / "files" / path.removeprefix("/files/")
@@ -227,13 +230,21 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that gave up (a timeout test) closes the socket mid-answer: that is expected.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class StaticIndexServer:
     """Serve a static index folder on 127.0.0.1 in a background thread."""
 
     def __init__(self, root: Path, cache_control: str = "max-age=0") -> None:
         self.state = State(root, cache_control)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.state))
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(("127.0.0.1", 0), make_handler(self.state))
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
