@@ -7,6 +7,8 @@ auditwheel, the arm64 interpreter testing the wheel.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -244,3 +246,19 @@ def test_a_failing_emulated_build_names_the_compiler_error(bookworm: Path, tmp_p
     with BuildLog(tmp_path / "log") as log, pytest.raises(BuildError) as info:
         EmulatedBackend().build(sdist, "3.11", TARGET, BuildOptions(), workdir, log)
     assert "#error broken" in str(info.value)
+
+
+@pytest.mark.slow
+def test_doctor_and_rootfs_commands_report_the_emulated_backend(bookworm: Path) -> None:
+    doctor = subprocess.run(
+        ["wheelfarm", "doctor", "--json"], capture_output=True, text=True, check=True
+    )
+    emulated = json.loads(doctor.stdout)["emulated"]
+    assert emulated["ok"] is True and emulated["reasons"] == []
+    made = subprocess.run(
+        ["wheelfarm", "rootfs", "--python", "3.11", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(made.stdout) == {"rootfs": {"3.11": str(bookworm)}}
