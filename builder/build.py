@@ -213,19 +213,31 @@ def repair_wheel(
 # Dependency prefixes
 
 
-def prefix_env(prefixes: Sequence[Path]) -> dict[str, str]:
+def prefix_env(prefixes: Sequence[Path], target: str) -> dict[str, str]:
     """Build variables for native libraries installed in `prefixes` (include, lib, lib/pkgconfig)."""
     if not prefixes:
         return {}
-    include = " ".join(f"-I{p / 'include'}" for p in prefixes)
-    libs = " ".join(f"-L{p / 'lib'}" for p in prefixes)
-    pkgconfig = os.pathsep.join(str(p / "lib" / "pkgconfig") for p in prefixes)
+    includes = [d for p in prefixes for d in (p / "include", p / "usr" / "include") if d.is_dir()]
+    libs = [d for p in prefixes for d in prefix_lib_dirs(p, target)]
+    pkgconfig = os.pathsep.join(
+        str(d)
+        for d in [*(lib / "pkgconfig" for lib in libs), *(p / "share/pkgconfig" for p in prefixes)]
+        if d.is_dir()
+    )
     return {
-        "CPPFLAGS": include,
-        "LDFLAGS": libs,
+        "CPPFLAGS": " ".join(f"-I{d}" for d in includes),
+        "LDFLAGS": " ".join(f"-L{d}" for d in libs),
         "PKG_CONFIG_PATH": pkgconfig,
         "PKG_CONFIG_LIBDIR": pkgconfig,  # never the host's .pc files
     }
+
+
+def prefix_lib_dirs(prefix: Path, target: str) -> list[Path]:
+    """Library folders of a prefix: lib, lib64 and the multiarch ones Debian packages use."""
+    multiarch = cross_target(target).multiarch
+    candidates = [prefix / "lib", prefix / "lib64", prefix / "lib" / multiarch]
+    candidates.append(prefix / "usr" / "lib" / multiarch)
+    return [d for d in candidates if d.is_dir()]
 
 
 def _merge_pipeline_env(options: BuildOptions, extra: Mapping[str, str]) -> BuildOptions:
@@ -341,13 +353,13 @@ def build_sdist(
             env = {
                 "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH)
             }
-            env.update(prefix_env(prefixes))
+            env.update(prefix_env(prefixes, target))
             opts = _merge_pipeline_env(options, env)
             say(f"building {project} {version} for cp{python} {target}")
             raw, used = build_raw(sdist, python, target, opts, workdir / "backend", log, say)
             options = dataclasses.replace(options, backend=used)  # the result names it
             say(f"repairing {raw.name}")
-            lib_dirs = [p / "lib" for p in prefixes]
+            lib_dirs = [d for p in prefixes for d in prefix_lib_dirs(p, target)]
             repaired = repair_wheel(raw, python, target, workdir / "repaired", lib_dirs, log)
             problems = check_gate(repaired, python, target)
             log.section(f"verify {repaired.name}: {'; '.join(problems) or 'ok'}")
@@ -452,7 +464,9 @@ def build_url(
 # Recipes and plan jobs
 
 
-def native_prefixes(recipe: Recipe, target: str, log: BuildLog) -> list[Path]:
+def native_prefixes(
+    recipe: Recipe, target: str, log: BuildLog, progress: Progress | None = None
+) -> list[Path]:
     """Prefixes holding the recipe's native libraries built for `target` (builder.deps)."""
     if not recipe.native:
         return []
@@ -465,7 +479,21 @@ def native_prefixes(recipe: Recipe, target: str, log: BuildLog) -> list[Path]:
             f"({', '.join(n.name for n in recipe.native)}) but builder.deps is not available",
             log.path,
         ) from None
-    return [Path(p) for p in deps.prefixes_for(recipe, target, log)]
+    log.section(f"native libraries: {', '.join(n.name for n in recipe.native)}")
+    try:
+        native = deps.prepare_natives(
+            recipe.native, None, target, base=recipe.path.parent, say=progress
+        )
+    except deps.NativeBuildError as exc:
+        detail = getattr(exc, "first_error", "") or str(exc)
+        where = getattr(exc, "log", None)
+        log.write(f"  {exc}" + (f" (log: {where})" if where else ""))
+        raise BuildError("deps", detail, log.path) from None
+    for p in native.prefixes:
+        log.write(f"  {p.name}: {p.path} ({'built' if p.built else 'reused'}; log {p.log})")
+    for warning in native.warnings:
+        log.write(f"  warning: {warning}")
+    return [p.path for p in native.prefixes]
 
 
 def build_job(
@@ -501,7 +529,7 @@ def build_job(
         )
         with BuildLog(log_path) as log:
             try:
-                prefixes = native_prefixes(recipe, job.target, log)
+                prefixes = native_prefixes(recipe, job.target, log, progress)
             except BuildError as exc:
                 return _early_failure(exc.step, exc.summary, log_path=log_path, **common)
     else:

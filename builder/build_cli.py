@@ -65,7 +65,7 @@ def _table(results: list[BuildResult]) -> Table:
         table.add_column(col, overflow="fold")
     for r in results:
         style = STATUS_STYLE.get(r.status, "white")
-        detail = r.wheel.name if r.wheel else f"{r.step}: {r.error}\nlog: {r.log}"
+        detail = r.wheel.name if r.wheel else f"{r.step} (see below)"
         table.add_row(r.project, r.version, r.python, r.target, f"[{style}]{r.status}[/]", detail)
     return table
 
@@ -247,6 +247,13 @@ def build(
         click.echo(json.dumps({"results": [r.to_dict() for r in results]}, indent=2))
     else:
         Console().print(_table(results))
+        # Failures in full, unwrapped: the first error line and the log to read.
+        for r in results:
+            if r.status == FAILED:
+                click.echo(
+                    f"failed: {r.project} {r.version} cp{r.python} {r.target}: "
+                    f"{r.step}: {r.error} (log: {r.log})"
+                )
     if any(r.status == FAILED for r in results):
         sys.exit(1)
 

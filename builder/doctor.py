@@ -138,8 +138,13 @@ def diagnose(pythons: Sequence[str] = PYTHONS, targets: Sequence[str] = TARGETS)
     combos: list[Combo] = []
     for py in pythons:
         for tgt in targets:
-            buildable = found_pythons[py] and tools[0].path is not None
-            why = "" if buildable else f"no host python{py}"
+            musl = tgt.startswith("musllinux")
+            buildable = found_pythons[py] and tools[0].path is not None and not musl
+            why = (
+                ""
+                if buildable
+                else ("musllinux: not supported yet" if musl else f"no host python{py}")
+            )
             if tgt.startswith("musllinux"):
                 testable, twhy = False, "no arm64 musl CPython to test with"
             elif py not in TEST_SUITES:

@@ -117,7 +117,7 @@ def test_doctor_json_lists_tools_pythons_and_combinations(env) -> None:
         "testable": False,
         "why": "Debian has no arm64 python3.12",
     }
-    assert combos[("3.11", "musllinux_1_2_aarch64")]["testable"] is False
+    assert combos[("3.11", "musllinux_1_2_aarch64")]["buildable"] is False
     installed = run("doctor", "--install", "--json", env=env)  # everything is here: a no-op
     assert installed.returncode == 0 and "nothing was missing" in installed.stderr
     human = run("doctor", env=env)

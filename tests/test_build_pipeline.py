@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.clib import build_wfdemo, expected_checksum, make_linked_sdist
-from support.projects import make_sdist
+from support.projects import make_sdist, make_wheel
 
 from builder.build import FAILED, NOT_TESTED, TESTED, BuildResult, build_sdist, verify_wheel
 from builder.recipes import TestSpec
@@ -158,3 +158,32 @@ def test_missing_interpreter_is_a_clear_error_naming_the_version(tmp_path: Path)
     assert r.status == FAILED and r.step == "setup"
     assert "no host interpreter for Python 3.29" in r.error
     assert "pyenv install 3.29" in r.error
+
+
+def test_musllinux_is_refused_with_a_reason(tmp_path: Path) -> None:
+    sdist = make_sdist(tmp_path / "sdist", "wf-ext", c_extension=True)
+    r = _build(sdist, tmp_path / "out", "wf-ext", target="musllinux_1_2_aarch64")
+    assert r.status == FAILED and r.step == "setup" and "musllinux" in r.error
+
+
+def test_test_requires_and_test_command_run_under_qemu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pure test requirement from a local folder (pip download honours PIP_* variables).
+    links = tmp_path / "links"
+    make_wheel(links, "wf-helper", "0.1")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    sdist = make_sdist(tmp_path / "sdist", "wf-ext", c_extension=True)
+    spec = TestSpec(
+        imports=("wf_ext", "wf_helper"),
+        call=CALL,
+        test_requires=("wf-helper==0.1",),
+        test_command=(
+            "test -f {project}/setup.py && python -c "
+            "'import platform, wf_ext; print(\"cmd\", platform.machine(), wf_ext.triangle(3))'"
+        ),
+    )
+    r = _build(sdist, tmp_path / "out", "wf-ext", test=spec)
+    assert r.status == TESTED, (r.message, r.log.read_text()[-2000:])
+    assert "cmd aarch64 6" in r.log.read_text()

@@ -207,7 +207,10 @@ class CrossBackend(Backend):
         from builder.toolchain import ToolchainError, cross_target
 
         try:
-            cross_target(target)
+            if cross_target(target).libc == "musl":
+                # auditwheel on a glibc host judges zig's musl extensions as glibc ones and
+                # tags them manylinux: the result would not meet the target.
+                return f"{target}: musllinux is not supported by the cross backend yet"
             find_host_python(python)
         except ToolchainError as exc:
             return str(exc)

@@ -1,0 +1,44 @@
+"""A real PyPI sdist (pinned by version and sha256) through the whole cross pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builder.build import TESTED, build_url
+from builder.recipes import TestSpec
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+MARKUPSAFE = (
+    "https://files.pythonhosted.org/packages/38/9b/"
+    "e422a865e1d5d57d0e509b4e0bf1c1a70a7f6382c29a5aa428df994c8bc8/markupsafe-3.0.4.tar.gz"
+)
+MARKUPSAFE_SHA256 = "2e9ad7dd851bf45fab9f75cbff4cb493fee9979e8d8c7c9c3ee119022518edd6"
+
+
+def test_markupsafe_speedups_are_cross_built_and_used_under_qemu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WHEELFARM_DATA", str(tmp_path / "data"))
+    spec = TestSpec(
+        imports=("markupsafe._speedups",),
+        call=(
+            "import markupsafe, markupsafe._speedups as s\n"
+            "assert s.__file__.endswith('.cpython-311-aarch64-linux-gnu.so'), s.__file__\n"
+            "assert markupsafe.escape('<a>') == '&lt;a&gt;'\n"
+        ),
+    )
+    r = build_url(
+        MARKUPSAFE,
+        MARKUPSAFE_SHA256,
+        project="markupsafe",
+        version="3.0.4",
+        python="3.11",
+        target="manylinux_2_17_aarch64",
+        test=spec,
+        out_dir=tmp_path / "out",
+    )
+    assert r.status == TESTED, (r.message, r.log)
+    assert "cp311-cp311-manylinux_2_17_aarch64" in r.tags
