@@ -224,6 +224,16 @@ def build(
     """
     if (recipe is None) == (plan_file is None):
         raise click.UsageError("give a RECIPE or --plan FILE (one of them)")
+    from builder.targets import TargetError, parse_python, parse_target
+
+    for value, parse, hint in [
+        *((p, parse_python, "--python") for p in pythons),
+        *((t, parse_target, "--target") for t in targets),
+    ]:
+        try:
+            parse(value)
+        except TargetError as exc:
+            raise click.BadParameter(f"{value!r}: {exc}", param_hint=hint) from None
     if plan_file:
         jobs = _jobs_from_plan(plan_file)
         if pythons:

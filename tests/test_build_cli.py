@@ -95,6 +95,12 @@ def test_build_plan_runs_every_job_and_reports_the_failure(tmp_path: Path, env) 
 def test_build_usage_errors(tmp_path: Path, env) -> None:
     proc = run("build", env=env)
     assert proc.returncode == 2 and "give a RECIPE or --plan" in proc.stderr
+    proc = run("build", "--plan", "nowhere.json", env=env)
+    assert proc.returncode == 2 and "nowhere.json" in proc.stderr
+    recipe = tmp_path / "wf-cli.toml"
+    recipe.write_text(RECIPE)
+    proc = run("build", str(recipe), "--target", "manylinux_2_17_sparc", env=env)
+    assert proc.returncode == 2 and "manylinux_2_17_sparc" in proc.stderr
     bad = tmp_path / "plan.json"
     bad.write_text("{}")
     proc = run("build", "--plan", str(bad), env=env)

@@ -42,3 +42,37 @@ def test_markupsafe_speedups_are_cross_built_and_used_under_qemu(
     )
     assert r.status == TESTED, (r.message, r.log)
     assert "cp311-cp311-manylinux_2_17_aarch64" in r.tags
+
+
+CRCMOD_RECIPE = """
+[project]
+name = "crcmod"
+versions = "==1.7"
+pythons = ["3.11"]
+targets = ["manylinux_2_17_aarch64"]
+
+[test]
+imports = ["crcmod._crcfunext"]
+call = "import crcmod; assert crcmod.mkCrcFun(0x11021, 0, False, 0)(b'123456789') == 0x31C3"
+"""
+CRCMOD_SHA256 = "dc7051a0db5f2bd48665a990d3ec1cc305a466a77358ca4492826f41f283601e"
+
+
+def test_wheelfarm_build_recipe_finds_the_sdist_upstream(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+
+    recipe = tmp_path / "crcmod.toml"
+    recipe.write_text(CRCMOD_RECIPE)
+    env = {**os.environ, "WHEELFARM_DATA": str(tmp_path / "data")}
+    proc = subprocess.run(
+        ["wheelfarm", "build", str(recipe), "--out", str(tmp_path / "w"), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (r,) = json.loads(proc.stdout)["results"]
+    assert r["status"] == "tested" and r["version"] == "1.7"
+    assert r["sdist_sha256"] == CRCMOD_SHA256

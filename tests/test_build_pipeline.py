@@ -187,3 +187,25 @@ def test_test_requires_and_test_command_run_under_qemu(
     r = _build(sdist, tmp_path / "out", "wf-ext", test=spec)
     assert r.status == TESTED, (r.message, r.log.read_text()[-2000:])
     assert "cmd aarch64 6" in r.log.read_text()
+
+
+def test_too_new_glibc_symbols_fail_the_target_and_are_named(tmp_path: Path) -> None:
+    from builder.recipes import BuildOptions
+    from builder.toolchain import CrossToolchain
+
+    # Compiled against glibc 2.28 (a recipe overriding CC), targeted at 2.17: getrandom is 2.25.
+    cc = str(CrossToolchain("manylinux_2_28_aarch64").tool("cc"))
+    sdist = make_sdist(
+        tmp_path / "sdist",
+        "wf-newglibc",
+        c_extension=True,
+        prelude_c=(
+            "#include <sys/random.h>\n"
+            "int wf_random(void) { char b[4]; return (int)getrandom(b, sizeof b, 0); }\n"
+        ),
+    )
+    options = BuildOptions(environment={"CC": cc, "LDSHARED": f"{cc} -shared"})
+    r = _build(sdist, tmp_path / "out", "wf-newglibc", options=options, run_test=False)
+    assert r.status == FAILED and r.step == "repair", r.message
+    assert "does not meet manylinux_2_17_aarch64" in r.error
+    assert "getrandom@GLIBC_2.25" in r.error

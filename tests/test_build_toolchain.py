@@ -129,4 +129,6 @@ def test_first_error_line_skips_pip_noise() -> None:
     assert first_error_line("ModuleNotFoundError: No module named 'Cython'\n").startswith(
         "ModuleNotFoundError"
     )
+    cython = "Error compiling Cython file:\n-----\nyaml/_yaml.pyx:12:4: undeclared name not builtin: nope\n"
+    assert first_error_line(cython) == "yaml/_yaml.pyx:12:4: undeclared name not builtin: nope"
     assert first_error_line("all good\n") is None

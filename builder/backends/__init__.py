@@ -86,6 +86,7 @@ def get_backend(name: str) -> Backend:
 # "error: command '...' failed" and "subprocess-exited-with-error" lines that follow it.
 _ERROR_PATTERNS = [
     re.compile(r"^\S+:\d+(:\d+)?: (fatal )?error: .+"),  # file.c:3:5: error: ...
+    re.compile(r"^\S+\.(pyx|pxd|pxi):\d+:\d+: .+"),  # Cython: file.pyx:3:5: message
     re.compile(r"\b(fatal error|undefined reference to|undefined symbol)\b.*", re.I),
     re.compile(r"^ld(\.lld)?: error: .+"),
     re.compile(r"^CMake Error.*"),
