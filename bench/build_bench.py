@@ -13,7 +13,9 @@ architecture, or the run fails. Each result is the median of `--repeat` runs; th
 median of the per-sdist ratios cross/native (target: <= 1.3).
 
 More columns plug in through COLUMNS: a function (sdist, workdir) -> wheel path whose run time is
-measured as a whole (e.g. "emulated": the emulated backend's build).
+measured as a whole. "emulated" (bench/emulated_column.py) is the emulated backend's build: the same
+command natively for aarch64 in the Debian arm64 chroot under qemu-user (what cibuildwheel + QEMU
+users get); its summary line is the median of the per-sdist ratios emulated/cross (target: >= 5).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ from builder.backends.cross import (
 from builder.fetch import fetch_sdist
 from builder.paths import cache_dir
 from builder.toolchain import ensure_host_packages
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from emulated_column import run_emulated
 
 TARGET = "manylinux_2_17_aarch64"
 FILES = "https://files.pythonhosted.org/packages"
@@ -165,6 +170,7 @@ Runner = Callable[[Prepared, str, Path, BuildLog], tuple[Path, float]]
 COLUMNS: dict[str, tuple[Runner, str]] = {
     "native": (run_native, "x86_64"),
     "cross": (run_cross, "aarch64"),
+    "emulated": (run_emulated, "aarch64"),
 }
 
 
@@ -210,23 +216,58 @@ def main() -> None:
             row = {"sdist": f"{sd.name} {sd.version}", **{c: round(t, 2) for c, t in times.items()}}
             if "native" in times and "cross" in times:
                 row["cross/native"] = round(times["cross"] / times["native"], 2)
+            if "emulated" in times and "cross" in times:
+                row["emulated/cross"] = round(times["emulated"] / times["cross"], 2)
             rows.append(row)
             print(json.dumps(row) if args.json else _line(row, args.columns), flush=True)
     ratios = [r["cross/native"] for r in rows if "cross/native" in r]
     median = round(statistics.median(ratios), 2) if ratios else None
+    emu = [r["emulated/cross"] for r in rows if "emulated/cross" in r]
+    median_emu = round(statistics.median(emu), 2) if emu else None
     if args.json:
-        print(json.dumps({"rows": rows, "median_cross_native": median, "log": str(log_path)}))
+        print(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "median_cross_native": median,
+                    "median_emulated_cross": median_emu,
+                    "log": str(log_path),
+                }
+            )
+        )
     else:
         print(
             f"median cross/native: {median} (target <= 1.3); cores: {os.cpu_count()}; log: {log_path}"
         )
+        if median_emu is not None:
+            print(f"median emulated/cross: {median_emu} (target >= 5)")
+        print(_markdown(rows, args.columns, median, median_emu))
 
 
 def _line(row: dict, columns: list[str]) -> str:
     cells = [f"{row['sdist']:<20}"] + [f"{c} {row[c]:6.2f}s" for c in columns]
     if "cross/native" in row:
         cells.append(f"cross/native {row['cross/native']:.2f}")
+    if "emulated/cross" in row:
+        cells.append(f"emulated/cross {row['emulated/cross']:.2f}")
     return "  ".join(cells)
+
+
+def _markdown(
+    rows: list[dict], columns: list[str], median: float | None, median_emu: float | None
+) -> str:
+    """The results as a Markdown table (the README publishes it)."""
+    ratios = [r for r in ("cross/native", "emulated/cross") if any(r in row for row in rows)]
+    head = ["sdist", *(f"{c} (s)" for c in columns), *ratios]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["sdist"], *(f"{row[c]:.2f}" for c in columns)]
+        cells += [f"{row[r]:.2f}" if r in row else "" for r in ratios]
+        lines.append("| " + " | ".join(cells) + " |")
+    medians = {"cross/native": median, "emulated/cross": median_emu}
+    foot = ["**median**", *([""] * len(columns)), *(f"**{medians[r]:.2f}**" for r in ratios)]
+    lines.append("| " + " | ".join(foot) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -508,8 +508,11 @@ def build_job(
     log_dir: Path | None = None,
     run_test: bool = True,
     progress: Progress | None = None,
+    backend: str | None = None,
 ) -> BuildResult:
-    """Build one planned job: fetch its sdist (sha256-verified), native libraries, then the wheel."""
+    """Build one planned job: fetch its sdist (sha256-verified), native libraries, then the wheel.
+
+    `backend` forces that backend (no fallback) instead of the recipe's choice."""
     from builder.recipes import RecipeError, load_recipe
 
     common = {
@@ -539,7 +542,9 @@ def build_job(
         job.sdist_url,
         job.sdist_sha256,
         filename=job.sdist_filename or None,
-        options=recipe.build,
+        options=dataclasses.replace(recipe.build, backend=backend, fallback=())
+        if backend
+        else recipe.build,
         test=recipe.test,
         prefixes=prefixes,
         run_test=run_test,
@@ -586,13 +591,19 @@ def build_jobs(
     run_test: bool = True,
     progress: Progress | None = None,
     on_result: Callable[[BuildResult], None] | None = None,
+    backend: str | None = None,
 ) -> list[BuildResult]:
     """Build every job in turn; a failing job is a failed result and the others still run."""
     results = []
     for job in jobs:
         try:
             r = build_job(
-                job, out_dir=out_dir, log_dir=log_dir, run_test=run_test, progress=progress
+                job,
+                out_dir=out_dir,
+                log_dir=log_dir,
+                run_test=run_test,
+                progress=progress,
+                backend=backend,
             )
         except Exception as exc:  # a bug in one job must not cost the others their builds
             r = _early_failure(

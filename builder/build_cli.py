@@ -197,6 +197,11 @@ def _upstream_sdist(recipe, version: str | None, index: str | None) -> tuple[str
 )
 @click.option("--log-dir", type=click.Path(path_type=Path), help="Where build logs go.")
 @click.option("--no-test", is_flag=True, help="Build, repair and check only; do not test.")
+@click.option(
+    "--backend",
+    type=click.Choice(["cross", "emulated"]),
+    help="Force this backend (no fallback) instead of the recipe's [build] backend.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def build(
     recipe: Path | None,
@@ -210,6 +215,7 @@ def build(
     out_dir: Path,
     log_dir: Path | None,
     no_test: bool,
+    backend: str | None,
     as_json: bool,
 ) -> None:
     """Cross-build RECIPE (or every job of --plan) into repaired, checked, tested wheels.
@@ -245,6 +251,7 @@ def build(
             run_test=not no_test,
             progress=step,
             on_result=done,
+            backend=backend,
         )
     if as_json:
         click.echo(json.dumps({"results": [r.to_dict() for r in results]}, indent=2))
@@ -298,4 +305,10 @@ def doctor(install: bool, as_json: bool) -> None:
             c.python, c.target, yes if c.buildable else no, yes if c.testable else no, c.why
         )
     out.print(combos)
+    emu = diag.emulated
+    out.print(
+        "emulated backend: "
+        + ("[green]supported[/]: " if emu.get("ok") else "[red]not supported[/]: ")
+        + "; ".join(emu.get("reasons", []) if not emu.get("ok") else emu.get("details", []))
+    )
     out.print(f"cache: {diag.cache}")

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "plan": "builder.plan_cli:plan_command",
     "publish": "builder.publish_cli:publish_command",
     "recipe": "builder.recipe_cli:recipe",
+    "rootfs": "builder.rootfs:rootfs_cli",
     "serve": "index_server.cli:serve",
     "token": "index_server.cli:token",
     "unyank": "index_server.cli:unyank",

@@ -59,6 +59,8 @@ class Diagnosis:
     sysroots: tuple[Tool, ...]
     combos: tuple[Combo, ...] = field(default=())
     cache: str = ""
+    # builder.namespace.check_support(): ok, reasons (why not), details (what was checked)
+    emulated: dict[str, object] = field(default_factory=dict)
 
     @property
     def missing(self) -> list[str]:
@@ -158,7 +160,12 @@ def diagnose(pythons: Sequence[str] = PYTHONS, targets: Sequence[str] = TARGETS)
                     "; ".join(w for w in (why, twhy) if w),
                 )
             )
-    return Diagnosis(tuple(tools), tuple(hosts), tuple(sysroots), tuple(combos), str(cache_dir()))
+    from builder.namespace import check_support
+
+    emulated = asdict(check_support())
+    return Diagnosis(
+        tuple(tools), tuple(hosts), tuple(sysroots), tuple(combos), str(cache_dir()), emulated
+    )
 
 
 def install_missing(progress: Callable[[str], None] | None = None) -> list[str]:
@@ -173,6 +180,12 @@ def install_missing(progress: Callable[[str], None] | None = None) -> list[str]:
         say("installing binutils-aarch64-linux-gnu")
         ensure_cross_strip(progress=say)
         done.append("binutils-aarch64-linux-gnu")
+    from builder.namespace import QEMU_STATIC, ensure_qemu_static
+
+    if not QEMU_STATIC.exists():
+        say("installing qemu-user-static (emulated backend)")
+        ensure_qemu_static()
+        done.append("qemu-user-static")
     for py, suite in TEST_SUITES.items():
         if cached_test_sysroot(py) is None:
             say(f"downloading the Debian {suite} arm64 sysroot with python{py}")

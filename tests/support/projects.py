@@ -182,3 +182,96 @@ def make_dummy_wheel(
         for path, data in files.items():
             zf.writestr(path, data)
     return wheel
+
+
+GENERATOR_C = textwrap.dedent(
+    """
+    /* Run during the build: writes a header describing the machine it runs on. */
+    #include <stdio.h>
+    #include <sys/utsname.h>
+    int main(void) {
+        struct utsname u;
+        if (uname(&u) != 0) return 1;
+        printf("#define GEN_MACHINE \\"%s\\"\\n", u.machine);
+        return 0;
+    }
+    """
+)
+
+GEN_MODULE_C = textwrap.dedent(
+    """
+    #define PY_SSIZE_T_CLEAN
+    #include <Python.h>
+    #include "gen_table.h"
+
+    /* The machine the build-time generator ran on (it ran, so it was native or emulated). */
+    static PyObject *generated_on(PyObject *self, PyObject *noargs) {
+        return PyUnicode_FromString(GEN_MACHINE);
+    }
+    static PyMethodDef methods[] = {
+        {"generated_on", generated_on, METH_NOARGS, "Where the generator ran."},
+        {NULL, NULL, 0, NULL},
+    };
+    static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_gen", NULL, -1, methods};
+    PyMODINIT_FUNC PyInit__gen(void) { return PyModule_Create(&module); }
+    """
+)
+
+GENERATOR_SETUP = textwrap.dedent(
+    """
+    import os
+    import subprocess
+
+    from setuptools import Extension, setup
+    from setuptools.command.build_ext import build_ext
+
+
+    class GeneratingBuildExt(build_ext):
+        # Like autoconf run-tests and code generators built from the package's own sources: compile
+        # a program with the build's compiler and RUN it. A cross compiler's output cannot run here.
+        def build_extensions(self):
+            os.makedirs(self.build_temp, exist_ok=True)
+            objs = self.compiler.compile(["gen/generator.c"], output_dir=self.build_temp)
+            self.compiler.link_executable(objs, "generator", output_dir=self.build_temp)
+            exe = os.path.abspath(os.path.join(self.build_temp, "generator"))
+            header = subprocess.check_output([exe], text=True)
+            include = os.path.join(self.build_temp, "generated")
+            os.makedirs(include, exist_ok=True)
+            with open(os.path.join(include, "gen_table.h"), "w") as fh:
+                fh.write(header)
+            for ext in self.extensions:
+                ext.include_dirs.append(include)
+            super().build_extensions()
+
+
+    setup(
+        name={name!r},
+        version={version!r},
+        packages=[{pkg!r}],
+        ext_modules=[
+            Extension("{pkg}._native", ["{pkg}/_native.c"]),
+            Extension("{pkg}._gen", ["{pkg}/_gen.c"]),
+        ],
+        cmdclass={{"build_ext": GeneratingBuildExt}},
+    )
+    """
+)
+
+
+def make_generator_sdist(out: Path, name: str, version: str = "1.0.0") -> Path:
+    """An sdist whose build compiles and runs a generator program (`<pkg>._gen.generated_on()`
+    returns the machine it ran on), besides the usual `<pkg>._native`: cross-compiling it fails
+    unless the host runs aarch64 programs, a native or emulated build succeeds."""
+    work = out / ".src"
+    work.mkdir(parents=True, exist_ok=True)
+    src = write_project(work, name, version, c_extension=True)
+    pkg = canonicalize_name(name).replace("-", "_")
+    (src / "gen").mkdir()
+    (src / "gen" / "generator.c").write_text(GENERATOR_C)
+    (src / pkg / "_gen.c").write_text(GEN_MODULE_C)
+    (src / "setup.py").write_text(GENERATOR_SETUP.format(name=name, version=version, pkg=pkg))
+    (src / "MANIFEST.in").write_text("include gen/*.c\n")
+    before = set(out.glob("*.tar.gz"))
+    _run_build(src, out, "--sdist")
+    (sdist,) = set(out.glob("*.tar.gz")) - before
+    return sdist
