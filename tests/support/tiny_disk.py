@@ -25,7 +25,7 @@ def tiny_disk_unavailable() -> str | None:
             return f"{tool} (util-linux) is not installed"
     probe = subprocess.run(
         ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
-         "sh", "-c", "mount -t tmpfs -o size=8k tmpfs /mnt"],
+         "sh", "-c", "mount -t tmpfs -o size=8k tmpfs /tmp"],
         capture_output=True, text=True,
     )  # fmt: skip
     if probe.returncode != 0:
