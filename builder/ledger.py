@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -411,6 +412,30 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def where(self) -> str:
+        """The database, for messages: a SQLite file's path, or the URL without its password."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database:
+            return url.database
+        return url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn a database refusing a write (disk full, read-only, I/O error) into a LedgerError.
+
+        The refused transaction is rolled back whole, so nothing committed before is touched and no
+        half row is left; the write can be repeated once the cause is fixed.
+        """
+        try:
+            yield
+        except sa.exc.IntegrityError:
+            raise  # a concurrent writer won a race: the caller reads its row back
+        except sa.exc.DatabaseError as exc:
+            cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            hint = "; free some space and run again" if "full" in cause else ""
+            raise LedgerError(f"{self.where}: could not record {what}: {cause}{hint}") from exc
+
     def _migrate(self) -> None:
         for attempt in range(3):
             try:
@@ -458,7 +483,10 @@ class Ledger:
         job_json = json.dumps(to_dict(), sort_keys=True) if callable(to_dict) else None
         for _ in range(2):
             try:
-                with self.engine.begin() as conn:
+                with (
+                    self._writing(f"the start of {job.project} {job.version}"),
+                    self.engine.begin() as conn,
+                ):
                     existing = conn.execute(sa.select(attempts.c.id).where(where)).scalar()
                     if existing is not None:
                         return int(existing)
@@ -508,7 +536,7 @@ class Ledger:
             key_line = key_line or failure.key_line
         records = [w if isinstance(w, WheelRecord) else WheelRecord(*w) for w in wheels]
         now = time.time()
-        with self.engine.begin() as conn:
+        with self._writing(f"the end of attempt {attempt_id}"), self.engine.begin() as conn:
             started = conn.execute(
                 sa.select(attempts.c.started_at).where(attempts.c.id == attempt_id)
             ).scalar()
@@ -533,7 +561,7 @@ class Ledger:
 
     def mark_published(self, attempt_id: int) -> None:
         """A built (and tested) attempt's wheels reached the index."""
-        with self.engine.begin() as conn:
+        with self._writing(f"attempt {attempt_id} as published"), self.engine.begin() as conn:
             updated = conn.execute(
                 attempts.update()
                 .where(attempts.c.id == attempt_id)

@@ -302,8 +302,11 @@ class _Farm:
                     # between build and publish): publish the kept wheel instead of rebuilding it.
                     kept = [self.wheelhouse / w.filename for w in prev.wheels]
                     if kept and all(p.exists() for p in kept):
+                        built_at = prev.finished_at or prev.started_at
                         cells.append(
-                            self._publish(prev.id, kept, cell, prev.log_path, d.job, inputs)
+                            self._publish(
+                                prev.id, kept, cell, prev.log_path, d.job, inputs, built_at
+                            )
                         )
                         continue
                     todo.append(_Todo(d.job, recipe, inputs, None, "wheel lost, rebuilding"))

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from index_server.auth import TokenStore, basic_token
 from index_server.catalog import Catalog
 from index_server.farm import Farm
-from index_server.storage import LocalStorage, Storage
+from index_server.storage import LocalStorage, Storage, StorageFull
 
 DEFAULT_MAX_UPLOAD = 512 << 20
 
@@ -186,6 +186,12 @@ def create_app(config: Config | None = None, storage: Storage | None = None) -> 
                     )
                 return unauthorized("invalid or revoked token")
         return None
+
+    @app.errorhandler(StorageFull)
+    def _storage_full(exc: StorageFull) -> Response:
+        # Nothing half-written stays behind (storage and catalog take their writes back).
+        logging.getLogger("index_server").error("%s %s: %s", request.method, request.path, exc)
+        return text_error(507, str(exc))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -13,6 +13,7 @@ something, only the projects whose records folder changed are re-read. Pages nev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from index_server import distfile
-from index_server.storage import AlreadyExists, Storage
+from index_server.storage import AlreadyExists, Storage, StorageError, StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class Catalog:
                 try:
                     self._record_existing(NormalizedName(project), filename)
                     repaired = True
-                except (distfile.InvalidDistribution, OSError) as exc:
+                except (distfile.InvalidDistribution, OSError, StorageError) as exc:
                     log.warning("ignoring stored file %s/%s: %s", project, filename, exc)
             for filename in sorted(recorded - names):
                 self.storage.delete(record_key(project, filename))
@@ -222,7 +223,12 @@ class Catalog:
         return self._generation
 
     def _bump(self) -> None:
-        self.storage.put_bytes(GENERATION, uuid.uuid4().hex.encode())
+        stamp = uuid.uuid4().hex.encode()
+        try:
+            self.storage.put_bytes(GENERATION, stamp)
+        except StorageFull:
+            # A full disk must not hide a change that is already stored from other processes.
+            self.storage.rewrite_in_place(GENERATION, stamp)
 
     # -- reading ----------------------------------------------------------------------------
     def project(self, name: str) -> Project | None:
@@ -263,12 +269,24 @@ class Catalog:
         notify=False skips telling other processes (for bulk loads; call notify() once after)."""
         record = self._make_record(info, sha256, size, now_iso())
         fh.seek(0)
-        self.storage.put_atomic(file_key(record.project, record.filename), fh, overwrite=False)
-        # After the file: a losing concurrent upload must not replace the winner's .metadata.
-        self._store_metadata(record, info)
-        self.storage.put_bytes(record_key(record.project, record.filename), record.to_json())
+        key = file_key(record.project, record.filename)
+        self.storage.put_atomic(key, fh, overwrite=False)
+        try:
+            # After the file: a losing concurrent upload must not replace the winner's .metadata.
+            self._store_metadata(record, info)
+            self.storage.put_bytes(record_key(record.project, record.filename), record.to_json())
+            if notify:
+                self._bump()
+        except BaseException:
+            # The disk filled up (or the process is stopping) between the file and its record: take
+            # the upload back, so that what the index lists is exactly what was answered 200.
+            for k in (record_key(record.project, record.filename), key + ".metadata", key):
+                self.storage.delete(k)
+            with contextlib.suppress(StorageError, OSError):
+                self._bump()  # in case another process saw the record in between
+            raise
         if notify:
-            self.notify()
+            self.refresh()
         return record
 
     def notify(self) -> None:
@@ -309,12 +327,16 @@ class Catalog:
         if not matches:
             raise LookupError(f"project {name!r} has no file or version {selector!r}")
         changed = []
-        for f in matches:
-            updated = replace(f, yanked=reason)
-            self.storage.put_bytes(record_key(f.project, f.filename), updated.to_json())
-            changed.append(updated)
-        self._bump()
-        self.refresh()
+        try:
+            for f in matches:
+                updated = replace(f, yanked=reason)
+                # Each record is replaced whole; on a full disk the ones not reached keep their state.
+                self.storage.put_bytes(record_key(f.project, f.filename), updated.to_json())
+                changed.append(updated)
+        finally:
+            if changed:
+                self._bump()
+                self.refresh()
         return changed
 
 

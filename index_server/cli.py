@@ -130,7 +130,12 @@ def _tokens(data: Path | None):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def token_create(name: str, scope: str, data: Path | None, as_json: bool) -> None:
     """Create a token NAME and print its secret (shown this once only)."""
-    record, secret = _tokens(data).create(name, scope)  # type: ignore[arg-type]
+    from index_server.storage import StorageError
+
+    try:
+        record, secret = _tokens(data).create(name, scope)  # type: ignore[arg-type]
+    except StorageError as exc:  # a full disk: tokens.json keeps its previous content
+        raise click.ClickException(f"{_data(data)}: {exc}") from None
     if as_json:
         click.echo(json.dumps({"id": record.id, "name": name, "scope": scope, "token": secret}))
     else:
@@ -161,10 +166,14 @@ def token_list(data: Path | None, as_json: bool) -> None:
 @data_option
 def token_revoke(token_id: str, data: Path | None) -> None:
     """Revoke the token with this id (or name)."""
+    from index_server.storage import StorageError
+
     try:
         t = _tokens(data).revoke(token_id)
     except LookupError as exc:
         raise click.ClickException(f"{_data(data)}: {exc.args[0]}") from None
+    except StorageError as exc:
+        raise click.ClickException(f"{_data(data)}: {exc}") from None
     click.echo(f"revoked token {t.id} ({t.name})")
 
 
@@ -172,12 +181,14 @@ def _set_yanked(
     project: str, target: str, reason: str | None, data: Path | None, as_json: bool
 ) -> None:
     from index_server.catalog import Catalog
-    from index_server.storage import LocalStorage
+    from index_server.storage import LocalStorage, StorageError
 
     try:
         changed = Catalog(LocalStorage(_data(data))).set_yanked(project, target, reason)
     except LookupError as exc:
         raise click.ClickException(f"{_data(data)}: {exc.args[0]}") from None
+    except StorageError as exc:
+        raise click.ClickException(f"{_data(data)}: {exc}") from None
     if as_json:
         click.echo(json.dumps([{"filename": f.filename, "yanked": f.yanked} for f in changed]))
         return

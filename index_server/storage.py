@@ -8,6 +8,7 @@ LocalStorage later by implementing the same methods.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from abc import ABC, abstractmethod
@@ -27,6 +28,13 @@ class StorageError(Exception):
 
 class AlreadyExists(StorageError):
     """put_atomic(..., overwrite=False) found the key already there."""
+
+
+class StorageFull(StorageError):
+    """The disk (or quota) is full: nothing was written for the key; the server answers 507."""
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,15 @@ class Storage(ABC):
 
         self.put_atomic(key, io.BytesIO(data), overwrite=overwrite)
 
+    def rewrite_in_place(self, key: str, data: bytes) -> None:
+        """Replace the bytes of a small existing key even when the disk is full.
+
+        Only for change stamps, where a reader that sees a torn value merely refreshes once more: a
+        local file is overwritten where it is (same size, no new block needed) instead of through a
+        temporary file. Stores without such a path just put the bytes.
+        """
+        self.put_bytes(key, data)
+
     def local_path(self, key: str) -> Path | None:
         """A filesystem path for `key` when the store has one (lets the server use sendfile)."""
         return None
@@ -118,6 +135,17 @@ class LocalStorage(Storage):
         return open(self._path(key), "rb")
 
     def put_atomic(self, key: str, source: BinaryIO, *, overwrite: bool = True) -> None:
+        try:
+            self._put_atomic(key, source, overwrite)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            # The temporary file is gone already (below); the key kept its old bytes or stayed absent.
+            raise StorageFull(
+                f"the index storage is full ({os.strerror(exc.errno)}): {key} was not stored"
+            ) from exc
+
+    def _put_atomic(self, key: str, source: BinaryIO, overwrite: bool) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # The writer's pid is in the temporary name so that a sweep can tell a dead writer's leftover
@@ -146,6 +174,23 @@ class LocalStorage(Storage):
                 os.unlink(tmp)
             raise
         fsync_dir(path.parent)
+
+    def rewrite_in_place(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        try:
+            with open(path, "r+b") as fh:
+                fh.write(data)
+                fh.truncate()
+                fh.flush()
+                os.fsync(fh.fileno())
+        except FileNotFoundError:
+            self.put_bytes(key, data)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            raise StorageFull(
+                f"the index storage is full ({os.strerror(exc.errno)}): {key} was not rewritten"
+            ) from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()

@@ -13,6 +13,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,14 @@ class Server:
 
 
 def start_server(
-    data: Path, *, private: bool = False, workers: int = 2, port: int | None = None
+    data: Path,
+    *,
+    private: bool = False,
+    workers: int = 2,
+    port: int | None = None,
+    wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> Server:
+    """`wrap` turns the command into another that runs it (e.g. inside a namespace: tiny_disk)."""
     port = port or free_port()
     cmd = [
         "wheelfarm",
@@ -70,6 +77,8 @@ def start_server(
     if private:
         cmd.append("--private")
     log = open(data.parent / f"server-{port}.log", "ab")  # noqa: SIM115 - lives as long as the server
+    if wrap is not None:
+        cmd = wrap(cmd)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(data, port, proc, private)
     deadline = time.monotonic() + 30
@@ -87,9 +96,16 @@ def start_server(
     raise RuntimeError("server did not start in 30 s")
 
 
-def create_token(data: Path, name: str, scope: str = "upload") -> str:
+def create_token(
+    data: Path,
+    name: str,
+    scope: str = "upload",
+    wrap: Callable[[list[str]], list[str]] = list,
+) -> str:
     out = subprocess.run(
-        ["wheelfarm", "token", "create", name, "--scope", scope, "--data", str(data), "--json"],
+        wrap(
+            ["wheelfarm", "token", "create", name, "--scope", scope, "--data", str(data), "--json"]
+        ),
         check=True,
         capture_output=True,
         text=True,
