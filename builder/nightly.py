@@ -45,6 +45,7 @@ from builder.sandbox import sandboxed, scrubbed_env
 from builder.upstream import IndexClient, UpstreamError
 
 Progress = Callable[[str], None]
+NOT_PUBLISHED = "not published: "  # a good wheel the index refused or could not take
 DEFAULT_TIMEOUT = 3 * 3600.0  # one job; a hung build is killed and recorded as a timeout
 
 
@@ -103,7 +104,10 @@ class NightlyReport:
 
     @property
     def ok(self) -> bool:
-        return not self.errors and all(c.status != "failed" for c in self.cells)
+        """No bad recipe, no failed build, and every good wheel reached the index."""
+        return not self.errors and not any(
+            c.status == "failed" or c.reason.startswith(NOT_PUBLISHED) for c in self.cells
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -483,7 +487,7 @@ class _Farm:
             results = publish(wheels, self.dest, upstream=self.upstream)
         refused = [r for r in results if not r.ok]
         if refused:
-            return replace(cell, reason="not published: " + refused[0].reason, log=log)
+            return replace(cell, reason=NOT_PUBLISHED + refused[0].reason, log=log)
         if not all(r.status in (UPLOADED, PRESENT) for r in results):
             # The upstream index has the same bytes: nothing for us to serve.
             return replace(cell, reason=results[0].reason, wheel=wheels[0].name, log=log)

@@ -72,8 +72,8 @@ def nightly(
 ) -> None:
     """Plan, build, repair, check, test and publish every recipe; never redo finished work.
 
-    RECIPES are files or folders (default: recipes/). Exit status: 0 all good, 1 a job failed or a
-    recipe could not be planned, 2 the run could not start.
+    RECIPES are files or folders (default: recipes/). Exit status: 0 all good, 1 a job failed, a
+    recipe could not be planned or a good wheel could not be published, 2 the run could not start.
     """
     if not serve and not index_url:
         raise click.UsageError("say where to publish: --index URL, or --serve for the local index")

@@ -69,7 +69,9 @@ def test_a_full_index_disk_keeps_the_wheel_and_a_later_run_publishes_it(tmp_path
 
             ballast = disk.fill(leave_kb=0)
             code, report, cell = nightly()
-            # Built and tested, not published: the reason carries the index's own answer.
+            # Built and tested, not published: the reason carries the index's own answer, and the
+            # run says something went wrong.
+            assert code == 1
             assert cell["status"] == "tested", cell
             assert cell["reason"].startswith("not published: upload failed:"), cell
             assert "507" in cell["reason"] and "storage is full" in cell["reason"], cell
