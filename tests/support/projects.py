@@ -153,35 +153,23 @@ def make_dummy_wheel(
     requires_python: str | None = None,
     payload: bytes = b"",
 ) -> Path:
-    """Write a small but valid wheel directly with zipfile (no build backend: fast enough for
+    """A small but valid wheel written directly with zipfile (no build backend: fast enough for
     thousands). `metadata_name`/`metadata_version` make METADATA disagree with the filename."""
-    import base64
-    import hashlib
-    import zipfile
+    from support.wheels import assemble_wheel
 
     dist = canonicalize_name(name).replace("-", "_")
-    info = f"{dist}-{version}.dist-info"
-    metadata = f"Metadata-Version: 2.1\nName: {metadata_name or name}\nVersion: {metadata_version or version}\n"
-    if requires_python:
-        metadata += f"Requires-Python: {requires_python}\n"
-    files = {
-        f"{dist}/__init__.py": f'__version__ = "{version}"\n'.encode() + payload,
-        f"{info}/METADATA": metadata.encode(),
-        f"{info}/WHEEL": (
-            f"Wheel-Version: 1.0\nGenerator: wheelfarm-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
-        ).encode(),
-    }
-    record = "".join(
-        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
-        for path, data in files.items()
-    )
-    files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
     out.mkdir(parents=True, exist_ok=True)
-    wheel = out / f"{dist}-{version}-{tag}.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path, data in files.items():
-            zf.writestr(path, data)
-    return wheel
+    init = f'__version__ = "{version}"\n'.encode() + payload
+    return assemble_wheel(
+        out,
+        tag,
+        {f"{dist}/__init__.py": init},
+        name=name,
+        version=version,
+        metadata_name=metadata_name,
+        metadata_version=metadata_version,
+        requires_python=requires_python,
+    )
 
 
 GENERATOR_C = textwrap.dedent(

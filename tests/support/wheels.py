@@ -31,14 +31,15 @@ def assemble_wheel(
     wheel_tags: str | None = None,
     metadata_name: str | None = None,
     metadata_version: str | None = None,
+    requires_python: str | None = None,
     edit_record: Callable[[list[Row]], list[Row]] | None = None,
     compression: int = zipfile.ZIP_DEFLATED,
 ) -> Path:
     """Write out/<name>-<version>-<tag>.whl holding `files` plus its .dist-info.
 
     `tag` is the filename's compressed tag (e.g. "cp311-cp311-manylinux_2_17_aarch64"); `wheel_tags`
-    makes the WHEEL file declare other tags, `metadata_*` make METADATA disagree, and `edit_record`
-    rewrites the RECORD rows before they are written.
+    makes the WHEEL file declare other tags, `metadata_*` make METADATA disagree, `requires_python`
+    adds Requires-Python, and `edit_record` rewrites the RECORD rows before they are written.
     """
     dist = canonicalize_name(name).replace("-", "_")
     dist_info = f"{dist}-{version}.dist-info"
@@ -51,7 +52,9 @@ def assemble_wheel(
     ).encode()
     contents[f"{dist_info}/METADATA"] = (
         f"Metadata-Version: 2.1\nName: {metadata_name or name}\n"
-        f"Version: {metadata_version or version}\n\nA test wheel.\n"
+        f"Version: {metadata_version or version}\n"
+        + (f"Requires-Python: {requires_python}\n" if requires_python else "")
+        + "\nA test wheel.\n"
     ).encode()
     rows = [record_row(n, d) for n, d in contents.items()]
     if edit_record:
