@@ -34,6 +34,7 @@ class Config:
     private: bool = False
     max_upload: int = DEFAULT_MAX_UPLOAD  # bytes, for a whole upload request
     base_url: str = ""  # e.g. "https://wheels.example.com"; empty: links are relative to the host
+    strict: bool = False  # uploads must pass the wheel checker (builder.check) or get a 422
 
     @classmethod
     def from_env(cls) -> Config:
@@ -47,6 +48,7 @@ class Config:
             private=env.get("WHEELFARM_INDEX_PRIVATE", "").lower() in ("1", "true", "yes"),
             max_upload=int(env.get("WHEELFARM_INDEX_MAX_UPLOAD") or DEFAULT_MAX_UPLOAD),
             base_url=env.get("WHEELFARM_INDEX_BASE_URL", "").rstrip("/"),
+            strict=env.get("WHEELFARM_INDEX_STRICT", "").lower() in ("1", "true", "yes"),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -55,6 +57,7 @@ class Config:
             "WHEELFARM_INDEX_PRIVATE": "1" if self.private else "",
             "WHEELFARM_INDEX_MAX_UPLOAD": str(self.max_upload),
             "WHEELFARM_INDEX_BASE_URL": self.base_url,
+            "WHEELFARM_INDEX_STRICT": "1" if self.strict else "",
         }
 
 

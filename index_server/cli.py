@@ -74,6 +74,11 @@ def gunicorn_argv(
     "--max-upload", type=int, default=DEFAULT_MAX_UPLOAD, show_default=True, help="Bytes."
 )
 @click.option("--access-log", is_flag=True, help="Log every request to stdout.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse (422, with the findings) wheels that fail the wheel checker (wheelfarm check).",
+)
 def serve(
     data: Path | None,
     host: str,
@@ -84,9 +89,10 @@ def serve(
     base_url: str,
     max_upload: int,
     access_log: bool,
+    strict: bool,
 ) -> None:
     """Serve the package index (simple API, uploads at /legacy/, pages at /)."""
-    config = Config(_data(data), private, max_upload, base_url.rstrip("/"))
+    config = Config(_data(data), private, max_upload, base_url.rstrip("/"), strict)
     config.data.mkdir(parents=True, exist_ok=True)
     click.echo(f"wheelfarm index: http://{host}:{port}/ serving {config.data}", err=True)
     if embedded or (shutil.which("gunicorn") is None and not _has_gunicorn()):

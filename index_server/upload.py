@@ -14,6 +14,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import shutil
+import tempfile
+import threading
+from pathlib import Path
 
 from flask import Blueprint, Response, g, request
 from packaging.utils import canonicalize_name
@@ -102,6 +106,8 @@ def handle_upload() -> Response:
     catalog = state().catalog
     _refuse_existing(name, sha256)
     info = distfile.inspect(fh, name.filename)
+    if state().config.strict and name.filename.endswith(".whl"):
+        _require_checker_pass(fh, name.filename)
     try:
         catalog.add(info, fh, sha256, size)
     except AlreadyExists:
@@ -109,6 +115,37 @@ def handle_upload() -> Response:
         raise
     log.info("stored %s (%d bytes, sha256 %s, token %s)", name.filename, size, sha256, g.token_name)
     return Response(f"OK: stored {name.filename}\n", mimetype="text/plain")
+
+
+# The checker runs auditwheel, which changes the working directory of the whole process: one at a time.
+_checker_lock = threading.Lock()
+
+
+def _require_checker_pass(fh, filename: str) -> None:
+    """--strict: a wheel the checker rejects is refused with 422 and its findings."""
+    from builder.check import WheelReadError, check_wheel
+
+    with tempfile.TemporaryDirectory(prefix="wheelfarm-check-") as tmp:
+        path = Path(tmp) / filename
+        fh.seek(0)
+        with path.open("wb") as out:
+            shutil.copyfileobj(fh, out, 1 << 20)
+        fh.seek(0)
+        try:
+            with _checker_lock:
+                report = check_wheel(path)
+        except WheelReadError as exc:
+            raise UploadError(422, f"the wheel checker cannot read {filename}: {exc}") from None
+    errors = [f for f in report.findings if f.severity == "error"]
+    if errors:
+        lines = [f"{f.rule} {f.path or '(wheel)'}: {f.message}" for f in errors]
+        raise UploadError(
+            422,
+            f"the wheel checker rejects {filename}: "
+            + "; ".join(lines[:1])
+            + "\n"
+            + "\n".join(lines),
+        )
 
 
 def _refuse_existing(name: distfile.DistName, sha256: str) -> None:

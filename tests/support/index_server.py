@@ -59,6 +59,7 @@ def start_server(
     workers: int = 2,
     port: int | None = None,
     wrap: Callable[[list[str]], list[str]] | None = None,
+    strict: bool = False,
 ) -> Server:
     """`wrap` turns the command into another that runs it (e.g. inside a namespace: tiny_disk)."""
     port = port or free_port()
@@ -76,6 +77,8 @@ def start_server(
     ]
     if private:
         cmd.append("--private")
+    if strict:
+        cmd.append("--strict")
     log = open(data.parent / f"server-{port}.log", "ab")  # noqa: SIM115 - lives as long as the server
     if wrap is not None:
         cmd = wrap(cmd)
