@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from builder.debian import DebianError, PrivateApt, extract_debs, host_mirror, sysroot
+from builder.toolchain import ensure_qemu
 
 EM_AARCH64 = 183
 
@@ -62,12 +63,10 @@ def test_host_dpkg_state_is_untouched() -> None:
 def test_sysroot_runs_arm64_python_under_qemu() -> None:
     root = sysroot("bookworm", ["python3.11"])
     assert sysroot("bookworm", ["python3.11"]) == root  # cached
-    qemu = subprocess.run(["which", "qemu-aarch64"], capture_output=True, text=True)
-    if qemu.returncode != 0:
-        pytest.skip("qemu-user is installed by the builder's toolchain step")
+    qemu = ensure_qemu()  # installs Debian's qemu-user on first use
     out = subprocess.run(
         [
-            "qemu-aarch64",
+            str(qemu),
             "-L",
             str(root),
             str(root / "usr/bin/python3.11"),
