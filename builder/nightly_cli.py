@@ -123,6 +123,8 @@ def _embedded_index(serve: bool, port: int) -> Iterator[tuple[str, str | None, P
     if not serve:
         yield "", None, None
         return
+    # SIGTERM (systemd, kill) must run the cleanup below, or the index server would outlive us.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     from index_server.app import default_data_dir
     from index_server.auth import TokenStore
     from index_server.storage import LocalStorage
