@@ -12,19 +12,22 @@ import logging
 from flask import Blueprint, Response, jsonify, request
 
 from index_server.app import state, text_error, unauthorized
-from index_server.auth import basic_token
+from index_server.auth import TokenRefused, require_upload_token
 
 bp = Blueprint("api", __name__)
 log = logging.getLogger(__name__)
 
 
 def _change(project: str, reason: str | None) -> Response:
-    secret = basic_token(request.headers.get("Authorization"))
-    token = state().tokens.check(secret) if secret else None
-    if token is None:
-        return unauthorized("yanking needs an upload token: HTTP Basic with user __token__")
-    if token.scope != "upload":
-        return text_error(403, f"token {token.name!r} may read but not yank")
+    try:
+        token = require_upload_token(
+            state().tokens,
+            request.headers.get("Authorization"),
+            missing="yanking needs an upload token: HTTP Basic with user __token__",
+            verb="yank",
+        )
+    except TokenRefused as exc:
+        return unauthorized(exc.message) if exc.code == 401 else text_error(exc.code, exc.message)
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("target"), str):
         return text_error(400, 'expected a JSON object {"target": "<filename or version>", ...}')

@@ -92,6 +92,32 @@ class TokenStore:
         return found
 
 
+class TokenRefused(Exception):
+    """No upload-scope token: `code` is 401 (none, or not ours) or 403 (read-only)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def require_upload_token(
+    tokens: TokenStore, authorization: str | None, *, missing: str, verb: str
+) -> Token:
+    """The upload-scope token an HTTP Basic header presents, or TokenRefused.
+
+    `missing` is the message when no token is sent; `verb` says what a read-only token may not do.
+    """
+    secret = basic_token(authorization)
+    if secret is None:
+        raise TokenRefused(401, missing)
+    token = tokens.check(secret)
+    if token is None:
+        raise TokenRefused(401, "invalid or revoked token")
+    if token.scope != "upload":
+        raise TokenRefused(403, f"token {token.name!r} may read but not {verb}")
+    return token
+
+
 def basic_token(authorization: str | None) -> str | None:
     """The password of an HTTP Basic header whose user is __token__, else None."""
     if not authorization or authorization[:6].lower() != "basic ":

@@ -20,7 +20,7 @@ from werkzeug.wsgi import LimitedStream
 
 from index_server import distfile
 from index_server.app import drain_body, state, text_error, unauthorized
-from index_server.auth import basic_token
+from index_server.auth import TokenRefused, require_upload_token
 from index_server.farm import (
     MAX_LOG_BYTES,
     MAX_PROVENANCE_BYTES,
@@ -48,14 +48,15 @@ class Refused(Exception):
 
 
 def _token_name() -> str:
-    secret = basic_token(request.headers.get("Authorization"))
-    if secret is None:
-        raise Refused(401, "the farm API needs an upload token: HTTP Basic with user __token__")
-    token = state().tokens.check(secret)
-    if token is None:
-        raise Refused(401, "invalid or revoked token")
-    if token.scope != "upload":
-        raise Refused(403, f"token {token.name!r} may read but not write farm data")
+    try:
+        token = require_upload_token(
+            state().tokens,
+            request.headers.get("Authorization"),
+            missing="the farm API needs an upload token: HTTP Basic with user __token__",
+            verb="write farm data",
+        )
+    except TokenRefused as exc:
+        raise Refused(exc.code, exc.message) from None
     return token.name
 
 

@@ -25,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from index_server import distfile
 from index_server.app import drain_body, state, text_error, unauthorized
-from index_server.auth import basic_token
+from index_server.auth import TokenRefused, require_upload_token
 from index_server.storage import AlreadyExists
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,15 @@ def _check_digest(fh, field: str, algorithm: str) -> None:
 
 
 def _require_upload_token() -> str:
-    secret = basic_token(request.headers.get("Authorization"))
-    if secret is None:
-        raise UploadError(401, "uploads need a token: HTTP Basic with user __token__")
-    token = state().tokens.check(secret)
-    if token is None:
-        raise UploadError(401, "invalid or revoked token")
-    if token.scope != "upload":
-        raise UploadError(403, f"token {token.name!r} may read but not upload")
+    try:
+        token = require_upload_token(
+            state().tokens,
+            request.headers.get("Authorization"),
+            missing="uploads need a token: HTTP Basic with user __token__",
+            verb="upload",
+        )
+    except TokenRefused as exc:
+        raise UploadError(exc.code, exc.message) from None
     return token.name
 
 
