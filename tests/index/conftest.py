@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 from support.browser import chromium
 from support.index_server import Dists, Server, create_token, start_server
+from support.index_server import twine_upload as run_twine_upload
 from support.projects import make_sdist, make_wheel
 
 
@@ -42,23 +41,8 @@ def server(index_data: Path, upload_token: str):
 @pytest.fixture(scope="session")
 def twine_upload(server: Server, upload_token: str):
     def upload(*files: Path, skip_existing: bool = False, token: str | None = None):
-        cmd = [
-            "twine",
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-            f"{server.url}/legacy/",
-            "-u",
-            "__token__",
-            "-p",
-            token or upload_token,
-            *map(str, files),
-        ]
-        if skip_existing:
-            cmd.append("--skip-existing")
-        return subprocess.run(
-            cmd, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}
+        return run_twine_upload(
+            server.url, token or upload_token, *files, skip_existing=skip_existing
         )
 
     return upload

@@ -7,12 +7,11 @@ import copy
 import hashlib
 import html
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from index_http import request
-from support.index_server import Server, create_token, start_server
+from support.index_server import Server, create_token, start_server, twine_upload
 from support.projects import make_dummy_wheel
 
 from builder.farm_client import FarmClient, FarmClientError, log_tail
@@ -38,23 +37,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory):
     tokens = {"upload": create_token(data, "nightly"), "read": create_token(data, "laptop", "read")}
     server = start_server(data)
     wheel = make_dummy_wheel(root / "dist", PROJECT, "2.0", tag=f"cp311-cp311-{TARGET}")
-    up = subprocess.run(
-        [
-            "twine",
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-            f"{server.url}/legacy/",
-            "-u",
-            "__token__",
-            "-p",
-            tokens["upload"],
-            str(wheel),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    up = twine_upload(server.url, tokens["upload"], wheel)
     assert up.returncode == 0, up.stdout + up.stderr
     yield server, tokens, wheel
     server.stop()

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import httpx
-from support.index_server import create_token, start_server
+from support.index_server import create_token, start_server, twine_upload
 from support.wheels import assemble_wheel
 
 PURE = {"demo/__init__.py": b"VALUE = 1\n"}
-
-
-def twine(url: str, token: str, wheel: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["twine", "upload", "--non-interactive", "--disable-progress-bar",
-         "--repository-url", url + "/legacy/", "-u", "__token__", "-p", token, str(wheel)],
-        capture_output=True, text=True,
-    )  # fmt: skip
 
 
 def test_strict_index_refuses_a_lying_wheel_with_its_findings(tmp_path: Path) -> None:
@@ -32,7 +23,7 @@ def test_strict_index_refuses_a_lying_wheel_with_its_findings(tmp_path: Path) ->
             tmp_path / "liar", "py3-none-any", {**PURE, "demo/tool": Path("/bin/true").read_bytes()}
         )
         honest = assemble_wheel(tmp_path / "honest", "py3-none-any", PURE, name="honest")
-        refused = twine(server.url, token, liar)
+        refused = twine_upload(server.url, token, liar)
         assert refused.returncode != 0
         assert "422" in refused.stderr + refused.stdout
         assert "WF003-native-in-pure-wheel" in refused.stderr + refused.stdout
@@ -44,7 +35,7 @@ def test_strict_index_refuses_a_lying_wheel_with_its_findings(tmp_path: Path) ->
         )
         assert raw.status_code == 422 and "demo/tool" in raw.text  # every finding, by file
         assert httpx.get(server.url + "/simple/demo/").status_code == 404  # nothing stored
-        accepted = twine(server.url, token, honest)
+        accepted = twine_upload(server.url, token, honest)
         assert accepted.returncode == 0, accepted.stderr
         assert httpx.get(server.url + "/simple/honest/").status_code == 200
     finally:

@@ -121,3 +121,16 @@ class Dists:
     pure: Path  # tiny-pure 0.1 wheel, Requires-Python with < and >
     pure_sdist: Path
     native: Path  # tiny-native 1.0 wheel with a C extension for this machine
+
+
+def twine_upload(
+    url: str, token: str, *files: Path, skip_existing: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Real twine uploading `files` to the index at `url` (its base URL) with `token`."""
+    cmd = [
+        "twine", "upload", "--non-interactive", "--disable-progress-bar",
+        "--repository-url", f"{url}/legacy/", "-u", "__token__", "-p", token, *map(str, files),
+    ]  # fmt: skip
+    if skip_existing:
+        cmd.append("--skip-existing")
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
