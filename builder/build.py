@@ -440,26 +440,17 @@ def build_url(
         sdist = fetch_sdist(source, sha256, filename)
     except FetchError as exc:
         options = kwargs.get("options") or BuildOptions()
-        python, target = kwargs["python"], kwargs["target"]
-        log_path = _log_path(
-            kwargs.get("log_dir") or default_log_dir(), project, version, python, target
-        )
-        with BuildLog(log_path) as log:
-            log.write(f"wheelfarm build {project} {version} cp{python} {target}")
-            log.section(f"fetch {source}: {exc}")
-        return BuildResult(
+        return _early_failure(
+            "fetch",
+            str(exc),
             project=project,
             version=version,
-            python=python,
-            target=target,
+            python=kwargs["python"],
+            target=kwargs["target"],
+            log_dir=kwargs.get("log_dir"),
             backend=options.backend,
-            status=FAILED,
-            wheel=None,
-            log=log_path,
-            step="fetch",
-            error=str(exc),
-            message=f"failed at fetch: {exc}",
             sdist_sha256=sha256,
+            detail=f"fetch {source}",
         )
     return build_sdist(sdist, project=project, version=version, sdist_sha256=sha256, **kwargs)
 
@@ -520,7 +511,6 @@ def build_job(
         "version": job.version,
         "python": job.python,
         "target": job.target,
-        "out_dir": out_dir,
         "log_dir": log_dir,
     }
     try:
@@ -549,6 +539,7 @@ def build_job(
         prefixes=prefixes,
         run_test=run_test,
         progress=progress,
+        out_dir=out_dir,
         **common,
     )
 
@@ -561,25 +552,32 @@ def _early_failure(
     version: str,
     python: str,
     target: str,
-    out_dir: Path,
     log_dir: Path | None,
     log_path: Path | None = None,
+    backend: str = "",
+    sdist_sha256: str = "",
+    detail: str = "",
 ) -> BuildResult:
+    """A failed result (and its log) for a job that failed before any backend ran."""
     log_path = log_path or _log_path(log_dir or default_log_dir(), project, version, python, target)
     with BuildLog(log_path) as log:
+        log.write(f"wheelfarm build {project} {version} cp{python} {target}")
+        if detail:
+            log.write(detail)
         log.section(f"result: failed at {step}: {error}")
     return BuildResult(
         project=project,
         version=version,
         python=python,
         target=target,
-        backend="",
+        backend=backend,
         status=FAILED,
         wheel=None,
         log=log_path,
         step=step,
         error=error,
         message=f"failed at {step}: {error}",
+        sdist_sha256=sdist_sha256,
     )
 
 
@@ -613,7 +611,6 @@ def build_jobs(
                 version=job.version,
                 python=job.python,
                 target=job.target,
-                out_dir=out_dir,
                 log_dir=log_dir,
             )
         results.append(r)
