@@ -15,6 +15,7 @@ One run:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -122,25 +123,20 @@ class NightlyReport:
 
 def toolchain_versions(recipe: Recipe) -> dict[str, str]:
     """The tool versions that are part of a build's inputs (a new zig rebuilds everything)."""
-    from builder.toolchain import zig_version
-
     return {
         "wheelfarm": dist_version("wheelfarm"),
         "auditwheel": dist_version("auditwheel"),
-        "zig": _cached_zig_version(zig_version),
+        "zig": _zig_version(),
         "backend": recipe.build.backend,
     }
 
 
-_zig_lock = threading.Lock()
-_zig: list[str] = []
+@functools.cache
+def _zig_version() -> str:
+    """Asked once per process: it runs zig."""
+    from builder.toolchain import zig_version
 
-
-def _cached_zig_version(probe: Callable[[], str]) -> str:
-    with _zig_lock:
-        if not _zig:
-            _zig.append(probe())
-        return _zig[0]
+    return zig_version()
 
 
 def run_nightly(cfg: NightlyConfig, progress: Progress | None = None) -> NightlyReport:
