@@ -421,3 +421,39 @@ def test_plan_check_upstream_rebuilds_a_lying_wheel(natives, wheel, tmp_path, mo
     assert job["python"] == "3.12"
     assert "fails the architecture check" in job["reason"] and "WF001" in job["reason"]
     assert json.loads(trusting.stdout)["include"] == []  # without the check the tag is trusted
+
+
+EXT_X86 = "demo/_native.cpython-311-x86_64-linux-gnu.so"
+
+
+def test_instruction_set_level_uses_auditwheel_policy(natives, wheel):
+    assert errors(wheel(X86, {EXT_X86: natives["elf_x86_64"]})) == set()
+    bad = wheel(X86, {EXT_X86: natives["elf_x86_64_v3"]})
+    assert errors(bad) == {"WF006-linux-policy"}
+    assert "x86_64_v3 instruction set" in messages(bad, "WF006-linux-policy")[0]
+
+
+def test_blacklisted_symbols_use_auditwheel_policy(natives, wheel):
+    bad = wheel(X86, {EXT_X86: natives["elf_x86_64_uses_zlib_internal"]})
+    assert errors(bad) == {"WF006-linux-policy"}
+    assert "_tr_init from libz.so.1" in messages(bad, "WF006-linux-policy")[0]
+
+
+def test_python2_floating_point_guard(natives, wheel):
+    bad = wheel(X86, {EXT_X86: natives["elf_x86_64_pyfpe"]})
+    assert errors(bad) == {"WF006-linux-policy"}
+    assert "PyFPE_dummy" in messages(bad, "WF006-linux-policy")[0]
+
+
+def test_bundled_library_finds_its_dependency_through_the_extension(natives, wheel):
+    # auditwheel repair's layout: the extension's DT_RPATH leads to libwfmid, which has no RPATH of
+    # its own and needs libwfdep beside it. Judged on this x86_64 host, where no aarch64 libc exists.
+    files = {
+        EXT_ARM: natives["elf_aarch64_uses_mid"],
+        "demo/libwfmid.so": natives["libwfmid"],
+        "demo/libwfdep.so": natives["libwfdep"],
+    }
+    assert errors(wheel(ARM, files)) == set()
+    bad = wheel(ARM, {k: v for k, v in files.items() if k != "demo/libwfdep.so"})
+    assert errors(bad) == {"WF006-linux-policy"}
+    assert all("libwfdep.so" in m for m in messages(bad, "WF006-linux-policy"))

@@ -35,6 +35,20 @@ WHEELS = [
         "MarkupSafe-3.0.2-cp311-cp311-musllinux_1_2_aarch64.whl",
         "d8213e09c917a951de9d09ecee036d5c7d36cb6cb7dbaece4c71a60d79fb9798",
     ),
+    (  # bundled libraries that need each other (pillow.libs), judged from an x86_64 host
+        "pillow==11.0.0",
+        "manylinux_2_28_aarch64",
+        "3.11",
+        "pillow-11.0.0-cp311-cp311-manylinux_2_28_aarch64.whl",
+        "5ddbfd761ee00c12ee1be86c9c0683ecf5bb14c9772ddbd782085779a63dd55b",
+    ),
+    (
+        "numpy==2.1.3",
+        "manylinux2014_x86_64",
+        "3.11",
+        "numpy-2.1.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "bc6f24b3d1ecc1eebfbf5d6051faa49af40b03be1aaa781ebdadcbc090b4539b",
+    ),
     (
         "msgpack==1.1.0",
         "win_amd64",
@@ -70,4 +84,4 @@ def test_real_wheels_pass(tmp_path, req, platform, python, filename, sha256):
     assert hashlib.sha256(wheel.read_bytes()).hexdigest() == sha256
     report = check_wheel(wheel)
     assert report.findings == ()
-    assert len([b for b in report.binaries if b.judged]) == 1
+    assert any(b.judged for b in report.binaries)  # the binaries were found and judged

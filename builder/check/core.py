@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Iterable
@@ -16,7 +17,7 @@ from . import linux_policy, rules, wheelinfo
 from .binaries import Binary, Read, identify
 from .findings import Finding
 from .report import Report
-from .wheelzip import Member, WheelReadError, scan
+from .wheelzip import Member, WheelReadError, safe_name, scan
 
 
 def check_wheel(path: str | os.PathLike[str], *, workers: int | None = None) -> Report:
@@ -62,36 +63,42 @@ def _check(
         entries, record_findings = wheelinfo.read_record(zf, dist_info)
         findings += record_findings
     algorithms = {n: e.algorithm for n, e in (entries or {}).items() if e.algorithm}
-    members = scan(path, infos, algorithms, workers)
-    if dist_info is not None:
-        findings += wheelinfo.check_record(dist_info, entries, members)
-    for name in names:
-        if name.startswith("/") or ".." in name.split("/"):
-            findings.append(
-                Finding(wheelinfo.RECORD, "error", name, f"{name} would install outside its folder")
-            )
-    for name in sorted(n for n, count in Counter(names).items() if count > 1):
-        # installers disagree on which copy wins; RECORD cannot vouch for both
-        findings.append(Finding(wheelinfo.RECORD, "error", name, f"the zip holds {name} twice"))
-
-    binaries = [
-        b
-        for m in members.values()
-        if m.head and (b := identify(m.name, _reader(zf, m))) is not None
-    ]
     expected, unknown = rules.expectations(tags)
     findings += unknown
-    findings += rules.check_binaries(tags, binaries, expected)
-    findings += rules.check_suffixes(names, tags, expected)
-    elf_paths = [
-        b.path
-        for b in binaries
-        if b.format == "ELF"
-        and b.judged
-        and b.slices[0].arch in {a for e in expected for a in e.archs}
-    ]
-    if dist_info is not None and any(e.libc for e in expected):
-        findings += linux_policy.judge(path, zf, elf_paths, dist_info, expected)
+    with tempfile.TemporaryDirectory(prefix="wheelfarm-check-") as tmp:
+        # ELF members land in `tmp` as the scan streams them, for the manylinux/musllinux judgement.
+        spill = Path(tmp) if any(e.libc for e in expected) else None
+        members = scan(path, infos, algorithms, workers, spill)
+        if dist_info is not None:
+            findings += wheelinfo.check_record(dist_info, entries, members)
+        for name in names:
+            if not safe_name(name):
+                findings.append(
+                    Finding(
+                        wheelinfo.RECORD, "error", name, f"{name} would install outside its folder"
+                    )
+                )
+        for name in sorted(n for n, count in Counter(names).items() if count > 1):
+            # installers disagree on which copy wins; RECORD cannot vouch for both
+            findings.append(Finding(wheelinfo.RECORD, "error", name, f"the zip holds {name} twice"))
+
+        binaries = [
+            b
+            for m in members.values()
+            if m.head and (b := identify(m.name, _reader(zf, m))) is not None
+        ]
+        findings += rules.check_binaries(tags, binaries, expected)
+        findings += rules.check_suffixes(names, tags, expected)
+        if spill is not None:
+            elf_paths = [
+                b.path
+                for b in binaries
+                if b.format == "ELF"
+                and b.judged
+                and safe_name(b.path)
+                and b.slices[0].arch in {a for e in expected for a in e.archs}
+            ]
+            findings += linux_policy.judge(spill, elf_paths, expected)
 
     return Report(
         wheel=str(path),

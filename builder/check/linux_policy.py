@@ -1,137 +1,120 @@
-"""manylinux / musllinux: judge a wheel's ELF files with auditwheel's own analysis and policy tables.
+"""manylinux / musllinux: judge a wheel's ELF files by auditwheel's policies.
 
-auditwheel unpacks the whole wheel it analyses; to keep that cheap the checker hands it a slim copy
-holding only the wheel's ELF files (at their own paths, so `$ORIGIN` RPATHs to bundled libraries still
-resolve) and a RECORD naming them. The architecture and libc come from the tag, so an aarch64 wheel is
+The policy data (allowed symbol versions, library whitelists, symbol blacklists, priorities) and
+the policy logic (`WheelPolicies`, `versioned_symbols_policy`, the dependency tree's types and path
+rules) are auditwheel's; the ELF facts come from elfdyn's struct reader instead of pyelftools (see
+there for why), and `external_references` repeats, for the one policy a tag names, what auditwheel's
+`lddtree_external_references` computes for all of them. tests/test_check_elfdyn.py holds both equal
+to auditwheel on real files. The architecture and libc come from the tag, so an aarch64 wheel is
 judged on an x86_64 host like any other.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import logging
-import tempfile
-import zipfile
-from pathlib import Path
+import dataclasses
+from pathlib import Path, PurePosixPath
 
 from auditwheel.architecture import Architecture
-from auditwheel.elfutils import elf_file_filter, elf_find_versioned_symbols
-from auditwheel.error import InvalidLibcError, NonPlatformWheelError
-from auditwheel.lddtree import ldd
+from auditwheel.error import InvalidLibcError
+from auditwheel.lddtree import LIBPYTHON_RE, DynamicExecutable
 from auditwheel.libc import Libc
 from auditwheel.policy import Policy, WheelPolicies
-from auditwheel.wheel_abi import analyze_wheel_abi, get_wheel_elfdata
-from elftools.common.exceptions import ELFError
+from auditwheel.tools import is_subdir
 
 from .archs import Expectation
+from .elfdyn import STT_FUNC, STT_NOTYPE, ElfFacts, ElfReadError
 from .findings import Finding, error, warning
+from .lddtree import Resolver, read
 
-log = logging.getLogger(__name__)
 SYMBOLS = "WF005-linux-symbol-versions"
 POLICY = "WF006-linux-policy"
+_PYFPE = frozenset({"PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter"})
 
 
-def judge(
-    wheel: Path,
-    zf: zipfile.ZipFile,
-    elf_paths: list[str],
-    dist_info: str,
-    expectations: list[Expectation],
-) -> list[Finding]:
-    """Findings for the manylinux/musllinux tags in `expectations` over the wheel's ELF files."""
+def judge(tree: Path, elf_paths: list[str], expectations: list[Expectation]) -> list[Finding]:
+    """Findings for the manylinux/musllinux tags in `expectations` over the ELF files under `tree`.
+
+    `tree` holds the wheel's ELF files at their paths in the wheel, so that `$ORIGIN` RPATHs to
+    bundled libraries resolve as they will once installed.
+    """
     # Tags with the same libc and arch share one analysis; the most compatible claim is the one to judge.
     groups: dict[tuple[str, str], list[Expectation]] = {}
     for e in expectations:
         if e.libc and e.linux_arch:
             groups.setdefault((e.libc, e.linux_arch), []).append(e)
-    findings: list[Finding] = []
-    # zipfile.extract rewrites unsafe names; such a wheel is beyond repair anyway, judge the rest.
-    elf_paths = [n for n in elf_paths if not n.startswith("/") and ".." not in n.split("/")]
     if not elf_paths or not groups:
-        return findings
-    with tempfile.TemporaryDirectory(prefix="wheelfarm-check-") as tmp:
-        tree = Path(tmp) / "tree"
-        for name in elf_paths:
-            zf.extract(name, tree)
-        record = tree / dist_info / "RECORD"
-        record.parent.mkdir(parents=True, exist_ok=True)
-        rows = io.StringIO()
-        csv.writer(rows).writerows([(name, "", "") for name in elf_paths])
-        record.write_text(rows.getvalue())
-        slim = Path(tmp) / wheel.name
-        with zipfile.ZipFile(slim, "w") as out:
-            for file in sorted(p for p in tree.rglob("*") if p.is_file()):
-                out.write(file, file.relative_to(tree).as_posix())
-        for (libc, arch), tags in sorted(groups.items()):
-            findings += _judge_group(slim, tree, elf_paths, Libc(libc), Architecture(arch), tags)
+        return []
+    findings: list[Finding] = []
+    files: dict[str, ElfFacts] = {}
+    for name in sorted(elf_paths):
+        try:
+            files[name] = read(tree / name)
+        except (OSError, ElfReadError) as exc:
+            findings.append(error(POLICY, name, f"{name} cannot be analysed as ELF: {exc}"))
+    purelib = [n for n in files if "purelib" in PurePosixPath(n).parts[:-1]]
+    if purelib:  # auditwheel refuses such a wheel outright
+        return findings + [
+            error(POLICY, n, f"{n} is a shared library in purelib; it belongs in platlib")
+            for n in purelib
+        ]
+    resolver = Resolver()
+    for (libc, arch), tags in sorted(groups.items()):
+        findings += _judge_group(tree, files, resolver, Libc(libc), Architecture(arch), tags)
     return findings
 
 
 def _judge_group(
-    slim: Path,
     tree: Path,
-    elf_paths: list[str],
+    files: dict[str, ElfFacts],
+    resolver: Resolver,
     libc: Libc,
     arch: Architecture,
     tags: list[Expectation],
 ) -> list[Finding]:
-    try:
-        info = analyze_wheel_abi(
-            libc, arch, slim, frozenset(), disable_isa_ext_check=False, allow_graft=False
-        )
-        elfdata = get_wheel_elfdata(libc, arch, slim, frozenset(), None)
-    except NonPlatformWheelError:
-        # auditwheel found no ELF it could judge: all of them link against another libc
-        return _ignored(tree, elf_paths, set(), libc, tags)
-    except (InvalidLibcError, ELFError, RuntimeError, ValueError) as exc:
-        return [error(POLICY, "", f"auditwheel cannot analyse the wheel: {exc}")]
-    finally:
-        get_wheel_elfdata.cache_clear()  # keyed by the temporary path, which is about to vanish
-
-    policies = info.policies
+    policies = WheelPolicies(libc=libc, arch=arch)
     tag = max(tags, key=lambda e: _policy_for(policies, e.tag).priority)
     target = _policy_for(policies, tag.tag)
     if target is policies.linux:
         return [warning(POLICY, "", f"auditwheel has no policy for {tag.label}; not judged")]
-
+    label = "/".join(e.label for e in tags)
     findings: list[Finding] = []
-    for path, elf in elf_file_filter(tree / p for p in map(Path, info.full_external_refs)):
-        name = path.relative_to(tree).as_posix()
-        versioned: dict[str, set[str]] = {}
-        for lib, version in elf_find_versioned_symbols(elf):
-            versioned.setdefault(lib, set()).add(version)
-        fits = policies.versioned_symbols_policy(versioned)
-        if fits < target:
-            too_new = sorted(
-                f"{v} ({lib})"
-                for lib, vs in versioned.items()
-                for v in vs
-                if v.partition("_")[0] in target.symbol_versions
-                and v.partition("_")[2] not in target.symbol_versions[v.partition("_")[0]]
-            )
+    trees: dict[str, DynamicExecutable] = {}
+    for name, facts in files.items():
+        try:
+            exe = resolver.ldd(tree / name, facts)
+            base = exe.platform.baseline_architecture
+        except (InvalidLibcError, ValueError) as exc:
+            findings.append(error(POLICY, name, f"{name} cannot be judged for tag {label}: {exc}"))
+            continue
+        if base != arch.baseline:
+            continue  # another tag's file; the architecture rule reports it if it is in none
+        if exe.libc is not None and exe.libc != libc:
             findings.append(
                 error(
-                    SYMBOLS,
-                    name,
-                    f"{name} needs {', '.join(too_new)}, newer than {tag.label} allows "
-                    f"(auditwheel: it fits {fits.name})",
+                    POLICY, name, f"{name} links against {exe.libc}, but tag {label} needs {libc}"
                 )
             )
-
-    for fn, refs in sorted(info.full_external_refs.items()):
-        name = fn.as_posix()
-        ref = refs[target.name]
-        if ref.libs:
+            continue
+        trees[name] = exe
+    extensions = {name for name in trees if _is_python_extension(name, files[name])}
+    trees = _borrow_resolutions(trees, extensions, target, policies)
+    # Libraries another ELF of the wheel loads were bundled by a repair; auditwheel judges their
+    # instruction set through the extension that needs them, not on their own.
+    needed = {lib for exe in trees.values() for lib in exe.needed}
+    for name, exe in trees.items():
+        facts = files[name]
+        findings += _symbol_versions(name, facts, policies, target, tag)
+        libs, blacklisted = external_references(exe, facts, target, policies, tree)
+        if libs:
             findings.append(
                 error(
                     POLICY,
                     name,
-                    f"{name} needs {', '.join(sorted(ref.libs))}, not in the wheel and not allowed "
+                    f"{name} needs {', '.join(sorted(libs))}, not in the wheel and not allowed "
                     f"by the {tag.label} policy",
                 )
             )
-        for lib, symbols in sorted(ref.blacklist.items()):
+        for lib, symbols in sorted(blacklisted.items()):
             findings.append(
                 error(
                     POLICY,
@@ -139,50 +122,165 @@ def _judge_group(
                     f"{name} uses {', '.join(symbols)} from {lib}, blacklisted by the {tag.label} policy",
                 )
             )
-
-    for fn, tree_ in sorted(elfdata.full_elftree.items()):
-        ext = tree_.platform.extended_architecture
-        if ext is not None and not policies.architecture.is_superset(ext):
+        if name in extensions or PurePosixPath(name).name not in needed:
+            findings += _instruction_set(name, exe, policies)
+        if name in extensions and (used := sorted(_PYFPE & _undefined_code(facts))):
             findings.append(
                 error(
-                    POLICY, fn.as_posix(), f"{fn.as_posix()} needs the {ext.value} instruction set"
+                    POLICY,
+                    name,
+                    f"{name} references {', '.join(used)}, which no manylinux policy allows",
                 )
             )
+    return findings
 
-    analysed = {p.as_posix() for p in info.full_external_refs}
-    findings += _ignored(tree, elf_paths, analysed, libc, tags)
 
-    overall = min(info.overall_policy, info.ref_policy)
-    if overall < target and not findings:
-        findings.append(
-            error(
-                POLICY,
-                "",
-                f"auditwheel judges the wheel {overall.name}, below its tag {tag.label}",
-            )
+def _borrow_resolutions(
+    trees: dict[str, DynamicExecutable],
+    extensions: set[str],
+    policy: Policy,
+    policies: WheelPolicies,
+) -> dict[str, DynamicExecutable]:
+    """auditwheel's `_fixup_elf_trees`: a bundled library finds what it needs where the resolved ELF
+    that loads it found it (the loader has those loaded already, or searches that ELF's DT_RPATH).
+
+    auditwheel takes only trees with every library found on this host as references. Here a library
+    the policy whitelists also counts as found: the policy promises it on every target system, and on
+    a host of another architecture (judging aarch64 wheels on x86_64) there is no libc.so.6 to find.
+    """
+
+    def settled(exe: DynamicExecutable) -> bool:
+        return all(
+            lib.realpath is not None or soname not in _outside((soname,), policy, policies)
+            for soname, lib in exe.libraries.items()
         )
-    return findings
 
-
-def _ignored(
-    tree: Path, elf_paths: list[str], analysed: set[str], libc: Libc, tags: list[Expectation]
-) -> list[Finding]:
-    """auditwheel skips ELF files linked against another libc than the wheel's; those are findings."""
-    label = "/".join(e.label for e in tags)
-    findings = []
-    for name in elf_paths:
-        if name in analysed:
+    references = [exe for exe in trees.values() if settled(exe)]
+    out = dict(trees)
+    for name, exe in trees.items():
+        if name in extensions or settled(exe):
             continue
-        try:
-            other = ldd(tree / name).libc
-        except ELFError:
-            other = None
-        if other is not None and other != libc:
-            message = f"{name} links against {other}, but tag {label} needs {libc}"
-        else:
-            message = f"{name} cannot be analysed by auditwheel for tag {label}"
-        findings.append(error(POLICY, name, message))
-    return findings
+        loader = next(
+            (
+                ref
+                for ref in references
+                for lib in ref.libraries.values()
+                if lib.realpath is not None and lib.realpath.samefile(exe.realpath)
+            ),
+            None,
+        )
+        if loader is None:
+            continue
+        libraries = dict(exe.libraries)
+        todo = [s for s, lib in libraries.items() if lib.realpath is None]
+        while todo:
+            soname = todo.pop()
+            if soname in loader.libraries and libraries.get(soname) != loader.libraries[soname]:
+                libraries[soname] = loader.libraries[soname]
+                todo += [d for d in loader.libraries[soname].needed if d not in libraries]
+        out[name] = dataclasses.replace(exe, libraries=libraries)
+    return out
+
+
+def external_references(
+    exe: DynamicExecutable,
+    facts: ElfFacts,
+    policy: Policy,
+    policies: WheelPolicies,
+    wheel_root: Path,
+) -> tuple[dict[str, Path | None], dict[str, list[str]]]:
+    """(libraries, blacklisted symbols): auditwheel's `ExternalReference` of `exe` for `policy`.
+
+    Libraries are the needed ones (and what they need in turn) that the policy does not whitelist
+    and that do not resolve inside the wheel; blacklisted symbols are the undefined ones the policy
+    forbids from a library the file needs.
+    """
+    if policy == policies.linux:  # the generic linux policy allows everything
+        return {}, {}
+
+    undefined = facts.undefined | {"*"}  # "*" in a blacklist forbids the whole library
+    blacklisted = {
+        lib: sorted(hit)
+        for lib in set(policy.blacklist) & set(exe.needed)
+        if (hit := policy.blacklist[lib] & undefined)
+    }
+    todo, required = _outside(exe.needed, policy, policies), set()
+    while todo:
+        lib = todo.pop()
+        required.add(lib)
+        todo |= _outside(exe.libraries[lib].needed, policy, policies) - required
+    libs = {
+        lib: exe.libraries[lib].realpath
+        for lib in required
+        if not is_subdir(exe.libraries[lib].realpath, wheel_root)  # bundled, found via RPATH
+    }
+    return libs, blacklisted
+
+
+def _outside(libs: tuple[str, ...], policy: Policy, policies: WheelPolicies) -> set[str]:
+    """The libraries the policy does not provide on the target system (auditwheel's filter_libs)."""
+    return {
+        lib
+        for lib in libs
+        if "ld-linux" not in lib  # the dynamic loader is never external
+        and lib not in ("ld64.so.2", "ld64.so.1")
+        and not (policies.libc == Libc.ANDROID and LIBPYTHON_RE.match(lib))
+        and lib not in policy.whitelist
+    }
+
+
+def versioned_symbols(facts: ElfFacts) -> dict[str, set[str]]:
+    """{library: versions} as auditwheel's elf_find_versioned_symbols gives them (loader left out)."""
+    versioned: dict[str, set[str]] = {}
+    for lib, version in facts.version_needs:
+        if not (lib.startswith("ld-linux") or lib in ("ld64.so.2", "ld64.so.1")):
+            versioned.setdefault(lib, set()).add(version)
+    return versioned
+
+
+def _symbol_versions(
+    name: str, facts: ElfFacts, policies: WheelPolicies, target: Policy, tag: Expectation
+) -> list[Finding]:
+    versioned = versioned_symbols(facts)
+    fits = policies.versioned_symbols_policy(versioned)
+    if not fits < target:  # Policy orders by priority with __lt__ alone
+        return []
+    too_new = sorted(
+        f"{v} ({lib})"
+        for lib, vs in versioned.items()
+        for v in vs
+        if v.partition("_")[0] in target.symbol_versions
+        and v.partition("_")[2] not in target.symbol_versions[v.partition("_")[0]]
+    )
+    return [
+        error(
+            SYMBOLS,
+            name,
+            f"{name} needs {', '.join(too_new)}, newer than {tag.label} allows "
+            f"(auditwheel: it fits {fits.name})",
+        )
+    ]
+
+
+def _instruction_set(name: str, exe: DynamicExecutable, policies: WheelPolicies) -> list[Finding]:
+    try:
+        ext = exe.platform.extended_architecture
+    except ValueError as exc:
+        return [error(POLICY, name, f"{name}: {exc}")]
+    if ext is not None and not policies.architecture.is_superset(ext):
+        return [error(POLICY, name, f"{name} needs the {ext.value} instruction set")]
+    return []
+
+
+def _is_python_extension(name: str, facts: ElfFacts) -> bool:
+    """Whether the file defines a module init function for its own name (auditwheel's test)."""
+    module = PurePosixPath(name).name.split(".", 1)[0]
+    inits = {f"PyInit_{module}", f"init{module}", f"_cffi_pypyinit_{module}"}
+    return any(s.name in inits and not s.undefined and s.kind == STT_FUNC for s in facts.symbols)
+
+
+def _undefined_code(facts: ElfFacts) -> set[str]:
+    return {s.name for s in facts.symbols if s.undefined and s.kind in (STT_FUNC, STT_NOTYPE)}
 
 
 def _policy_for(policies: WheelPolicies, tag: str) -> Policy:

@@ -4,7 +4,9 @@ RECORD checking needs every byte of every member hashed, so this pass is the che
 each member's compressed bytes straight from the file in large chunks and inflates them with zlib (no
 per-read zipfile machinery), and splits the members over a few threads: hashlib and zlib release the
 GIL on large buffers, so the threads really run in parallel. Nothing is held in memory beyond one
-chunk per thread and the first HEAD_SIZE bytes of members that start with a binary magic.
+chunk per thread and the first HEAD_SIZE bytes of members that start with a binary magic. ELF members
+can be written out as they stream by (`spill`), for the manylinux judgement, which reads them from disk
+at their wheel paths; that saves inflating them a second time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from .binaries import MAGIC_SIZE, may_be_binary
 
 CHUNK = 1 << 20
+ELF_MAGIC = b"\x7fELF"
 HEAD_SIZE = 1 << 16  # enough for ELF/PE headers and nearly every Mach-O's load commands
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... file name length, extra field length
 
@@ -50,16 +53,21 @@ def scan(
     infos: Iterable[zipfile.ZipInfo],
     algorithms: dict[str, str],
     workers: int | None = None,
+    spill: Path | None = None,
 ) -> dict[str, Member]:
-    """Hash every file member of the wheel at `path` (with RECORD's algorithm for it, else sha256)."""
+    """Hash every file member of the wheel at `path` (with RECORD's algorithm for it, else sha256).
+
+    With `spill`, members that start with the ELF magic (and have a name that stays inside a folder)
+    are also written to `spill / name`.
+    """
     members = sorted((i for i in infos if not i.is_dir()), key=lambda i: i.header_offset)
     workers = max(1, min(workers or os.cpu_count() or 1, 4, len(members)))
     parts = _partition(members, workers)
     if len(parts) == 1:
-        results = [_scan_part(path, parts[0], algorithms)]
+        results = [_scan_part(path, parts[0], algorithms, spill)]
     else:
         with ThreadPoolExecutor(len(parts)) as pool:
-            results = list(pool.map(lambda p: _scan_part(path, p, algorithms), parts))
+            results = list(pool.map(lambda p: _scan_part(path, p, algorithms, spill), parts))
     return {m.name: m for part in results for m in part}
 
 
@@ -77,7 +85,7 @@ def _partition(members: list[zipfile.ZipInfo], n: int) -> list[list[zipfile.ZipI
 
 
 def _scan_part(
-    path: Path, infos: list[zipfile.ZipInfo], algorithms: dict[str, str]
+    path: Path, infos: list[zipfile.ZipInfo], algorithms: dict[str, str], spill: Path | None
 ) -> list[Member]:
     out = []
     with open(path, "rb") as f:
@@ -89,7 +97,7 @@ def _scan_part(
             else:  # bzip2, lzma: rare in wheels; let zipfile inflate them
                 fallback = fallback or zipfile.ZipFile(path)
                 chunks = _zipfile_chunks(fallback, info)
-            out.append(_digest(info, algorithm, chunks))
+            out.append(_digest(info, algorithm, chunks, spill))
         if fallback is not None:
             fallback.close()
     return out
@@ -135,7 +143,14 @@ def _zipfile_chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterable[byte
         raise WheelReadError(f"{info.filename}: {exc}") from exc
 
 
-def _digest(info: zipfile.ZipInfo, algorithm: str, chunks: Iterable[bytes]) -> Member:
+def safe_name(name: str) -> bool:
+    """A member name that extracts inside its folder (no absolute path, no `..`)."""
+    return not name.startswith("/") and ".." not in name.split("/")
+
+
+def _digest(
+    info: zipfile.ZipInfo, algorithm: str, chunks: Iterable[bytes], spill: Path | None
+) -> Member:
     try:
         hasher = hashlib.new(algorithm)
     except ValueError:
@@ -143,17 +158,32 @@ def _digest(info: zipfile.ZipInfo, algorithm: str, chunks: Iterable[bytes]) -> M
         algorithm = "sha256"
     size = crc = 0
     head = b""
+    copy = None  # where an ELF member is spilled to
+    undecided = spill is not None and safe_name(info.filename)
     try:
         for chunk in chunks:
             if size < HEAD_SIZE:
                 head += chunk[: HEAD_SIZE - size]
             hasher.update(chunk)
             crc = zlib.crc32(chunk, crc)
+            if copy is not None:
+                copy.write(chunk)
+            elif undecided and size + len(chunk) >= len(ELF_MAGIC):
+                undecided = False
+                if head.startswith(ELF_MAGIC):
+                    assert spill is not None
+                    target = spill / info.filename
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    copy = open(target, "wb")  # noqa: SIM115 (closed below, also on errors)
+                    copy.write(head[:size] + chunk)  # what came before is all in head
             size += len(chunk)
             if size > info.file_size:
                 raise WheelReadError(f"{info.filename}: inflates beyond its declared size")
     except zlib.error as exc:
         raise WheelReadError(f"{info.filename}: {exc}") from exc
+    finally:
+        if copy is not None:
+            copy.close()
     if not may_be_binary(head[:MAGIC_SIZE]):
         head = b""
     return Member(

@@ -34,6 +34,28 @@ NEW_GLIBC_C = EXTENSION_C + textwrap.dedent(
 )
 DEP_C = "int wf_dep(int x) { return 2 * x; }\n"
 USES_DEP_C = EXTENSION_C + "int wf_dep(int x);\nint wf_twice(int x) { return wf_dep(x); }\n"
+# A bundled library that needs another bundled one and has no RPATH of its own, as auditwheel repair
+# leaves them: the loader finds libwfdep through the extension's DT_RPATH.
+MID_C = "int wf_dep(int x);\nint wf_mid(int x) { return wf_dep(x) + 1; }\n"
+USES_MID_C = EXTENSION_C + "int wf_mid(int x);\nint wf_thrice(int x) { return wf_mid(x); }\n"
+# GNU_PROPERTY_X86_ISA_1_NEEDED = baseline | x86-64-v3, in a note section of its own name: lld rewrites
+# .note.gnu.property (keeping only its feature bits), and readers take any SHT_NOTE section.
+ISA_V3_C = EXTENSION_C + textwrap.dedent(
+    """
+    __asm__(
+        ".section .note.wf_isa,\\"a\\",@note\\n.p2align 3\\n"
+        ".long 4\\n.long 16\\n.long 5\\n.asciz \\"GNU\\"\\n"
+        ".long 0xc0008002\\n.long 4\\n.long 5\\n.long 0\\n.text\\n");
+    """
+)
+# A stand-in libz.so.1 and an extension using _tr_init from it: a zlib internal the manylinux
+# policies blacklist (libz is whitelisted, its private symbols are not).
+FAKE_ZLIB_C = "void _tr_init(void *s) { (void)s; }\nint zlibVersion(void) { return 1; }\n"
+USES_ZLIB_INTERNAL_C = EXTENSION_C + "void _tr_init(void *s);\nvoid wf_z(void) { _tr_init(0); }\n"
+# Python 2's floating point guard, gone since Python 3.7: no manylinux policy allows it.
+USES_PYFPE_C = (
+    EXTENSION_C + "extern void PyFPE_dummy(void *);\nvoid wf_f(void) { PyFPE_dummy(0); }\n"
+)
 # A DLL without the C runtime: its own entry point, nothing to link from mingw.
 DLL_C = textwrap.dedent(
     """
@@ -110,8 +132,16 @@ def build_natives(out: Path) -> dict[str, Path]:
         "macho_x86_64_macos13": ("x86_64-macos.13.0", EXTENSION_C, macho),
         "pe_amd64": ("x86_64-windows-gnu", DLL_C, ("-shared", "-nostdlib")),
         "pe_arm64": ("aarch64-windows-gnu", DLL_C, ("-shared", "-nostdlib")),
+        "elf_x86_64_v3": ("x86_64-linux-gnu.2.17", ISA_V3_C, elf),
+        "elf_x86_64_pyfpe": ("x86_64-linux-gnu.2.17", USES_PYFPE_C, elf),
+        "libz_x86_64": ("x86_64-linux-gnu.2.17", FAKE_ZLIB_C, (*elf, "-Wl,-soname,libz.so.1")),
     }
-    names = {"libwfdep": "libwfdep.so", "pe_amd64": "amd64.dll", "pe_arm64": "arm64.dll"}
+    names = {
+        "libwfdep": "libwfdep.so",
+        "pe_amd64": "amd64.dll",
+        "pe_arm64": "arm64.dll",
+        "libz_x86_64": "libz.so.1",
+    }
 
     def compile_one(key: str) -> tuple[str, Path]:
         target, source, args = jobs[key]
@@ -128,6 +158,32 @@ def build_natives(out: Path) -> dict[str, Path]:
         f"-L{out}",
         "-lwfdep",
         "-Wl,-rpath,$ORIGIN",
+    )
+    built["libwfmid"] = zig_cc(
+        out / "libwfmid.so",
+        "aarch64-linux-gnu.2.17",
+        MID_C,
+        *elf,
+        "-Wl,-soname,libwfmid.so",
+        f"-L{out}",
+        "-lwfdep",
+    )
+    built["elf_aarch64_uses_mid"] = zig_cc(
+        out / "uses_mid.bin",
+        "aarch64-linux-gnu.2.17",
+        USES_MID_C,
+        *elf,
+        f"-L{out}",
+        "-lwfmid",
+        "-Wl,--disable-new-dtags,-rpath,$ORIGIN",
+    )
+    built["elf_x86_64_uses_zlib_internal"] = zig_cc(
+        out / "uses_zlib_internal.bin",
+        "x86_64-linux-gnu.2.17",
+        USES_ZLIB_INTERNAL_C,
+        *elf,
+        f"-L{out}",
+        "-l:libz.so.1",
     )
     built["ar_aarch64"] = zig_ar(out / "libstatic.a", built["elf_aarch64_obj"])
     fat = out / "macho_universal2.bin"
