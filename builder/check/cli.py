@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from contextlib import nullcontext
 from dataclasses import replace
 
 import click
-from packaging.requirements import InvalidRequirement, Requirement
-from rich.console import Console
 
 from .core import check_files
 from .report import Report, exit_code, render, to_json
@@ -33,18 +30,27 @@ def check(paths: tuple[str, ...], index_url: str | None, as_json: bool) -> None:
     """
     # auditwheel logs its own guesses (e.g. the host's musl version) as warnings; the report says it all.
     logging.getLogger("auditwheel").setLevel(logging.ERROR)
-    console = Console(stderr=False)
-    with console.status("checking wheels", spinner="dots") if not as_json else nullcontext():
-        reports = check_files(paths) if index_url is None else _check_index(index_url, paths)
-    if as_json:
+
+    def run() -> list[Report]:
+        return check_files(paths) if index_url is None else _check_index(index_url, paths)
+
+    if as_json:  # machines read this path; it leaves rich unimported (a tenth of the start-up)
+        reports = run()
         click.echo(to_json(reports))
     else:
+        from rich.console import Console
+
+        console = Console(stderr=False)
+        with console.status("checking wheels", spinner="dots"):
+            reports = run()
         render(reports, console)
     sys.exit(exit_code(reports))
 
 
 def _check_index(index_url: str, specs: tuple[str, ...]) -> list[Report]:
     """Download (sha256-verified, cached) and check the wheels an index holds for each project."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     from builder.upstream import IndexClient, UpstreamError
 
     reports: list[Report] = []

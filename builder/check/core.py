@@ -13,7 +13,7 @@ from packaging.tags import Tag
 from packaging.utils import BuildTag, InvalidWheelFilename, NormalizedName, parse_wheel_filename
 from packaging.version import Version
 
-from . import linux_policy, rules, wheelinfo
+from . import rules, wheelinfo
 from .binaries import Binary, Read, identify
 from .findings import Finding
 from .report import Report
@@ -90,6 +90,8 @@ def _check(
         findings += rules.check_binaries(tags, binaries, expected)
         findings += rules.check_suffixes(names, tags, expected)
         if spill is not None:
+            from . import linux_policy  # auditwheel and pyelftools: only Linux wheels need them
+
             elf_paths = [
                 b.path
                 for b in binaries

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from .binaries import Binary
 from .findings import Finding
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # The shape of `wheelfarm check --json`; bump when a field changes meaning.
 JSON_VERSION = 1
@@ -55,6 +56,8 @@ def to_json(reports: Sequence[Report]) -> str:
 
 def render(reports: Sequence[Report], console: Console) -> None:
     """One table of findings (or a line saying the wheel is clean) per wheel."""
+    from rich.table import Table
+
     for report in reports:
         name = report.wheel.rsplit("/", 1)[-1]
         if report.error:

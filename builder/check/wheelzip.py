@@ -25,6 +25,7 @@ from pathlib import Path
 from .binaries import MAGIC_SIZE, may_be_binary
 
 CHUNK = 1 << 20
+PARTS_PER_WORKER = 4
 ELF_MAGIC = b"\x7fELF"
 HEAD_SIZE = 1 << 16  # enough for ELF/PE headers and nearly every Mach-O's load commands
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... file name length, extra field length
@@ -62,17 +63,19 @@ def scan(
     """
     members = sorted((i for i in infos if not i.is_dir()), key=lambda i: i.header_offset)
     workers = max(1, min(workers or os.cpu_count() or 1, 4, len(members)))
-    parts = _partition(members, workers)
-    if len(parts) == 1:
-        results = [_scan_part(path, parts[0], algorithms, spill)]
+    if workers == 1:
+        results = [_scan_part(path, members, algorithms, spill)]
     else:
-        with ThreadPoolExecutor(len(parts)) as pool:
+        # Runs cost unlike amounts per byte (text inflates slower than incompressible blobs), so
+        # a few runs per thread, taken as threads come free, keep the threads evenly busy.
+        parts = _partition(members, workers * PARTS_PER_WORKER)
+        with ThreadPoolExecutor(workers) as pool:
             results = list(pool.map(lambda p: _scan_part(path, p, algorithms, spill), parts))
     return {m.name: m for part in results for m in part}
 
 
 def _partition(members: list[zipfile.ZipInfo], n: int) -> list[list[zipfile.ZipInfo]]:
-    """Split members (in file order) into n runs of about equal compressed size: sequential reads."""
+    """Split members (in file order) into n runs of about equal compressed size (each read in order)."""
     total = sum(m.compress_size for m in members) or 1
     parts: list[list[zipfile.ZipInfo]] = [[]]
     done = 0
