@@ -156,10 +156,10 @@ def main() -> None:
 
     print(f"{'command':<30} {'wall s':>7} {'CPU s':>6} {'MB/s (file)':>12} {'MB/s (payload)':>15}")
     for label, t, cpu in (
-        ("wheelfarm check WHEEL", t_check, cpu_check),
+        ("wheelfarm check --json WHEEL", t_check, cpu_check),
         ("python -m zipfile -t WHEEL", t_zip, cpu_zip),
     ):
-        print(f"{label:<30} {t:>7.2f} {cpu:>6.2f} {size_mb / t:>12.0f} {payload_mb / t:>15.0f}")
+        print(f"{label:<32} {t:>7.2f} {cpu:>6.2f} {size_mb / t:>12.0f} {payload_mb / t:>15.0f}")
     print(
         f"checker / zipfile -t: wall {t_check / t_zip:.2f}, CPU {cpu_check / cpu_zip:.2f} "
         "(target: wall <= 1.00)"
