@@ -154,7 +154,7 @@ def main() -> None:
     if zdone.returncode != 0:
         sys.exit(f"zipfile -t failed: {zdone.stderr}")
 
-    print(f"{'command':<30} {'wall s':>7} {'CPU s':>6} {'MB/s (file)':>12} {'MB/s (payload)':>15}")
+    print(f"{'command':<32} {'wall s':>7} {'CPU s':>6} {'MB/s (file)':>12} {'MB/s (payload)':>15}")
     for label, t, cpu in (
         ("wheelfarm check --json WHEEL", t_check, cpu_check),
         ("python -m zipfile -t WHEEL", t_zip, cpu_zip),
