@@ -457,3 +457,10 @@ def test_bundled_library_finds_its_dependency_through_the_extension(natives, whe
     bad = wheel(ARM, {k: v for k, v in files.items() if k != "demo/libwfdep.so"})
     assert errors(bad) == {"WF006-linux-policy"}
     assert all("libwfdep.so" in m for m in messages(bad, "WF006-linux-policy"))
+
+
+def test_truncated_elf_tables_are_a_bad_binary(natives, wheel):
+    # The ELF header is whole (the architecture reads fine); the tables behind it are cut off.
+    bad = wheel(ARM, {EXT_ARM: natives["elf_aarch64"][:300]})
+    assert errors(bad) == {"WF011-bad-binary"}
+    assert "unreadable ELF tables" in messages(bad, "WF011-bad-binary")[0]

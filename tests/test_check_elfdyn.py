@@ -25,7 +25,7 @@ from auditwheel.policy import WheelPolicies
 from elftools.elf.elffile import ELFFile
 from support.native import build_natives
 
-from builder.check.elfdyn import ElfReadError
+from builder.check.elfdyn import ElfReadError, read_elf
 from builder.check.lddtree import Resolver, read
 from builder.check.linux_policy import (
     _is_python_extension,
@@ -105,3 +105,29 @@ def test_external_references_equal_auditwheel(corpus):
             assert (libs, blacklist) == (oracle[policy.name].libs, oracle[policy.name].blacklist)
         judged += 1
     assert judged > 60
+
+
+def test_corrupt_files_raise_elf_read_error(corpus):
+    """Truncated and bit-flipped copies of real files: facts or ElfReadError, never another error."""
+    import io
+    import random
+
+    rng = random.Random(7)
+    originals = [p.read_bytes() for p, _ in corpus if p.stat().st_size < 200_000][:8]
+    assert originals
+    outcomes = {"read": 0, "refused": 0}
+    for data in originals:
+        variants = [data[:cut] for cut in range(0, min(len(data), 4096), 61)]
+        for _ in range(150):
+            flipped = bytearray(data)
+            for _ in range(rng.randrange(1, 6)):
+                # headers and the tables right after them are where the reader looks
+                flipped[rng.randrange(min(len(data), 2048))] = rng.randrange(256)
+            variants.append(bytes(flipped))
+        for variant in variants:
+            try:
+                read_elf(io.BytesIO(variant))
+                outcomes["read"] += 1
+            except ElfReadError:
+                outcomes["refused"] += 1
+    assert outcomes["read"] and outcomes["refused"]

@@ -23,6 +23,7 @@ STB_WEAK = 2
 STT_NOTYPE, STT_FUNC = 0, 2
 SHN_UNDEF = 0
 _MAX_TABLE = 1 << 28  # a header claiming a table this large is corrupt, not a real library
+_MAX_OFFSET = 1 << 48
 
 
 class ElfReadError(ValueError):
@@ -74,7 +75,17 @@ class _Layout:
 
 
 def read_elf(f: BinaryIO, *, symbols: bool = True) -> ElfFacts:
-    """The dynamic-linking facts of the ELF file open in `f` (binary, seekable)."""
+    """The dynamic-linking facts of the ELF file open in `f` (binary, seekable).
+
+    Raises ElfReadError when the file's headers or tables are truncated or do not hold together.
+    """
+    try:
+        return _read_elf(f, symbols)
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise ElfReadError(f"corrupt ELF tables: {exc}") from exc
+
+
+def _read_elf(f: BinaryIO, symbols: bool) -> ElfFacts:
     ident = _read(f, 0, 16, "ELF identification")
     if ident[:4] != b"\x7fELF":
         raise ElfReadError("not an ELF file")
@@ -125,7 +136,7 @@ def read_elf(f: BinaryIO, *, symbols: bool = True) -> ElfFacts:
 
 
 def _read(f: BinaryIO, offset: int, size: int, what: str) -> bytes:
-    if size > _MAX_TABLE or offset < 0:
+    if size > _MAX_TABLE or not 0 <= offset < _MAX_OFFSET:
         raise ElfReadError(f"implausible {what} of {size} bytes at offset {offset}")
     f.seek(offset)
     data = f.read(size)

@@ -25,6 +25,7 @@ from .archs import Expectation
 from .elfdyn import STT_FUNC, STT_NOTYPE, ElfFacts, ElfReadError
 from .findings import Finding, error, warning
 from .lddtree import Resolver, read
+from .rules import BAD_BINARY
 
 SYMBOLS = "WF005-linux-symbol-versions"
 POLICY = "WF006-linux-policy"
@@ -49,8 +50,8 @@ def judge(tree: Path, elf_paths: list[str], expectations: list[Expectation]) -> 
     for name in sorted(elf_paths):
         try:
             files[name] = read(tree / name)
-        except (OSError, ElfReadError) as exc:
-            findings.append(error(POLICY, name, f"{name} cannot be analysed as ELF: {exc}"))
+        except ElfReadError as exc:
+            findings.append(error(BAD_BINARY, name, f"{name}: unreadable ELF tables: {exc}"))
     purelib = [n for n in files if "purelib" in PurePosixPath(n).parts[:-1]]
     if purelib:  # auditwheel refuses such a wheel outright
         return findings + [
