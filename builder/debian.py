@@ -58,6 +58,24 @@ def host_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
     )
 
 
+def _reclaim(partial: Path) -> None:
+    """Remove `partial` when an earlier apt's _apt owns it and we may not write it, to remake it.
+
+    Root outside a namespace may still write it (and apt hands it back); inside one it may not.
+    """
+    try:
+        if os.access(partial, os.W_OK | os.X_OK):
+            return
+        partial.rmdir()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise DebianError(
+            f"{partial} belongs to another user and cannot be replaced ({exc.strerror}): "
+            "remove it as root"
+        ) from exc
+
+
 class PrivateApt:
     """apt for one Debian suite and architecture, with all its state under `root`."""
 
@@ -77,6 +95,8 @@ class PrivateApt:
 
     def _write_config(self) -> None:
         r = self.root
+        for partial in (r / "state/lists/partial", r / "cache/archives/partial"):
+            _reclaim(partial)
         for sub in ("state/lists/partial", "cache/archives/partial", "etc/parts", "etc/prefs"):
             (r / sub).mkdir(parents=True, exist_ok=True)
         (r / "state/status").touch()  # nothing is installed: downloads get the whole closure
@@ -102,6 +122,10 @@ class PrivateApt:
                     'Debug::NoLocking "true";',
                     'APT::Install-Recommends "false";',
                     'APT::Get::Assume-Yes "true";',
+                    # apt run as root fetches as _apt and hands it the partial folders. A sandboxed
+                    # build (a user namespace that maps only root) can neither become _apt nor write
+                    # what _apt owns, so every run fetches as the user that runs wheelfarm.
+                    'APT::Sandbox::User "root";',
                     'Acquire::Languages "none";',
                     "",
                 ]

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import os
+import pwd
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from builder.debian import DebianError, PrivateApt, extract_debs, host_mirror, sysroot
+from builder.sandbox import namespaces_available, sandboxed
 from builder.toolchain import ensure_qemu
 
 EM_AARCH64 = 183
@@ -57,6 +61,33 @@ def test_host_dpkg_state_is_untouched() -> None:
         ["dpkg", "--print-foreign-architectures"], capture_output=True, text=True, check=True
     )
     assert "arm64" not in after.stdout and after.stdout == foreign.stdout
+
+
+@pytest.mark.skipif(not namespaces_available(), reason="no user namespaces here")
+def test_a_sandboxed_build_downloads_into_a_root_an_earlier_apt_run_as_root_made(
+    tmp_path: Path,
+) -> None:
+    # A nightly build runs in a user namespace that maps only root; the cache it shares was made
+    # by host runs, where apt used to hand the partial folders to _apt.
+    root = tmp_path / "apt"
+    PrivateApt("bookworm", "arm64", root=root).download(["zlib1g"])
+    apt_user = pwd.getpwnam("_apt")
+    for partial in (root / "state/lists/partial", root / "cache/archives/partial"):
+        os.chown(partial, apt_user.pw_uid, 0)
+        partial.chmod(0o700)
+    (root / "state/updated").unlink()  # stale lists: the sandboxed run fetches them again
+    script = (
+        "import sys; from pathlib import Path; from builder.debian import PrivateApt; "
+        "print(*PrivateApt('bookworm', 'arm64', root=Path(sys.argv[1])).download(['libffi8']))"
+    )
+    (tmp_path / "ro").mkdir()
+    command = sandboxed([sys.executable, "-c", script, str(root)], [tmp_path / "ro"])
+    assert command[0] == "unshare"
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert any(
+        Path(p).name.startswith("libffi8_") and Path(p).exists() for p in done.stdout.split()
+    )
 
 
 @pytest.mark.slow
