@@ -26,10 +26,10 @@ def test_confluent_kafka_2_0_2_on_pypi(tmp_path: Path) -> None:
         assert {(j.python, j.target, j.reason) for j in jobs} == {
             (
                 "3.11",
-                "manylinux_2_28_aarch64",
-                "no wheel for this platform (manylinux_2_28_aarch64)",
+                "manylinux_2_17_aarch64",
+                "no wheel for this platform (manylinux_2_17_aarch64)",
             ),
-            ("3.12", "manylinux_2_28_aarch64", "no wheel for this platform or Python"),
+            ("3.12", "manylinux_2_17_aarch64", "no wheel for this platform or Python"),
         }
         assert {(j.sdist_filename, j.sdist_sha256) for j in jobs} == {
             ("confluent-kafka-2.0.2.tar.gz", SDIST_SHA256)
