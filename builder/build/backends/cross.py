@@ -1,0 +1,261 @@
+"""The cross backend: a host CPython + zig + an aarch64 `_sysconfigdata` build the wheel on x86_64.
+
+The sdist's build requirements (and the recipe's `build-requires`) are installed once per Python and
+requirement set into a cached venv of the host interpreter (cache_dir()/"buildenv"), then the wheel is
+built with `pip wheel --no-deps --no-build-isolation`: isolation would drop the sysconfigdata from
+PYTHONPATH and could fetch aarch64 wheels of build dependencies into the x86_64 build env.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import tarfile
+import tomllib
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from builder.build.backends import Backend, BuildError, BuildLog
+from builder.build.toolchain.host import cross_env, find_host_python
+from builder.common.paths import cache_dir
+from builder.recipes.recipe import BuildOptions
+
+# PEP 517's fallback for projects without [build-system] (setuptools' legacy backend).
+DEFAULT_REQUIRES = ("setuptools>=40.8.0", "wheel")
+
+
+def unpack_sdist(sdist: Path, dest: Path) -> Path:
+    """Unpack an sdist (.tar.gz or .zip) into `dest`; return its single top folder."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        if sdist.name.endswith(".zip"):
+            with zipfile.ZipFile(sdist) as zf:
+                for info in zf.infolist():
+                    target = (dest / info.filename).resolve()
+                    if not target.is_relative_to(dest.resolve()):
+                        raise BuildError("unpack", f"{sdist.name}: unsafe path {info.filename}")
+                zf.extractall(dest)
+        else:
+            with tarfile.open(sdist) as tf:
+                tf.extractall(dest, filter="data")  # no absolute paths, links out, devices, owners
+    except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
+        raise BuildError("unpack", f"{sdist.name}: {exc}") from None
+    tops = [p for p in dest.iterdir() if p.is_dir()]
+    if len(tops) == 1 and not (dest / "setup.py").exists():
+        return tops[0]
+    return dest
+
+
+def build_requires(src: Path, extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The sdist's [build-system] requires (PEP 518) plus `extra`, as normalized strings."""
+    requires: list[str] = list(DEFAULT_REQUIRES)
+    pyproject = src / "pyproject.toml"
+    if pyproject.exists():
+        try:
+            data = tomllib.loads(pyproject.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise BuildError("build requirements", f"{pyproject.name}: {exc}") from None
+        system = data.get("build-system", {})
+        if "requires" in system:
+            requires = list(system["requires"])
+    try:
+        reqs = [Requirement(r) for r in [*requires, *extra]]
+    except Exception as exc:
+        raise BuildError("build requirements", f"not a PEP 508 requirement: {exc}") from None
+    return tuple(sorted({str(r) for r in reqs}))
+
+
+def build_backend(src: Path) -> str:
+    pyproject = src / "pyproject.toml"
+    if pyproject.exists():
+        data = tomllib.loads(pyproject.read_text())
+        return data.get("build-system", {}).get("build-backend", "setuptools.build_meta:__legacy__")
+    return "setuptools.build_meta:__legacy__"
+
+
+def build_env(python: str, requirements: Sequence[str], log: BuildLog) -> Path:
+    """A cached venv of the host CPython `python` with `requirements` installed; return its python.
+
+    Keyed by the interpreter and the requirement set: cache_dir()/"buildenv"/<python>-<hash>.
+    """
+    host = find_host_python(python)
+    key_text = "\n".join([str(host.executable), host.full_version, *sorted(requirements)])
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+    root = cache_dir() / "buildenv" / f"{python}-{key}"
+    exe = root / "bin" / "python"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # venvs are not relocatable (script shebangs): build in place under a lock, mark when done.
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (root / ".complete").exists():
+            log.section(f"build env (cached): {root}")
+            return exe
+        shutil.rmtree(root, ignore_errors=True)
+        env = _host_env()
+        log.run([host.executable, "-m", "venv", root], step="build env", env=env)
+        log.run(
+            [
+                exe,
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "-q",
+                "--upgrade",
+                *requirements,
+            ],
+            step="build requirements",
+            env=env,
+        )
+        (root / ".complete").write_text("\n".join(requirements) + "\n")
+    return exe
+
+
+def _host_env() -> dict[str, str]:
+    """Our environment without anything that would make a host interpreter act as a cross one."""
+    env = dict(os.environ)
+    for key in ("_PYTHON_SYSCONFIGDATA_NAME", "_PYTHON_HOST_PLATFORM", "PYTHONPATH", "PYTHONHOME"):
+        env.pop(key, None)
+    return env
+
+
+_FLAG_VARS = ("CFLAGS", "CXXFLAGS")
+
+
+def merge_env(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """`base` updated with `extra`, keeping what makes a cross build correct.
+
+    PYTHONPATH and PATH from `extra` are prepended to base's; CFLAGS/CXXFLAGS always keep an
+    optimisation level and -fno-sanitize=undefined (zig builds Debug with UBSan otherwise); CPATH is
+    refused (it overrides zig's glibc headers): use CPPFLAGS.
+    """
+    env = dict(base)
+    for key, value in extra.items():
+        if key in ("PATH", "PYTHONPATH") and env.get(key):
+            env[key] = f"{value}{os.pathsep}{env[key]}"
+        else:
+            env[key] = value
+    for key in _FLAG_VARS:
+        flags = env.get(key, "").split()
+        if not any(f.startswith("-O") for f in flags):
+            flags.insert(0, "-O2")
+        if "-fno-sanitize=undefined" not in flags:
+            flags.append("-fno-sanitize=undefined")
+        env[key] = " ".join(flags)
+    if "CPATH" in env:
+        raise BuildError("environment", "CPATH is set: pass include folders in CPPFLAGS (-I...)")
+    return env
+
+
+def venv_environment(venv_python: Path) -> dict[str, str]:
+    """The host environment with the build venv active (its scripts first on PATH)."""
+    env = _host_env()
+    env["VIRTUAL_ENV"] = str(venv_python.parent.parent)
+    env["PATH"] = f"{venv_python.parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def cross_build_environment(
+    venv_python: Path, python: str, target: str, extra: Mapping[str, str] = {}
+) -> dict[str, str]:
+    """Everything `pip wheel` needs to build for `target` with the build venv of `python`."""
+    host = find_host_python(python)
+    env = merge_env(venv_environment(venv_python), cross_env(host.executable, target))
+    env["PATH"] = f"{venv_python.parent}{os.pathsep}{env['PATH']}"
+    return merge_env(env, dict(extra))
+
+
+def pip_wheel_command(
+    venv_python: Path,
+    src: Path,
+    dist: Path,
+    config_settings: Mapping[str, str | tuple[str, ...]] = {},
+) -> list[str | Path]:
+    """`pip wheel` without isolation or dependencies: the build env is already complete."""
+    settings: list[str] = []
+    for key, value in config_settings.items():
+        for item in [value] if isinstance(value, str) else value:
+            settings.append(f"--config-settings={key}={item}")
+    return [
+        venv_python,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "-v",
+        *settings,
+        "-w",
+        dist,
+        src,
+    ]
+
+
+class CrossBackend(Backend):
+    """zig cross compilation with the host CPython; see the module docstring."""
+
+    name = "cross"
+
+    def available(self, python: str, target: str) -> str | None:
+        from builder.build.toolchain.host import ToolchainError, cross_target
+
+        try:
+            if cross_target(target).libc == "musl":
+                # auditwheel on a glibc host judges zig's musl extensions as glibc ones and
+                # tags them manylinux: the result would not meet the target.
+                return f"{target}: musllinux is not supported by the cross backend yet"
+            find_host_python(python)
+        except ToolchainError as exc:
+            return str(exc)
+        except ValueError as exc:
+            return f"{target}: {exc}"
+        return None
+
+    def build(
+        self,
+        sdist: Path,
+        python: str,
+        target: str,
+        options: BuildOptions,
+        workdir: Path,
+        log: BuildLog,
+    ) -> Path:
+        log.section(f"cross build of {sdist.name} for cp{python} {target}")
+        src = unpack_sdist(sdist, workdir / "src")
+        requirements = build_requires(src, options.build_requires)
+        log.write(f"  build backend: {build_backend(src)}; requires: {', '.join(requirements)}")
+        venv_python = build_env(python, requirements, log)
+        env = cross_build_environment(venv_python, python, target, options.environment)
+        if options.before_build.strip():
+            log.run(
+                [_placeholders(options.before_build, src)],
+                step="before-build",
+                env=env,
+                cwd=src,
+                shell=True,
+            )
+        dist = workdir / "dist"
+        dist.mkdir(parents=True, exist_ok=True)
+        log.run(
+            pip_wheel_command(venv_python, src, dist, options.config_settings),
+            step="build",
+            env=env,
+            cwd=workdir,
+        )
+        wheels = sorted(dist.glob("*.whl"))
+        if len(wheels) != 1:
+            raise BuildError(
+                "build", f"expected one wheel in {dist}, found {len(wheels)}", log.path
+            )
+        return wheels[0]
+
+
+def _placeholders(command: str, src: Path) -> str:
+    return command.replace("{project}", str(src)).replace("{package}", str(src))
