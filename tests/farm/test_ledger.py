@@ -111,7 +111,8 @@ def test_schema_created_once_and_newer_schema_refused(ledger_url):
         assert led.schema_version == SCHEMA_VERSION
     with Ledger.open(ledger_url) as led:  # reopening migrates nothing twice
         with led.engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT count(*) FROM schema_version")).scalar() == 1
+            count = conn.execute(sa.text("SELECT count(*) FROM schema_version")).scalar()
+            assert count == SCHEMA_VERSION  # one row per migration applied
         with led.engine.begin() as conn:
             conn.execute(
                 sa.text("INSERT INTO schema_version (version, applied_at) VALUES (:v, 0)"),
@@ -119,6 +120,20 @@ def test_schema_created_once_and_newer_schema_refused(ledger_url):
             )
     with pytest.raises(LedgerError, match="newer than this wheelfarm understands"):
         Ledger.open(ledger_url)
+
+
+def test_a_version_1_ledger_is_migrated_to_the_one_outcome_vocabulary(ledger_url):
+    """Ledgers written before builder.common.outcome said "not-tested"; migration 2 renames it."""
+    j = job()
+    with Ledger.open(ledger_url) as led:
+        aid = led.start_attempt(j, inputs(j))
+        led.finish_attempt(aid, Outcome.CHECKED_NOT_RUN)
+        with led.engine.begin() as conn:  # back to what a version-1 wheelfarm left
+            conn.execute(sa.text("UPDATE attempts SET outcome = 'not-tested'"))
+            conn.execute(sa.text("DELETE FROM schema_version WHERE version > 1"))
+    with Ledger.open(ledger_url) as led:
+        assert led.schema_version == SCHEMA_VERSION
+        assert led.get(aid).outcome is Outcome.CHECKED_NOT_RUN
 
 
 def test_attempt_is_recorded_with_inputs_outcome_log_and_wheels(ledger, tmp_path):
