@@ -1,41 +1,31 @@
-"""Fetch an sdist (upstream URL, file: URL or local path), verify its sha256, cache it by hash.
+"""Files fetched by sha256: sdists, upstream wheels, native library sources, in one cache layout.
 
-The cache is cache_dir()/"sdists"/<sha256>/<filename>: a file there has been verified, so a second
-fetch of the same hash is free. A download whose hash differs from the expected one is an error and
-leaves nothing in the cache.
+`fetch_verified(source, sha256, cache=KIND)` returns cache_dir()/KIND/<sha256>/<filename>: a file there
+has been verified, so a second fetch of the same hash is free. The source is an http(s) URL (through
+the one network layer, builder.common.http: retries, atomic, hashed while streaming), a file: URL or a
+local path. A file whose hash differs from the expected one is an error and leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import re
 import shutil
-import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-import httpx
-
+from builder.common.atomic import atomic_writer
+from builder.common.http import CHUNK, HashMismatch, Http, UpstreamError, sha256_file
 from builder.common.paths import cache_dir
 
-CHUNK = 1 << 16
+__all__ = ["FetchError", "fetch_sdist", "fetch_verified", "sha256_file"]
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class FetchError(RuntimeError):
-    """An sdist could not be fetched or does not have the expected hash; the message names it."""
-
-
-def sdist_cache() -> Path:
-    return cache_dir() / "sdists"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+class FetchError(UpstreamError):
+    """A file could not be fetched or does not have the expected hash; the message names it."""
 
 
 def _local_path(source: str) -> Path | None:
@@ -48,59 +38,67 @@ def _local_path(source: str) -> Path | None:
 
 
 def _filename(source: str) -> str:
-    return unquote(urlsplit(source).path.rsplit("/", 1)[-1]) or "sdist"
+    return unquote(urlsplit(source).path.rstrip("/").rsplit("/", 1)[-1]) or "download"
 
 
-def fetch_sdist(source: str | Path, sha256: str, filename: str | None = None) -> Path:
-    """Return a cached, verified copy of the sdist at `source` whose sha256 must be `sha256`."""
-    sha256 = sha256.lower()
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-        raise FetchError(f"{source}: expected sha256 {sha256!r} is not a sha256 hex digest")
+def fetch_verified(
+    source: str | Path,
+    sha256: str | None,
+    *,
+    cache: str,
+    filename: str | None = None,
+    http: Http | None = None,
+) -> Path:
+    """A cached, verified copy of `source` whose sha256 must be `sha256` (None: not verifiable,
+    fetched again each time into cache_dir()/<cache>/unhashed/)."""
     source = str(source)
+    if sha256 is not None:
+        sha256 = sha256.lower()
+        if not SHA256.fullmatch(sha256):
+            raise FetchError(source, f"expected sha256 {sha256!r} is not a sha256 hex digest")
     name = filename or _filename(source)
     if "/" in name or name in ("", ".", ".."):
-        raise FetchError(f"{source}: unusable file name {name!r}")
-    dest = sdist_cache() / sha256 / name
-    if dest.is_file():
+        raise FetchError(source, f"unusable file name {name!r}")
+    folder = cache_dir() / cache / (sha256 or "unhashed")
+    dest = folder / name
+    if sha256 and dest.is_file():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{name}.")
-    tmp = Path(tmp_name)
     try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            local = _local_path(source)
-            if local is not None:
-                try:
-                    with open(local, "rb") as fh:
-                        while chunk := fh.read(CHUNK):
-                            digest.update(chunk)
-                            out.write(chunk)
-                except OSError as exc:
-                    raise FetchError(f"{source}: cannot read: {exc.strerror or exc}") from None
-            else:
-                _download(source, out, digest)
-            out.flush()
-            os.fsync(out.fileno())
-        got = digest.hexdigest()
-        if got != sha256:
-            raise FetchError(f"{source}: sha256 mismatch: expected {sha256}, got {got}")
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        if dest.parent.exists() and not any(dest.parent.iterdir()):
-            shutil.rmtree(dest.parent, ignore_errors=True)
+        local = _local_path(source)
+        if local is not None:
+            _copy_verified(local, dest, sha256, source)
+        elif http is not None:
+            http.download(source, dest, sha256)
+        else:
+            with Http(timeout=60.0) as own:
+                own.download(source, dest, sha256)
+    except FetchError:
         raise
+    except HashMismatch as exc:
+        raise FetchError(exc.url, exc.problem) from None
+    except UpstreamError as exc:
+        raise FetchError(exc.url, f"download failed: {exc.problem}") from None
+    finally:
+        if folder.exists() and not any(folder.iterdir()):
+            shutil.rmtree(folder, ignore_errors=True)
     return dest
 
 
-def _download(url: str, out, digest) -> None:
+def fetch_sdist(source: str | Path, sha256: str, filename: str | None = None) -> Path:
+    """A cached, verified copy of the sdist at `source` (cache_dir()/sdists/<sha256>/<filename>)."""
+    return fetch_verified(source, sha256, cache="sdists", filename=filename)
+
+
+def _copy_verified(local: Path, dest: Path, sha256: str | None, source: str) -> None:
+    digest = hashlib.sha256()
     try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as resp:
-            if resp.status_code != 200:
-                raise FetchError(f"{url}: HTTP {resp.status_code}")
-            for chunk in resp.iter_bytes(CHUNK):
+        with open(local, "rb") as fh, atomic_writer(dest) as out:
+            while chunk := fh.read(CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
-    except httpx.HTTPError as exc:
-        raise FetchError(f"{url}: download failed: {exc}") from None
+            if sha256 and digest.hexdigest() != sha256:
+                raise FetchError(
+                    source, f"sha256 mismatch: expected {sha256}, got {digest.hexdigest()}"
+                )
+    except OSError as exc:
+        raise FetchError(source, f"cannot read: {exc.strerror or exc}") from None

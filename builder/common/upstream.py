@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
-import random
 import subprocess
 import sys
 import threading
@@ -26,7 +24,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
+from urllib.parse import urldefrag, urljoin
 
 import httpx
 from packaging.tags import Tag
@@ -39,8 +37,8 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from builder.common.atomic import atomic_writer
-from builder.common.fetch import sha256_file
+from builder.common.fetch import fetch_verified
+from builder.common.http import Http, UpstreamError, redact
 from builder.common.httpcache import CachedResponse, HttpCache, freshness
 from builder.common.paths import cache_dir
 
@@ -48,15 +46,6 @@ PYPI_SIMPLE = "https://pypi.org/simple/"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPES = ("application/vnd.pypi.simple.v1+html", "text/html")
 ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
-USER_AGENT = "wheelfarm/0.1 (+https://github.com/wheelfarm)"
-
-
-class UpstreamError(Exception):
-    """An index that could not answer; the message is one line naming the URL and the problem."""
-
-    def __init__(self, url: str, message: str) -> None:
-        super().__init__(f"{url}: {message}")
-        self.url = url
 
 
 class ProjectNotFound(UpstreamError):
@@ -315,22 +304,14 @@ def resolve_index_url(value: str | None) -> str:
     return value if value.endswith("/") else value + "/"
 
 
-def _redact(url: str) -> str:
-    """The URL without credentials, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
 # ---- the client ----------------------------------------------------------------------------------
 
 
 @dataclass
 class Stats:
-    requests: int = 0  # requests that reached the network (retries included)
+    requests: int = (
+        0  # requests that reached the network (retries included), kept by the Http layer
+    )
     fresh_hits: int = 0  # answered from the cache without a request
     not_modified: int = 0  # 304 answers to a revalidation
 
@@ -365,14 +346,16 @@ class IndexClient:
         self.backoff = backoff
         self.max_workers = max_workers
         self.refresh = refresh  # revalidate even fresh cache entries
-        self.stats = Stats()
+        self._stats = Stats()
         self._lock = threading.Lock()
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=True,
-            headers={"User-Agent": USER_AGENT},
-            limits=httpx.Limits(max_connections=max_workers, max_keepalive_connections=max_workers),
+        self._http = Http(
+            timeout=timeout, retries=retries, backoff=backoff, max_connections=max_workers
         )
+
+    @property
+    def stats(self) -> Stats:
+        self._stats.requests = self._http.requests
+        return self._stats
 
     def __enter__(self) -> IndexClient:
         return self
@@ -390,7 +373,7 @@ class IndexClient:
         """The project's page; raise ProjectNotFound (404) or UpstreamError (anything else wrong)."""
         url = self.project_url(name)
         resp = self.get(url, ACCEPT)
-        shown = _redact(url)
+        shown = redact(url)
         if resp.status == 404:
             raise ProjectNotFound(shown, f"no project {name!r} on this index (404)")
         if resp.status != 200:
@@ -425,7 +408,7 @@ class IndexClient:
         cached = self.cache.get(url, accept) if self.cache else None
         if cached and not self.refresh and cached.fresh():
             with self._lock:
-                self.stats.fresh_hits += 1
+                self._stats.fresh_hits += 1
             return cached
         headers = {"Accept": accept}
         if cached and cached.etag:
@@ -436,7 +419,7 @@ class IndexClient:
         storable, max_age = freshness(response.headers.get("cache-control"))
         if response.status_code == 304 and cached:
             with self._lock:
-                self.stats.not_modified += 1
+                self._stats.not_modified += 1
             renewed = dataclasses.replace(cached, stored_at=time.time(), max_age=max_age)
             # With max-age=0 the stored time does not matter: skip rewriting an identical entry.
             if self.cache and storable and (max_age or cached.max_age):
@@ -457,68 +440,19 @@ class IndexClient:
         return result
 
     def _send(self, url: str, headers: dict[str, str]) -> httpx.Response:
-        attempts = self.retries + 1
-        problem, retry_after = "", None
-        for attempt in range(attempts):
-            if attempt:
-                delay = self.backoff * 2 ** (attempt - 1) * (1 + random.random() / 4)
-                time.sleep(min(retry_after, 30.0) if retry_after is not None else delay)
-                retry_after = None
-            with self._lock:
-                self.stats.requests += 1
-            try:
-                response = self._http.get(url, headers=headers)
-            except httpx.TimeoutException:
-                problem = f"timed out after {self.timeout:g}s"
-                continue
-            except httpx.TransportError as exc:
-                problem = f"network error: {exc or type(exc).__name__}"
-                continue
-            if response.status_code >= 500 or response.status_code == 429:
-                problem = f"HTTP {response.status_code} {response.reason_phrase}".strip()
-                value = response.headers.get("retry-after", "")
-                retry_after = float(value) if value.isdigit() else None
-                continue
-            if response.status_code >= 400 and response.status_code != 404:
-                raise UpstreamError(
-                    _redact(url), f"HTTP {response.status_code} {response.reason_phrase}".strip()
-                )
-            return response
-        tries = f"{attempts} attempt" + ("s" if attempts != 1 else "")
-        raise UpstreamError(_redact(url), f"{problem} ({tries})")
+        response = self._http.get(url, headers)
+        if response.status_code >= 400 and response.status_code != 404:
+            raise UpstreamError(
+                redact(url), f"HTTP {response.status_code} {response.reason_phrase}".strip()
+            )
+        return response
 
-    def download(self, file: DistFile, dest_dir: Path | None = None) -> Path:
-        """Download a file into the cache (cache_dir()/files), verifying its sha256; reuse it if there."""
-        dest_dir = dest_dir or cache_dir() / "files"
-        digest = file.sha256
-        target = dest_dir / (digest[:2] if digest else "unhashed") / file.filename
-        if target.exists() and (not digest or sha256_file(target) == digest):
-            return target
-        shown = _redact(file.url)
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            with self._lock:
-                self.stats.requests += 1
-            try:
-                with self._http.stream("GET", file.url) as response:
-                    if response.status_code >= 500:
-                        continue
-                    if response.status_code != 200:
-                        raise UpstreamError(shown, f"HTTP {response.status_code}")
-                    sha = hashlib.sha256()
-                    with atomic_writer(target) as fh:
-                        for chunk in response.iter_bytes(1 << 16):
-                            sha.update(chunk)
-                            fh.write(chunk)
-                        if digest and sha.hexdigest() != digest:
-                            raise UpstreamError(
-                                shown, f"sha256 mismatch: got {sha.hexdigest()}, want {digest}"
-                            )
-                    return target
-            except httpx.TransportError:
-                continue
-        raise UpstreamError(shown, f"download failed ({self.retries + 1} attempts)")
+    def download(self, file: DistFile, cache: str = "files") -> Path:
+        """The file, downloaded once into cache_dir()/<cache>/<sha256>/ and verified by its sha256
+        (an index that gives no sha256: downloaded again each time, under `unhashed/`)."""
+        return fetch_verified(
+            file.url, file.sha256 or None, cache=cache, filename=file.filename, http=self._http
+        )
 
 
 def get_project(name: str, index_url: str | None = None, **client_options: Any) -> ProjectPage:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.common.fetch import FetchError, fetch_sdist, sdist_cache
+from builder.common.fetch import FetchError, fetch_sdist
 from builder.common.outcome import Outcome
+from builder.common.paths import cache_dir
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +49,7 @@ def server(tmp_path: Path) -> Iterator[str]:
 def test_fetch_path_and_file_url_are_cached_by_hash(sdist: tuple[Path, str]) -> None:
     path, digest = sdist
     got = fetch_sdist(path, digest)
-    assert got == sdist_cache() / digest / "demo-1.0.tar.gz"
+    assert got == (cache_dir() / "sdists") / digest / "demo-1.0.tar.gz"
     assert got.read_bytes() == path.read_bytes()
     path.unlink()  # a second fetch of the same hash needs no source
     assert fetch_sdist(path.as_uri(), digest) == got
@@ -68,7 +69,7 @@ def test_sha256_mismatch_is_an_error_and_leaves_nothing(
     for source in (str(path), f"{server}/demo-1.0.tar.gz"):
         with pytest.raises(FetchError, match=f"sha256 mismatch: expected {wrong}, got {digest}"):
             fetch_sdist(source, wrong)
-    assert not sdist_cache().exists() or not any(sdist_cache().rglob("*"))
+    assert not (cache_dir() / "sdists").exists() or not any((cache_dir() / "sdists").rglob("*"))
 
 
 def test_missing_source_and_bad_hash_are_clear_errors(tmp_path: Path, server: str) -> None:

@@ -163,20 +163,21 @@ def test_many_projects_concurrently_with_failures(client: IndexClient) -> None:
 
 
 def test_download_verifies_and_caches(
-    client: IndexClient, server: StaticIndexServer, tmp_path: Path
+    client: IndexClient, server: StaticIndexServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("WHEELFARM_CACHE", str(tmp_path / "cache"))
     page = client.project("demo-pkg")
     sdist = next(f for f in page.files if f.filename == "demo_pkg-1.0.tar.gz")
-    path = client.download(sdist, tmp_path / "files")
+    path = client.download(sdist)
     assert path.read_bytes() == b"sdist bytes"
-    client.download(sdist, tmp_path / "files")
+    client.download(sdist)
     assert server.requests["/files/demo_pkg-1.0.tar.gz"] == 1  # the second came from the cache
     import dataclasses
 
     forged = dataclasses.replace(sdist, hashes={"sha256": "0" * 64})
     with pytest.raises(UpstreamError, match="sha256 mismatch"):
-        client.download(forged, tmp_path / "other-files")
-    assert not list((tmp_path / "other-files").rglob("*.tar.gz"))
+        client.download(forged)
+    assert not list((tmp_path / "cache" / "files" / ("0" * 64)).rglob("*"))
 
 
 def test_index_url_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
