@@ -37,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from packaging.utils import parse_wheel_filename
 
-from builder.build.backends import BuildLog
 from builder.build.backends.cross import (
     build_env,
     build_requires,
@@ -47,6 +46,7 @@ from builder.build.backends.cross import (
     venv_environment,
 )
 from builder.build.toolchain.host import ensure_host_packages
+from builder.common.buildlog import BuildLog
 from builder.common.fetch import fetch_sdist
 from builder.common.paths import cache_dir
 

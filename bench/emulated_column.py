@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder.build.backends import BuildLog
 from builder.build.backends.emulated import built_wheel, prepare
+from builder.common.buildlog import BuildLog
 from builder.recipes.recipe import BuildOptions
 
 # Debian arm64 -dev packages a bench sdist links to, installed into its root filesystem (the

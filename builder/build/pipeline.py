@@ -23,8 +23,9 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from builder.build.backends import BuildError, BuildLog, get_backend
+from builder.build.backends import get_backend
 from builder.build.toolchain.host import CrossToolchain, ToolchainError, cross_target, test_sysroot
+from builder.common.buildlog import BuildError, BuildLog
 from builder.common.outcome import Outcome
 from builder.common.paths import cache_dir, data_dir
 from builder.common.targets import parse_target, supported_tags
@@ -138,37 +139,17 @@ def newer_glibc_symbols(wheel: Path, floor: tuple[int, int], limit: int = 8) -> 
     """`symbol@GLIBC_x.y` references in the wheel's ELF files that are newer than `floor`."""
     import io
 
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
+    from builder.check.elfdyn import ElfReadError, read_elf
 
     found: set[str] = set()
     with zipfile.ZipFile(wheel) as zf:
         for name in zf.namelist():
-            data = zf.read(name)
-            if data[:4] != b"\x7fELF":
-                continue
-            try:
-                elf = ELFFile(io.BytesIO(data))
-                versions: dict[int, str] = {}
-                verneed = elf.get_section_by_name(".gnu.version_r")
-                if verneed is not None:
-                    for _, auxes in verneed.iter_versions():
-                        for aux in auxes:
-                            versions[aux["vna_other"]] = aux.name
-                versym = elf.get_section_by_name(".gnu.version")
-                dynsym = elf.get_section_by_name(".dynsym")
-                if versym is None or dynsym is None:
+            with zf.open(name) as member:
+                if member.read(4) != b"\x7fELF":
                     continue
-                for i, sym in enumerate(dynsym.iter_symbols()):
-                    if sym["st_shndx"] != "SHN_UNDEF" or not sym.name:
-                        continue
-                    ver = versions.get(versym.get_symbol(i)["ndx"])
-                    if not ver or not ver.startswith("GLIBC_"):
-                        continue
-                    nums = tuple(int(x) for x in ver[6:].split(".")[:2] if x.isdigit())
-                    if nums > floor:
-                        found.add(f"{sym.name}@{ver}")
-            except (ELFError, KeyError, ValueError):
+            try:
+                found.update(read_elf(io.BytesIO(zf.read(name))).symbols_above(floor))
+            except ElfReadError:
                 continue
     return sorted(found)[:limit]
 

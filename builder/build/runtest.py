@@ -17,8 +17,8 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from builder.build.backends import BuildError, BuildLog
 from builder.build.toolchain.host import ensure_qemu
+from builder.common.buildlog import BuildError, BuildLog
 from builder.recipes.recipe import TestSpec
 
 TEST_TIMEOUT = 900.0

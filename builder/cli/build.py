@@ -14,7 +14,6 @@ from rich.table import Table
 
 from builder.build.pipeline import BuildResult, build_jobs
 from builder.common.outcome import Outcome
-from builder.plan.planner import Job
 
 STATUS_STYLE = {
     Outcome.TESTED: "green",
@@ -74,109 +73,6 @@ def _table(results: list[BuildResult]) -> Table:
         detail = r.wheel.name if r.wheel else f"{r.step} (see below)"
         table.add_row(r.project, r.version, r.python, r.target, f"[{style}]{r.status}[/]", detail)
     return table
-
-
-def _jobs_from_plan(path: Path) -> list[Job]:
-    try:
-        doc = json.loads(path.read_text())
-        entries = doc["include"] if isinstance(doc, dict) else doc
-        return [Job.from_dict(e) for e in entries]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise click.ClickException(f"{path}: not a plan (`wheelfarm plan --json`): {exc}") from None
-
-
-def _jobs_from_recipe(
-    recipe_path: Path,
-    version: str | None,
-    pythons: tuple[str, ...],
-    targets: tuple[str, ...],
-    sdist: str | None,
-    sha256: str | None,
-    index: str | None,
-) -> list[Job]:
-    from packaging.version import InvalidVersion, Version
-
-    from builder.common.fetch import sha256_file
-    from builder.common.targets import cibw_identifier
-    from builder.recipes.recipe import RecipeError, load_recipe
-
-    try:
-        recipe = load_recipe(recipe_path)
-    except RecipeError as exc:
-        raise click.ClickException(str(exc)) from None
-    pythons = pythons or recipe.pythons
-    targets = targets or tuple(t for t in recipe.targets if not t.startswith("macosx"))
-    if not targets:
-        raise click.ClickException(f"{recipe_path}: no Linux target (macOS needs cibuildwheel)")
-    if sdist:
-        local = Path(sdist)
-        if not sha256:
-            if not local.is_file():
-                raise click.ClickException(f"--sdist {sdist}: a URL needs --sha256")
-            sha256 = sha256_file(local)
-        url, filename = sdist, Path(sdist.split("#")[0]).name
-        if not version:
-            raise click.ClickException("--sdist needs --version")
-    else:
-        url, filename, sha256, version = _upstream_sdist(recipe, version, index)
-    try:
-        Version(version)
-    except InvalidVersion:
-        raise click.BadParameter(
-            f"{version!r} is not a PEP 440 version", param_hint="--version"
-        ) from None
-    jobs = []
-    for py in pythons:
-        for tgt in targets:
-            if not recipe.build.selects(cibw_identifier(py, tgt)):
-                continue
-            jobs.append(
-                Job(
-                    recipe.name,
-                    version,
-                    url,
-                    sha256,
-                    filename,
-                    py,
-                    tgt,
-                    "requested",
-                    str(recipe_path),
-                )
-            )
-    if not jobs:
-        raise click.ClickException(f"{recipe_path}: build/skip select no Python x target given")
-    return jobs
-
-
-def _upstream_sdist(recipe, version: str | None, index: str | None) -> tuple[str, str, str, str]:
-    """(url, filename, sha256, version) of the sdist upstream: `version`, else the newest planned."""
-    from packaging.version import Version
-
-    from builder.common.upstream import IndexClient, UpstreamError
-    from builder.plan.planner import select_versions
-
-    try:
-        with IndexClient(index) as client:
-            page = client.project(recipe.name)
-    except UpstreamError as exc:
-        raise click.ClickException(str(exc)) from None
-    releases = page.releases()
-    if version:
-        wanted = Version(version)
-    else:
-        live, _ = select_versions(recipe, page)
-        if not live:
-            raise click.ClickException(
-                f"{recipe.path}: no release upstream matches {recipe.versions}"
-            )
-        wanted = live[0]
-    files = [f for f in releases.get(wanted, []) if f.is_sdist]
-    if not files:
-        raise click.ClickException(f"{recipe.name} {wanted}: no sdist on {client.index_url}")
-    f = files[0]
-    if not f.sha256:
-        raise click.ClickException(f"{f.url}: the index gives no sha256 for it")
-    return f.url, f.filename, f.sha256, str(wanted)
 
 
 @click.command("build")
@@ -240,15 +136,26 @@ def build(
             parse(value)
         except TargetError as exc:
             raise click.BadParameter(f"{value!r}: {exc}", param_hint=hint) from None
-    if plan_file:
-        jobs = _jobs_from_plan(plan_file)
-        if pythons:
-            jobs = [j for j in jobs if j.python in pythons]
-        if targets:
-            jobs = [j for j in jobs if j.target in targets]
-    else:
-        assert recipe is not None
-        jobs = _jobs_from_recipe(recipe, version, pythons, targets, sdist, sha256, index)
+    from builder.plan.request import RequestError, jobs_for_recipe, jobs_from_plan
+
+    try:
+        if plan_file:
+            jobs = jobs_from_plan(plan_file)
+            jobs = [j for j in jobs if j.python in (pythons or (j.python,))]
+            jobs = [j for j in jobs if j.target in (targets or (j.target,))]
+        else:
+            assert recipe is not None
+            jobs = jobs_for_recipe(
+                recipe,
+                version=version,
+                pythons=pythons,
+                targets=targets,
+                sdist=sdist,
+                sha256=sha256,
+                index=index,
+            )
+    except RequestError as exc:
+        raise click.ClickException(str(exc)) from None
     with _progress(len(jobs), quiet=as_json or not sys.stderr.isatty()) as (step, done):
         results = build_jobs(
             jobs,

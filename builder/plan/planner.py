@@ -140,6 +140,14 @@ def python_excluded(requires_python: str | None, python: str) -> bool:
     return not any(spec.contains(f"{major}.{minor}.{patch}") for patch in (0, 99))
 
 
+def preferred_sdist(files: Iterable[DistFile]) -> DistFile | None:
+    """The sdist to build from: the PEP 625 `.tar.gz` when a release has several, else the first."""
+    sdists = [f for f in files if f.is_sdist]
+    return next((f for f in sdists if f.filename.endswith(".tar.gz")), None) or (
+        sdists[0] if sdists else None
+    )
+
+
 def select_versions(recipe: Recipe, page: ProjectPage) -> tuple[list[Version], list[Version]]:
     """(versions to plan, yanked versions in the same range) from a page, newest first."""
     releases = page.releases()
@@ -241,9 +249,7 @@ def decide(
         files = [f for f in releases[version] if not f.yanked]
         sdists = [f for f in files if f.is_sdist]
         wheels = [f for f in files if f.is_wheel]
-        sdist = next((f for f in sdists if f.filename.endswith(".tar.gz")), None) or (
-            sdists[0] if sdists else None
-        )
+        sdist = preferred_sdist(sdists)
         requires_python = sdist.requires_python if sdist else None
         for py, tgt in cells:
             if not recipe.build.selects(cibw_identifier(py, tgt)):

@@ -8,8 +8,6 @@ anything to compile, and the top-level packages give the modules to import in th
 from __future__ import annotations
 
 import json
-import tarfile
-import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from builder.common.atomic import atomic_write_text
+from builder.common.sdist import SdistError, members
 from builder.common.upstream import IndexClient, ProjectPage
 from builder.plan.planner import python_excluded
 from builder.recipes.recipe import RecipeError, parse_recipe
@@ -55,14 +54,9 @@ class SdistFacts:
 
 def sdist_members(path: Path) -> list[str]:
     try:
-        if path.name.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                return zf.namelist()
-        with tarfile.open(path) as tf:
-            return tf.getnames()
-    except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
-        reason = str(exc).splitlines()[0].rstrip(":") if str(exc) else type(exc).__name__
-        raise RecipeNewError(f"{path}: not a readable sdist ({reason})") from None
+        return members(path)
+    except SdistError as exc:
+        raise RecipeNewError(str(exc)) from None
 
 
 def inspect_sdist(path: Path, project: str) -> SdistFacts:

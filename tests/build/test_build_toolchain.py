@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from builder.build.backends import first_error_line
 from builder.build.backends.cross import build_requires, merge_env
 from builder.build.toolchain.host import (
     CrossToolchain,
@@ -24,6 +23,7 @@ from builder.build.toolchain.host import (
 from builder.build.toolchain.host import (
     test_suite as suite_for,
 )
+from builder.common.buildlog import first_error_line
 
 EM_AARCH64 = 183
 
@@ -113,7 +113,10 @@ def test_build_requires_and_env_merging(tmp_path: Path) -> None:
         '[build-system]\nrequires = ["Cython >=3", "setuptools"]\n'
     )
     assert build_requires(tmp_path, ["numpy>=2"]) == ("Cython>=3", "numpy>=2", "setuptools")
-    assert build_requires(tmp_path / "none") == ("setuptools>=40.8.0", "wheel")
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "setup.py").write_text("")
+    assert build_requires(legacy) == ("setuptools>=40.8.0", "wheel")
     env = merge_env({"PATH": "/usr/bin", "CFLAGS": "-O2 -fno-sanitize=undefined"}, {"CFLAGS": "-g"})
     assert env["CFLAGS"] == "-O2 -g -fno-sanitize=undefined"
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from support.projects import make_generator_sdist, make_sdist
 
-from builder.build.backends import BuildError, BuildLog
 from builder.build.backends.emulated import EmulatedBackend, build_requires, build_script
 from builder.build.pipeline import BuildResult, build_sdist, verify_wheel
 from builder.build.toolchain.namespace import (
@@ -26,6 +25,7 @@ from builder.build.toolchain.namespace import (
     run_in_rootfs,
 )
 from builder.build.toolchain.rootfs import RootfsError, packages, rootfs, suite_for
+from builder.common.buildlog import BuildError, BuildLog
 from builder.common.outcome import Outcome
 from builder.recipes.recipe import BuildOptions, TestSpec
 
@@ -88,6 +88,9 @@ def test_enter_script_uses_a_private_binfmt_and_a_read_only_tree(tmp_path: Path)
 
 
 def test_build_requirements_follow_pep_517_defaults(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="does not appear to be a Python project"):
+        build_requires(tmp_path)
+    (tmp_path / "setup.py").write_text("")
     assert build_requires(tmp_path) == ["setuptools>=40.8.0"]
     (tmp_path / "pyproject.toml").write_text('[build-system]\nrequires = ["cython>=3", "numpy"]\n')
     assert build_requires(tmp_path) == ["cython>=3", "numpy"]

@@ -131,3 +131,39 @@ def test_corrupt_files_raise_elf_read_error(corpus):
             except ElfReadError:
                 outcomes["refused"] += 1
     assert outcomes["read"] and outcomes["refused"]
+
+
+def _pyelftools_symbols_above(path: Path, floor: tuple[int, int]) -> list[str]:
+    """The oracle: each undefined dynamic symbol's version through pyelftools' own tables."""
+    found: set[str] = set()
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        verneed, versym = (
+            elf.get_section_by_name(".gnu.version_r"),
+            elf.get_section_by_name(".gnu.version"),
+        )
+        dynsym = elf.get_section_by_name(".dynsym")
+        if verneed is None or versym is None or dynsym is None:
+            return []
+        names = {
+            aux["vna_other"]: aux.name for _, auxes in verneed.iter_versions() for aux in auxes
+        }
+        for i, sym in enumerate(dynsym.iter_symbols()):
+            if sym["st_shndx"] != "SHN_UNDEF" or not sym.name:
+                continue
+            version = names.get(versym.get_symbol(i)["ndx"] if i else 0, "")
+            parts = version.removeprefix("GLIBC_").split(".")
+            numeric = version.startswith("GLIBC_") and all(x.isdigit() for x in parts)
+            if numeric and tuple(int(x) for x in parts[:2]) > floor:
+                found.add(f"{sym.name}@{version}")
+    return sorted(found)
+
+
+def test_glibc_symbol_versions_equal_pyelftools(corpus):
+    """The one GLIBC symbol scan (native libraries, repair) reads what pyelftools reads."""
+    checked = 0
+    for path, _ in corpus:
+        for floor in ((2, 17), (2, 28)):
+            assert read(path).symbols_above(floor) == _pyelftools_symbols_above(path, floor), path
+        checked += bool(read(path).glibc_versions())
+    assert checked > 20

@@ -12,70 +12,32 @@ import fcntl
 import hashlib
 import os
 import shutil
-import tarfile
-import tomllib
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 
-from builder.build.backends import Backend, BuildError, BuildLog
+from builder.build.backends import Backend
 from builder.build.toolchain.host import cross_env, find_host_python
+from builder.common.buildlog import BuildError, BuildLog
 from builder.common.paths import cache_dir
+from builder.common.sdist import SdistError, build_requirements, unpack
 from builder.recipes.recipe import BuildOptions
 
-# PEP 517's fallback for projects without [build-system] (setuptools' legacy backend).
-DEFAULT_REQUIRES = ("setuptools>=40.8.0", "wheel")
-
-
-def unpack_sdist(sdist: Path, dest: Path) -> Path:
-    """Unpack an sdist (.tar.gz or .zip) into `dest`; return its single top folder."""
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        if sdist.name.endswith(".zip"):
-            with zipfile.ZipFile(sdist) as zf:
-                for info in zf.infolist():
-                    target = (dest / info.filename).resolve()
-                    if not target.is_relative_to(dest.resolve()):
-                        raise BuildError("unpack", f"{sdist.name}: unsafe path {info.filename}")
-                zf.extractall(dest)
-        else:
-            with tarfile.open(sdist) as tf:
-                tf.extractall(dest, filter="data")  # no absolute paths, links out, devices, owners
-    except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
-        raise BuildError("unpack", f"{sdist.name}: {exc}") from None
-    tops = [p for p in dest.iterdir() if p.is_dir()]
-    if len(tops) == 1 and not (dest / "setup.py").exists():
-        return tops[0]
-    return dest
+# pip wheel --no-build-isolation needs `wheel` beside setuptools older than 70.1 (bdist_wheel).
+TOOL_REQUIRES = ("wheel",)
 
 
 def build_requires(src: Path, extra: Sequence[str] = ()) -> tuple[str, ...]:
-    """The sdist's [build-system] requires (PEP 518) plus `extra`, as normalized strings."""
-    requires: list[str] = list(DEFAULT_REQUIRES)
-    pyproject = src / "pyproject.toml"
-    if pyproject.exists():
-        try:
-            data = tomllib.loads(pyproject.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise BuildError("build requirements", f"{pyproject.name}: {exc}") from None
-        system = data.get("build-system", {})
-        if "requires" in system:
-            requires = list(system["requires"])
+    """The build env's requirements: the sdist's static build requirements, the tools the build
+    needs and the recipe's `extra`, as normalized strings."""
     try:
-        reqs = [Requirement(r) for r in [*requires, *extra]]
-    except Exception as exc:
+        requires = [*build_requirements(src), *TOOL_REQUIRES, *extra]
+        return tuple(sorted({str(Requirement(r)) for r in requires}))
+    except SdistError as exc:
+        raise BuildError("build requirements", str(exc)) from None
+    except InvalidRequirement as exc:
         raise BuildError("build requirements", f"not a PEP 508 requirement: {exc}") from None
-    return tuple(sorted({str(r) for r in reqs}))
-
-
-def build_backend(src: Path) -> str:
-    pyproject = src / "pyproject.toml"
-    if pyproject.exists():
-        data = tomllib.loads(pyproject.read_text())
-        return data.get("build-system", {}).get("build-backend", "setuptools.build_meta:__legacy__")
-    return "setuptools.build_meta:__legacy__"
 
 
 def build_env(python: str, requirements: Sequence[str], log: BuildLog) -> Path:
@@ -228,9 +190,12 @@ class CrossBackend(Backend):
         log: BuildLog,
     ) -> Path:
         log.section(f"cross build of {sdist.name} for cp{python} {target}")
-        src = unpack_sdist(sdist, workdir / "src")
+        try:
+            src = unpack(sdist, workdir / "src")
+        except SdistError as exc:
+            raise BuildError("unpack", str(exc)) from None
         requirements = build_requires(src, options.build_requires)
-        log.write(f"  build backend: {build_backend(src)}; requires: {', '.join(requirements)}")
+        log.write(f"  build requires: {', '.join(requirements)}")
         venv_python = build_env(python, requirements, log)
         env = cross_build_environment(venv_python, python, target, options.environment)
         if options.before_build.strip():

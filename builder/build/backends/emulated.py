@@ -23,16 +23,12 @@ import re
 import shlex
 import shutil
 import sys
-import tarfile
-import tomllib
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import parse_wheel_filename
 
-from builder.build.backends import Backend, BuildError, BuildLog
+from builder.build.backends import Backend
 from builder.build.toolchain.namespace import check_support, ensure_qemu_static, rootfs_command
 from builder.build.toolchain.rootfs import (
     SUITE_FOR_PYTHON,
@@ -41,12 +37,12 @@ from builder.build.toolchain.rootfs import (
     rootfs,
     suite_for,
 )
+from builder.common.buildlog import BuildError, BuildLog
 from builder.common.paths import cache_dir
+from builder.common.sdist import SdistError, build_requirements, unpack
 from builder.common.targets import TargetError, parse_target
 from builder.recipes.recipe import BuildOptions
 
-# PEP 517's default when pyproject.toml has no [build-system].
-DEFAULT_REQUIRES = ("setuptools>=40.8.0",)
 # Always present: pip runs the build, wheel serves setuptools versions that still ask for it.
 TOOL_REQUIRES = ("pip", "wheel")
 BUILD_TIMEOUT = 3600.0
@@ -111,7 +107,10 @@ def prepare(
     except (RootfsError, RuntimeError) as exc:
         raise BuildError("rootfs", str(exc), log.path) from None
     log.write(f"  rootfs {root}")
-    src = unpack_sdist(sdist, workdir / "src")
+    try:
+        src = unpack(sdist, workdir / "src")
+    except SdistError as exc:
+        raise BuildError("unpack", str(exc), log.path) from None
     requires = [*TOOL_REQUIRES, *build_requires(src), *options.build_requires]
     env = build_env(root, python, download_requirements(requires, python, log), log)
     out = workdir / "out"
@@ -135,40 +134,12 @@ def built_wheel(out: Path, log: BuildLog) -> Path:
     return built[0]
 
 
-def unpack_sdist(sdist: Path, dest: Path) -> Path:
-    """Unpack `sdist` into `dest` and return the project folder (the archive's single top folder)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    if sdist.name.endswith(".zip"):
-        with zipfile.ZipFile(sdist) as zf:
-            zf.extractall(dest)
-    else:
-        with tarfile.open(sdist) as tf:
-            tf.extractall(dest, filter="data")  # no foreign uids, no links out of dest
-    tops = [p for p in dest.iterdir() if p.is_dir()]
-    if len(tops) != 1:
-        raise BuildError("unpack", f"{sdist.name} holds {len(tops)} top folders, expected one")
-    return tops[0]
-
-
 def build_requires(project: Path) -> list[str]:
-    """The static build requirements of an unpacked project (PEP 518, with PEP 517's default)."""
-    pyproject = project / "pyproject.toml"
-    if not pyproject.exists():
-        return list(DEFAULT_REQUIRES)
+    """The project's static build requirements (pyproject.toml, or PEP 517's default)."""
     try:
-        data = tomllib.loads(pyproject.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BuildError("requirements", f"{pyproject}: {exc}") from None
-    system = data.get("build-system")
-    if system is None or "requires" not in system:
-        return list(DEFAULT_REQUIRES)
-    reqs = [str(r) for r in system["requires"]]
-    for r in reqs:
-        try:
-            Requirement(r)
-        except InvalidRequirement as exc:
-            raise BuildError("requirements", f"{pyproject}: {r!r}: {exc}") from None
-    return reqs
+        return build_requirements(project)
+    except SdistError as exc:
+        raise BuildError("requirements", str(exc)) from None
 
 
 def wheels_dir(python: str) -> Path:

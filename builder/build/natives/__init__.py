@@ -26,8 +26,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -36,11 +34,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.gnuversions import GNUVerNeedSection
-
+from builder.check.elfdyn import ElfFacts, ElfReadError, read_elf
+from builder.common.buildlog import BuildError, BuildLog
+from builder.common.fetch import FetchError, fetch_verified, sha256_file
 from builder.common.paths import cache_dir
+from builder.common.sdist import SdistError, unpack
 
 BUILD_SYSTEMS = ("autotools", "cmake", "make", "openssl", "mklove", "debian-binary")
 DEFAULT_SUITE = "bookworm"
@@ -171,7 +169,7 @@ def target_arch(target: str) -> str:
 GNU_TRIPLES = {"aarch64": "aarch64-linux-gnu", "x86_64": "x86_64-linux-gnu"}
 OPENSSL_TARGETS = {"aarch64": "linux-aarch64", "x86_64": "linux-x86_64"}
 DEBIAN_ARCHES = {"aarch64": "arm64", "x86_64": "amd64"}
-ELF_MACHINES = {"aarch64": "EM_AARCH64", "x86_64": "EM_X86_64"}
+ELF_MACHINES = {"aarch64": 183, "x86_64": 62}  # e_machine: EM_AARCH64, EM_X86_64
 
 
 def toolchain_key(toolchain: Toolchain) -> str:
@@ -228,79 +226,19 @@ def elf_files(root: Path) -> Iterator[Path]:
                     yield p
 
 
-def elf_machine(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return ELFFile(fh).header["e_machine"]
-
-
-def glibc_versions(path: Path) -> set[tuple[int, int]]:
-    """The GLIBC_x.y symbol versions an ELF file needs."""
-    found: set[tuple[int, int]] = set()
+def _elf(path: Path) -> ElfFacts | None:
+    """The file's ELF facts through the checker's reader (None: tables that do not hold together)."""
     try:
         with open(path, "rb") as fh:
-            elf = ELFFile(fh)
-            for section in elf.iter_sections():
-                if not isinstance(section, GNUVerNeedSection):
-                    continue
-                for _verneed, auxes in section.iter_versions():
-                    for aux in auxes:
-                        m = re.fullmatch(r"GLIBC_(\d+)\.(\d+)(?:\.\d+)?", aux.name)
-                        if m:
-                            found.add((int(m.group(1)), int(m.group(2))))
-    except ELFError:
-        return set()
-    return found
+            return read_elf(fh)
+    except ElfReadError:
+        return None
 
 
 def glibc_floor(paths: Iterable[Path]) -> tuple[int, int] | None:
-    versions = set().union(*(glibc_versions(p) for p in paths))
+    """The highest GLIBC_x.y version any of these ELF files needs."""
+    versions = set().union(*(f.glibc_versions() for p in paths if (f := _elf(p))))
     return max(versions) if versions else None
-
-
-def symbols_above(path: Path, floor: tuple[int, int]) -> list[str]:
-    """`symbol@GLIBC_x.y` names in `path` that need a glibc newer than `floor`."""
-    out: list[str] = []
-    with open(path, "rb") as fh:
-        elf = ELFFile(fh)
-        dynsym = elf.get_section_by_name(".dynsym")
-        versym = elf.get_section_by_name(".gnu.version")
-        verneed = elf.get_section_by_name(".gnu.version_r")
-        if dynsym is None or versym is None or not isinstance(verneed, GNUVerNeedSection):
-            return out
-        names: dict[int, str] = {}
-        for _v, auxes in verneed.iter_versions():
-            for aux in auxes:
-                names[aux["vna_other"]] = aux.name
-        for i, sym in enumerate(dynsym.iter_symbols()):
-            if sym["st_shndx"] != "SHN_UNDEF" or not sym.name:
-                continue
-            ver = names.get(versym.get_symbol(i)["ndx"] if i else 0)
-            m = re.fullmatch(r"GLIBC_(\d+)\.(\d+)(?:\.\d+)?", ver or "")
-            if m and (int(m.group(1)), int(m.group(2))) > floor:
-                out.append(f"{sym.name}@{ver}")
-    return sorted(set(out))
-
-
-# --- logs ----------------------------------------------------------------------------------------
-
-_ERROR_PATTERNS = [
-    re.compile(r"(^|[\s:])(fatal )?error:", re.IGNORECASE),
-    re.compile(r"^CMake Error"),
-    re.compile(r"^configure: error"),
-    re.compile(r"undefined reference to|undefined symbol:"),
-    re.compile(r"No rule to make target"),
-    re.compile(r"\bcommand not found\b|No such file or directory"),
-    re.compile(r"^(FAILED|Failure!|\*\*\*\*\* )"),
-    re.compile(r"\*\*\* .*Error \d+"),
-]
-
-
-def first_error_line(text: str) -> str:
-    """The first line of a build log that reports a real error ('' when none is recognised)."""
-    for line in text.splitlines():
-        if any(p.search(line) for p in _ERROR_PATTERNS):
-            return line.strip()
-    return ""
 
 
 # --- sources -------------------------------------------------------------------------------------
@@ -318,45 +256,11 @@ def _local_source(spec: NativeSpec) -> Path | None:
     return path
 
 
-def _download(url: str, sha256: str, say: Say) -> Path:
-    """A URL's file in the cache, verified against its sha256 (downloaded once)."""
-    import httpx
-
-    if not re.fullmatch(r"[0-9a-f]{64}", sha256 or ""):
-        raise NativeBuildError(f"{url}: a URL source needs its sha256 (64 hex digits)")
-    dest_dir = cache_dir() / "sources"
-    dest = dest_dir / f"{sha256[:16]}-{url.rstrip('/').rsplit('/', 1)[-1]}"
-    if dest.exists() and hashlib.sha256(dest.read_bytes()).hexdigest() == sha256:
-        return dest
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    say(f"downloading {url}")
-    h = hashlib.sha256()
-    with tempfile.NamedTemporaryFile(dir=dest_dir, delete=False) as tmp:
-        try:
-            with httpx.stream("GET", url, follow_redirects=True, timeout=60) as r:
-                r.raise_for_status()
-                for chunk in r.iter_bytes():
-                    h.update(chunk)
-                    tmp.write(chunk)
-        except httpx.HTTPError as e:
-            os.unlink(tmp.name)
-            raise NativeBuildError(f"{url}: download failed: {e}") from e
-    if h.hexdigest() != sha256:
-        os.unlink(tmp.name)
-        raise NativeBuildError(f"{url}: sha256 is {h.hexdigest()}, the recipe says {sha256}")
-    os.replace(tmp.name, dest)
-    return dest
-
-
 def _unpack(archive: Path, dest: Path) -> Path:
-    """Unpack a tarball into `dest`; return its single top folder (or `dest` itself)."""
     try:
-        with tarfile.open(archive) as tf:
-            tf.extractall(dest, filter="data")
-    except (tarfile.TarError, OSError) as e:
-        raise NativeBuildError(f"{archive}: cannot unpack: {e}") from e
-    entries = list(dest.iterdir())
-    return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
+        return unpack(archive, dest)
+    except SdistError as e:
+        raise NativeBuildError(str(e)) from None
 
 
 def fetch_source(spec: NativeSpec, dest: Path, say: Say) -> Path:
@@ -372,13 +276,20 @@ def fetch_source(spec: NativeSpec, dest: Path, say: Say) -> Path:
         except DebianError as e:
             raise NativeBuildError(f"native library {spec.name}: {e}") from e
     if re.match(r"^https?://", spec.source):
-        return _unpack(_download(spec.source, spec.sha256, say), dest / "src")
+        if not spec.sha256:
+            raise NativeBuildError(f"{spec.source}: a URL source needs its sha256 (64 hex digits)")
+        say(f"fetching {spec.source}")
+        try:
+            archive = fetch_verified(spec.source, spec.sha256, cache="sources")
+        except FetchError as e:
+            raise NativeBuildError(str(e)) from None
+        return _unpack(archive, dest / "src")
     local = _local_source(spec)
     assert local is not None
     if local.is_dir():
         return Path(shutil.copytree(local, dest / local.name, symlinks=True))
     if local.is_file():
-        if spec.sha256 and hashlib.sha256(local.read_bytes()).hexdigest() != spec.sha256:
+        if spec.sha256 and sha256_file(local) != spec.sha256:
             raise NativeBuildError(f"{local}: sha256 does not match the recipe")
         return _unpack(local, dest / "src")
     raise NativeBuildError(f"native library {spec.name}: source {spec.source} does not exist")
@@ -388,33 +299,26 @@ def fetch_source(spec: NativeSpec, dest: Path, say: Say) -> Path:
 
 
 class _Runner:
-    """Runs build commands with their output appended to one log."""
+    """Runs a library's build commands through the one build log runner (builder.common.buildlog),
+    in the library's environment, and turns a failure into a NativeBuildError naming the log."""
 
-    def __init__(self, log: Path, env: dict[str, str], say: Say) -> None:
+    def __init__(self, log: BuildLog, env: dict[str, str], say: Say) -> None:
         self.log, self.env, self.say = log, env, say
 
     def note(self, text: str) -> None:
-        with open(self.log, "a") as fh:
-            fh.write(text.rstrip("\n") + "\n")
+        self.log.write(text)
 
     def __call__(
         self, cmd: Sequence[str], cwd: Path, extra: Mapping[str, str] | None = None
     ) -> None:
-        env = {**self.env, **(extra or {})}
-        self.note(f"\n$ cd {cwd} && {shlex.join(cmd)}")
-        with open(self.log, "a") as fh:
-            proc = subprocess.run(
-                list(cmd), cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True
-            )
-        if proc.returncode != 0:
-            first = first_error_line(self.log.read_text(errors="replace"))
+        try:
+            self.log.run(cmd, step=shlex.join(cmd[:2]), env={**self.env, **(extra or {})}, cwd=cwd)
+        except BuildError as e:
             raise NativeBuildError(
-                f"{shlex.join(cmd[:2])} failed (exit {proc.returncode})"
-                + (f": {first}" if first else "")
-                + f"; full log: {self.log}",
-                log=self.log,
-                first_error=first,
-            )
+                f"{e.step} failed: {e.summary}; full log: {self.log.path}",
+                log=self.log.path,
+                first_error=e.summary,
+            ) from None
 
 
 def cmake_toolchain_file(
@@ -701,7 +605,8 @@ def build_native(
             f"# prefix={final}\n# toolchain:\n"
             + "".join(f"#   {line}\n" for line in toolchain_key(toolchain).splitlines())
         )
-        run = _Runner(log, _build_env(toolchain, deps_env or {}), say)
+        build_log = BuildLog(log)
+        run = _Runner(build_log, _build_env(toolchain, deps_env or {}), say)
         try:
             stage = work / "stage"
             staged = stage / final.relative_to(final.anchor)
@@ -750,6 +655,7 @@ def build_native(
                 f"native library {spec.name}: {e}; full log: {log}", log=log
             ) from e
         finally:
+            build_log.close()
             shutil.rmtree(work, ignore_errors=True)
     for w in warnings:
         say(f"warning: {w}")
@@ -762,17 +668,21 @@ def _check_binaries(
     """Every binary is for the target; glibc symbol versions above the target's floor are named."""
     warnings: list[str] = []
     want = ELF_MACHINES[arch]
+    names = {number: name for name, number in ELF_MACHINES.items()}
     for path in elf_files(staged):
-        machine = elf_machine(path)
-        if machine != want:
+        facts = _elf(path)
+        if facts is None:
+            continue
+        if facts.machine != want:
+            found = names.get(facts.machine, f"e_machine {facts.machine}")
             raise NativeBuildError(
-                f"native library {spec.name}: {path.relative_to(staged)} is {machine}, not {want} "
+                f"native library {spec.name}: {path.relative_to(staged)} is {found}, not {arch} "
                 "(the build used a host compiler?)",
                 log=run.log,
             )
-        above = symbols_above(path, floor)
+        above = facts.symbols_above(floor)
         if above:
-            need = max(glibc_versions(path))
+            need = max(facts.glibc_versions())
             warnings.append(
                 f"{spec.name}: {path.name} needs glibc {need[0]}.{need[1]} (above the target's "
                 f"{floor[0]}.{floor[1]}): {', '.join(above[:8])}"
@@ -882,7 +792,6 @@ def prefixes_for(recipe: Any, target: str, log: Any = None) -> list[Path]:
 
     Progress goes to `log` (a BuildLog); a failure is a BuildError("deps", first error line, log).
     """
-    from builder.build.backends import BuildError
 
     def say(msg: str) -> None:
         if log is not None:
