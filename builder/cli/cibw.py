@@ -15,11 +15,12 @@ import click
 from builder.build.backends.cibuildwheel import CibwError, CibwRun, cibuildwheel_runs, github_env
 from builder.common.targets import TargetError
 from builder.plan.planner import Job
-from builder.recipes.recipe import RecipeError, load_recipe
+from builder.recipes.recipe import Recipe, RecipeError, load_recipe
 
 
-def load_runs(plan_file: Path) -> list[CibwRun]:
-    """Every cibuildwheel run for the jobs in a `wheelfarm plan --json` file."""
+def load_runs(plan_file: Path, *, with_recipes: bool = False):
+    """Every cibuildwheel run for the jobs in a `wheelfarm plan --json` file (and, with
+    `with_recipes`, the recipes they came from)."""
     try:
         doc = json.loads(plan_file.read_text())
         jobs = [Job.from_dict(entry) for entry in doc["include"]]
@@ -29,13 +30,20 @@ def load_runs(plan_file: Path) -> list[CibwRun]:
     for job in jobs:
         by_recipe.setdefault(job.recipe_path, []).append(job)
     runs: list[CibwRun] = []
+    recipes: list[Recipe] = []
     for recipe_path, group in sorted(by_recipe.items()):
         try:
             recipe = load_recipe(recipe_path)
             runs.extend(cibuildwheel_runs(recipe, group))
         except (RecipeError, CibwError, TargetError, OSError) as exc:
             raise click.ClickException(f"{recipe_path}: {exc}") from None
-    return runs
+        recipes.append(recipe)
+    return (runs, recipes) if with_recipes else runs
+
+
+def recipes_natives(recipes: list[Recipe]) -> dict[str, int]:
+    """Canonical project name -> number of [[native]] libraries (for the minute estimate)."""
+    return {r.canonical_name: len(r.native) for r in recipes}
 
 
 def _pick(runs: list[CibwRun], run_id: str) -> CibwRun:
@@ -83,13 +91,19 @@ def cibw_options_command(plan_file: Path, matrix: bool, run_id: str | None, as_j
 
 @click.command("cibw-build")
 @_plan_option
-@click.option("--run", "run_id", metavar="ID", required=True, help="The run to build.")
+@click.option("--run", "run_id", metavar="ID", help="The run to build (with --sdist).")
 @click.option(
     "--sdist",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    required=True,
     help="The run's sdist (its sha256 must match the plan).",
 )
+@click.option(
+    "--shards",
+    "shards_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="A `wheelfarm fanout` shards.json (with --shard).",
+)
+@click.option("--shard", "shard_id", metavar="ID", help="Build every run of this shard in turn.")
 @click.option(
     "--output-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -97,20 +111,80 @@ def cibw_options_command(plan_file: Path, matrix: bool, run_id: str | None, as_j
     show_default=True,
 )
 @click.option(
-    "--log", type=click.Path(path_type=Path, dir_okay=False), help="Write the build log here."
+    "--log",
+    type=click.Path(path_type=Path),
+    help="Write the build log here (a folder with --shard).",
 )
 def cibw_build_command(
-    plan_file: Path, run_id: str, sdist: Path, output_dir: Path, log: Path | None
+    plan_file: Path,
+    run_id: str | None,
+    sdist: Path | None,
+    shards_file: Path | None,
+    shard_id: str | None,
+    output_dir: Path,
+    log: Path | None,
 ) -> None:
-    """Build one run of the plan with cibuildwheel (on a native arm64 runner) and list the wheels."""
+    """Build one run of the plan with cibuildwheel (on a native arm64 runner) and list the wheels.
+
+    `--run ID --sdist FILE` builds one run; `--shards shards.json --shard ID` builds every run of one
+    matrix job in turn, downloading each sdist (sha256-checked); one failing run does not stop the
+    others, and the exit status is 1 if any failed.
+    """
     from builder.build.backends.cibuildwheel import run_cibuildwheel
 
-    run = _pick(load_runs(plan_file), run_id)
-    for note in run.notes:
-        click.echo(f"note: {note}", err=True)
+    if (
+        bool(run_id) == bool(shard_id)
+        or bool(run_id) != bool(sdist)
+        or bool(shards_file) != bool(shard_id)
+    ):
+        raise click.UsageError("give either --run ID --sdist FILE, or --shards FILE --shard ID")
+    runs = load_runs(plan_file)
+    if run_id and sdist:
+        run = _pick(runs, run_id)
+        for note in run.notes:
+            click.echo(f"note: {note}", err=True)
+        try:
+            wheels = run_cibuildwheel(run, sdist, output_dir, log=log)
+        except CibwError as exc:
+            raise click.ClickException(str(exc)) from None
+        for wheel in wheels:
+            click.echo(wheel)
+        return
+    _build_shard(runs, shards_file, shard_id or "", output_dir, log)
+
+
+def _build_shard(
+    runs: list[CibwRun],
+    shards_file: Path | None,
+    shard_id: str,
+    output_dir: Path,
+    logs: Path | None,
+) -> None:
+    from builder.build.backends.cibuildwheel import run_cibuildwheel
+    from builder.common.fetch import FetchError, fetch_sdist
+    from builder.farm.shards import ShardError, load_sharding
+
+    assert shards_file is not None
     try:
-        wheels = run_cibuildwheel(run, sdist, output_dir, log=log)
-    except CibwError as exc:
-        raise click.ClickException(str(exc)) from None
-    for wheel in wheels:
-        click.echo(wheel)
+        ids = load_sharding(json.loads(shards_file.read_text()), shard_id)
+    except (OSError, ValueError, KeyError, ShardError) as exc:
+        raise click.ClickException(f"{shards_file}: {exc}") from None
+    failed: list[str] = []
+    for number, rid in enumerate(ids, 1):
+        click.echo(f"[{number}/{len(ids)}] {rid}", err=True)
+        try:
+            run = _pick(runs, rid)
+            for note in run.notes:
+                click.echo(f"note: {note}", err=True)
+            job = run.sdist
+            path = fetch_sdist(job.sdist_url, job.sdist_sha256, job.sdist_filename)
+            log = logs / f"{rid}.log" if logs else None
+            for wheel in run_cibuildwheel(run, path, output_dir, log=log):
+                click.echo(wheel)
+        except (click.ClickException, CibwError, FetchError) as exc:
+            message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+            click.echo(f"error: {rid}: {message}", err=True)
+            failed.append(rid)
+    if failed:
+        click.echo(f"{len(failed)} of {len(ids)} run(s) failed: {', '.join(failed)}", err=True)
+        raise SystemExit(1)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import click
 
+from builder.cli.minutes import minute_options, model_from
 from builder.common.targets import TargetError, parse_python, parse_target
 from builder.common.upstream import IndexClient, UpstreamError
+from builder.plan.estimate import estimate
 from builder.plan.planner import Plan, PlanError, WheelCheck, load_recipes, plan
 
 
@@ -141,8 +143,10 @@ def _print_plan(result: Plan) -> None:
     "--json",
     "as_json",
     is_flag=True,
-    help="Print the plan as JSON: include (jobs, a GitHub Actions matrix), available, skipped, errors.",
+    help="Print the plan as JSON: include (jobs, a GitHub Actions matrix), available, skipped, "
+    "errors, estimate (runner minutes).",
 )
+@minute_options
 def plan_command(
     recipes: tuple[Path, ...],
     index: str | None,
@@ -157,6 +161,7 @@ def plan_command(
     refresh: bool,
     timeout: float,
     as_json: bool,
+    **minutes: float,
 ) -> None:
     """Plan the wheels to build: for every recipe, version, Python and target, whether a wheel is
     available upstream, already built by us, skipped (and why) or to build (and why).
@@ -165,6 +170,7 @@ def plan_command(
     reported on stderr and the others are still planned; the exit status is then 1.
     """
     _validate(pythons, targets)
+    model = model_from(minutes)
     if requirements:
         _plan_requirements(
             requirements, index, own_index, pythons, targets, recipes_dir, write_recipes,
@@ -199,15 +205,18 @@ def plan_command(
         )
         if own:
             own.close()
+    natives = {r.canonical_name: len(r.native) for r in loaded}
+    cost = estimate((d.job for d in result.decisions if d.job), natives, model)
     if as_json:
-        doc = result.to_dict() | {"http": up.stats.to_dict()}
+        doc = result.to_dict() | {"estimate": cost, "http": up.stats.to_dict()}
         click.echo(json.dumps(doc, indent=2))
     else:
         _print_plan(result)
         s = result.to_dict()["summary"]
         click.echo(
             f"{s['build']} to build, {s['upstream']} available upstream, {s['ours']} built by us, "
-            f"{s['skip']} skipped, {s['errors']} error(s); {up.stats.requests} HTTP request(s)",
+            f"{s['skip']} skipped, {s['errors']} error(s); {up.stats.requests} HTTP request(s); "
+            f"about {cost['runner_minutes']:g} runner minutes in {cost['runs']} cibuildwheel run(s)",
             err=True,
         )
     for err in result.errors:

@@ -268,6 +268,14 @@ def test_cli_json_and_exit_status(
     doc = json.loads(res.stdout)
     assert len(doc["include"]) > 10 and len(doc["errors"]) == 4
     assert doc["http"]["requests"] >= len(UPSTREAM_PROJECTS)
+    # The runner-minute estimate: setup per cibuildwheel run + minutes per wheel (defaults 4 + 6).
+    cost = doc["estimate"]
+    runs = {(j["project"], j["version"], j["target"]) for j in doc["include"]}
+    assert cost["jobs"] == len(doc["include"]) and cost["runs"] == len(runs)
+    assert cost["runner_minutes"] == 4 * len(runs) + 6 * len(doc["include"])
+    assert set(cost["by_platform"]) <= {"linux", "macos"}
+    res = CliRunner().invoke(main, [*args, "--minutes-setup", "1", "--minutes-per-build", "0"])
+    assert json.loads(res.stdout)["estimate"]["runner_minutes"] == len(runs)
     # Human output: one line per cell, errors on stderr.
     good = [str(recipes_dir / f"{n}.toml") for n in ("sdist-only", "pure")]
     res = CliRunner().invoke(main, ["plan", "--index", up.url, "--python", "3.11", *good])
