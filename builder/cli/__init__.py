@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "cibw-build": "builder.cli.cibw:cibw_build_command",
     "cibw-options": "builder.cli.cibw:cibw_options_command",
     "doctor": "builder.cli.build:doctor",
+    "export": "index_server.export_cli:export_command",
     "fanout": "builder.cli.fanout:fanout_command",
     "ledger": "builder.cli.ledger:ledger",
     "nightly": "builder.cli.nightly:nightly",

@@ -1,0 +1,200 @@
+"""The read side of the index as static files, for any web server or CDN (no Python at serve time).
+
+Layout under DEST (the same URLs as `wheelfarm serve`):
+  simple/index.html, simple/index.json                 the project list, PEP 503 HTML and PEP 691 JSON
+  simple/<project>/index.html, .../index.json          each project page (PEP 592 yanks, PEP 700 fields)
+  files/<project>/<filename>                           the distributions (unless --files-url)
+  files/<project>/<filename>.metadata                  each wheel's core metadata (PEP 658/714)
+  .wheelfarm-export.json                               what was written, with sha256s (incremental runs)
+
+Pages are rendered by the same functions as the live server's (`index_server.simple`), with links
+relative to the page (`../../files/...`), so the export can be served under any host and prefix; with
+`files_url` the file links point to where the files live (e.g. the live index or a bucket) and no
+file is copied. Every write goes to a temporary file that is renamed into place: a reader sees the old
+page or the new one, never half of one. An incremental run rewrites only pages whose bytes changed,
+copies only files it has not copied before, and removes what the catalog no longer holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from builder.common.atomic import atomic_write_bytes, atomic_writer, fsync_dir
+from index_server.catalog import Catalog, Project, file_key
+from index_server.simple import (
+    render_index_html,
+    render_index_json,
+    render_project_html,
+    render_project_json,
+)
+from index_server.storage import CHUNK, Storage
+
+MANIFEST = ".wheelfarm-export.json"
+
+
+class ExportError(Exception):
+    """The destination cannot be written (the message names it)."""
+
+
+@dataclass
+class ExportReport:
+    dest: str
+    projects: int = 0
+    files: int = 0
+    pages_written: list[str] = field(default_factory=list)
+    pages_unchanged: int = 0
+    files_copied: list[str] = field(default_factory=list)
+    files_kept: int = 0
+    removed: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dest": self.dest,
+            "projects": self.projects,
+            "files": self.files,
+            "pages_written": self.pages_written,
+            "pages_unchanged": self.pages_unchanged,
+            "files_copied": self.files_copied,
+            "files_kept": self.files_kept,
+            "removed": self.removed,
+        }
+
+
+def _renderer(base_url: str) -> Any:
+    """What the page renderers read of the server's State: only `config.base_url`."""
+    return SimpleNamespace(config=SimpleNamespace(base_url=base_url))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class _Dest:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            self.manifest: dict[str, str] = json.loads((root / MANIFEST).read_text())
+        except FileNotFoundError:
+            self.manifest = {}
+        except (OSError, ValueError) as exc:
+            raise ExportError(f"{root}: cannot read the export: {exc}") from None
+        self.seen: set[str] = set()
+
+    def write_if_changed(self, rel: str, body: bytes) -> bool:
+        """Replace `rel` atomically when its bytes differ from the last export (or it is gone)."""
+        self.seen.add(rel)
+        digest = _sha256(body)
+        path = self.root / rel
+        if self.manifest.get(rel) == digest and path.is_file():
+            return False
+        atomic_write_bytes(path, body)
+        self.manifest[rel] = digest
+        return True
+
+    def copy_once(self, rel: str, sha256: str, storage: Storage, key: str) -> bool:
+        """Copy a stored file (immutable once published) unless this export already holds it."""
+        self.seen.add(rel)
+        path = self.root / rel
+        if self.manifest.get(rel) == sha256 and path.is_file():
+            return False
+        digest = hashlib.sha256()
+        with storage.open(key) as src, atomic_writer(path) as out:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+            if digest.hexdigest() != sha256:  # raised inside: the temporary file is dropped
+                raise ExportError(f"{key}: stored bytes do not match the catalog's sha256")
+        self.manifest[rel] = sha256
+        return True
+
+    def sweep(self, report: ExportReport) -> None:
+        """Remove what earlier exports wrote and the catalog no longer holds; save the manifest."""
+        for rel in sorted(set(self.manifest) - self.seen):
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / rel).unlink()
+            del self.manifest[rel]
+            report.removed.append(rel)
+            folder = (self.root / rel).parent
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+        atomic_write_bytes(
+            self.root / MANIFEST, json.dumps(self.manifest, indent=0, sort_keys=True).encode()
+        )
+        fsync_dir(self.root)
+
+
+def export(
+    storage: Storage,
+    dest: Path,
+    *,
+    files_url: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    catalog: Catalog | None = None,
+) -> ExportReport:
+    """Write (or bring up to date) the static export of the index in `storage` under `dest`."""
+    if catalog is None:
+        catalog = Catalog(storage)
+        catalog.load()
+    else:
+        catalog.refresh()
+    target = _Dest(Path(dest))
+    report = ExportReport(str(dest))
+    projects = catalog.projects()
+    report.projects = len(projects)
+    try:
+        _export(storage, target, report, projects, files_url, progress)
+    except OSError as exc:
+        raise ExportError(f"{dest}: {os.strerror(exc.errno or 0) or exc}: {exc}") from None
+    return report
+
+
+def _export(
+    storage: Storage,
+    target: _Dest,
+    report: ExportReport,
+    projects: list[Project],
+    files_url: str | None,
+    progress: Callable[[str], None] | None,
+) -> None:
+    def page(rel: str, body: bytes) -> None:
+        if target.write_if_changed(rel, body):
+            report.pages_written.append(rel)
+        else:
+            report.pages_unchanged += 1
+
+    # Files first, pages after: a page never links a file that is not there yet.
+    for project in projects:
+        if files_url is None:
+            for f in project.files:
+                report.files += 1
+                rel = f"files/{project.name}/{f.filename}"
+                key = file_key(project.name, f.filename)
+                if target.copy_once(rel, f.sha256, storage, key):
+                    report.files_copied.append(rel)
+                else:
+                    report.files_kept += 1
+                if f.metadata_sha256:
+                    meta = storage.read_bytes(key + ".metadata")
+                    if _sha256(meta) != f.metadata_sha256:
+                        raise ExportError(f"{key}.metadata: bytes do not match the catalog")
+                    target.write_if_changed(rel + ".metadata", meta)
+        else:
+            report.files += len(project.files)
+        base = files_url.rstrip("/") if files_url else "../.."
+        st = _renderer(base)
+        page(f"simple/{project.name}/index.html", render_project_html(st, project))
+        page(f"simple/{project.name}/index.json", render_project_json(st, project))
+        if progress:
+            progress(project.name)
+    page("simple/index.html", render_index_html(_renderer(".."), projects))
+    page("simple/index.json", render_index_json(projects))
+    target.sweep(report)

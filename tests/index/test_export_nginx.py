@@ -1,0 +1,252 @@
+"""`wheelfarm export DEST`: the index's read side as static files, served by Debian's nginx with the
+shipped configuration (deploy/nginx/wheelfarm-export.conf), and installed from with real pip and uv."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urljoin
+
+import pytest
+from support.index_server import Dists, Server, free_port
+from support.projects import make_wheel
+
+from index_server.simple import HTML, JSON, TEXT_HTML, negotiate
+
+ROOT = Path(__file__).parents[2]
+CONF = ROOT / "deploy" / "nginx" / "wheelfarm-export.conf"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+PIP_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
+    "text/html; q=0.01"
+)
+
+
+def export(data: Path, dest: Path, *extra: str) -> dict:
+    proc = subprocess.run(
+        ["wheelfarm", "export", str(dest), "--data", str(data), "--json", *extra],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def get(url: str, accept: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+@pytest.fixture(scope="module")
+def exported(index_data: Path, published: Dists, tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("export") / "site"
+    report = export(index_data, dest)
+    assert report["projects"] >= 2 and report["files"] >= 3
+    return dest
+
+
+@pytest.fixture(scope="module")
+def nginx(exported: Path, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    assert Path(NGINX).exists(), "nginx (tests/debian-packages.txt) serves the export"
+    prefix = tmp_path_factory.mktemp("nginx")
+    port = free_port()
+    server = CONF.read_text()
+    assert "listen 80;" in server and "root /srv/wheelfarm/export;" in server
+    server = server.replace("listen 80;", f"listen 127.0.0.1:{port};").replace(
+        "root /srv/wheelfarm/export;", f"root {exported};"
+    )
+    (prefix / "export.conf").write_text(server)
+    log = prefix / "access.log"
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the pytest temp folder
+    (prefix / "nginx.conf").write_text(
+        f"{user}worker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
+        "events { worker_connections 256; }\n"
+        f"http {{\n  include /etc/nginx/mime.types;\n  access_log {log};\n"
+        f"  client_body_temp_path {prefix}/tmp;\n  proxy_temp_path {prefix}/tmp;\n"
+        f"  fastcgi_temp_path {prefix}/tmp;\n  uwsgi_temp_path {prefix}/tmp;\n"
+        f"  scgi_temp_path {prefix}/tmp;\n  include {prefix}/export.conf;\n}}\n"
+    )
+    (prefix / "tmp").mkdir()
+    test = subprocess.run([NGINX, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert test.returncode == 0, test.stderr
+    proc = subprocess.Popen(
+        [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/simple/", timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.05)
+    yield url, log
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_export_holds_both_representations_metadata_and_files(
+    exported: Path, server: Server, published: Dists
+):
+    for name in ("tiny-pure", "tiny-native"):
+        page = exported / "simple" / name
+        assert (page / "index.html").read_bytes().startswith(b"<!DOCTYPE html>")
+        doc = json.loads((page / "index.json").read_text())
+        live = json.loads(get(f"{server.url}/simple/{name}/", JSON)[2])
+        # The same page as the live server's, links resolved against where each page lives.
+        page_url = f"http://h/simple/{name}/"
+        for mine, theirs in zip(doc["files"], live["files"], strict=True):
+            assert urljoin(page_url, mine.pop("url")) == urljoin(page_url, theirs.pop("url"))
+            assert mine == theirs
+        assert doc["versions"] == live["versions"] and doc["meta"] == live["meta"]
+        for f in doc["files"]:
+            stored = exported / "files" / name / f["filename"]
+            assert stored.stat().st_size == f["size"]
+            if f["core-metadata"]:
+                meta = (exported / "files" / name / (f["filename"] + ".metadata")).read_bytes()
+                assert get(f"{server.url}/files/{name}/{f['filename']}.metadata")[2] == meta
+    index = json.loads((exported / "simple" / "index.json").read_text())
+    assert {"tiny-pure", "tiny-native"} <= {p["name"] for p in index["projects"]}
+    assert not list(exported.rglob("*.part"))
+
+
+def test_export_is_incremental_and_replaces_pages_atomically(
+    index_data: Path, exported: Path, twine_upload, tmp_path: Path
+):
+    again = export(index_data, exported)
+    assert again["pages_written"] == [] and again["files_copied"] == []
+    assert again["pages_unchanged"] == 2 * again["projects"] + 2
+    page = exported / "simple" / "tiny-pure" / "index.json"
+    reader = page.open("rb")  # a reader holding the old page while the export replaces it
+    old = page.read_bytes()
+    wheel = make_wheel(tmp_path, "tiny-pure", "0.2")
+    assert twine_upload(wheel).returncode == 0
+    after = export(index_data, exported)
+    assert sorted(after["pages_written"]) == [
+        "simple/tiny-pure/index.html",
+        "simple/tiny-pure/index.json",
+    ]
+    assert after["files_copied"] == [f"files/tiny-pure/{wheel.name}"]
+    assert reader.read() == old  # whole old bytes: the new page was renamed over, not rewritten
+    reader.close()
+    assert wheel.name in page.read_text()
+    subprocess.run(
+        ["wheelfarm", "yank", "tiny-pure", "0.2", "--reason", "test", "--data", str(index_data)],
+        check=True,
+        capture_output=True,
+    )
+    yanked = export(index_data, exported)
+    assert len(yanked["pages_written"]) == 2 and yanked["files_copied"] == []
+    assert json.loads(page.read_text())["files"][-1]["yanked"] == "test"
+
+
+def test_export_with_links_to_the_live_index(index_data: Path, tmp_path: Path):
+    report = export(index_data, tmp_path / "links", "--files-url", "https://wheels.example.com/")
+    assert report["files_copied"] == [] and not (tmp_path / "links" / "files").exists()
+    doc = json.loads((tmp_path / "links/simple/tiny-pure/index.json").read_text())
+    assert all(
+        f["url"].startswith("https://wheels.example.com/files/tiny-pure/") for f in doc["files"]
+    )
+
+
+def test_export_refuses_a_missing_index(tmp_path: Path):
+    proc = subprocess.run(
+        ["wheelfarm", "export", str(tmp_path / "out"), "--data", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and "nope: no index data folder" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+ACCEPTS = [
+    None,
+    "*/*",
+    "text/html",
+    PIP_ACCEPT,
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01",
+    JSON,
+    "application/vnd.pypi.simple.latest+json",
+    f"{JSON};q=0.5",
+    f"{JSON};q=0, text/html",
+    f"{HTML}, {JSON};q=0.5",
+    f"text/html, {JSON};q=0.9",
+]
+
+
+@pytest.mark.parametrize("accept", ACCEPTS)
+def test_nginx_negotiates_like_the_live_server(nginx, accept: str | None):
+    url, _ = nginx
+    for path in ("/simple/", "/simple/tiny-pure/"):
+        status, headers, body = get(url + path, accept)
+        assert status == 200
+        want = negotiate(accept)
+        media = headers["Content-Type"].split(";")[0]
+        assert media == (TEXT_HTML if want == HTML else want)
+        assert ("Accept" in headers.get("Vary", "")) and body
+        if media == JSON:
+            assert json.loads(body)["meta"]["api-version"]
+
+
+def test_nginx_known_difference_and_plain_urls(nginx):
+    url, _ = nginx
+    # The one documented difference: a lower but non-zero HTML preference; nginx answers HTML.
+    accept = f"text/html;q=0.1, {JSON};q=0.5"
+    assert negotiate(accept) == JSON
+    assert get(url + "/simple/tiny-pure/", accept)[1]["Content-Type"].startswith("text/html")
+    status, headers, _ = get(url + "/simple/tiny-pure/index.json")
+    assert status == 200 and headers["Content-Type"] == JSON
+    req = urllib.request.Request(url + "/simple/tiny-pure", method="HEAD")
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as err:
+        opener.open(req, timeout=5)
+    assert err.value.code == 301 and err.value.headers["Location"] == "/simple/tiny-pure/"
+    assert get(url + "/simple/no-such-project/")[0] == 404
+    assert get(url + "/.wheelfarm-export.json")[0] == 404
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def test_pip_and_uv_install_from_the_export_under_nginx(nginx, published: Dists, tmp_path: Path):
+    url, log = nginx
+    index = f"{url}/simple/"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-cache-dir"]
+    subprocess.run(
+        [*pip, "install", "--target", str(tmp_path / "pip"), "--index-url", index,
+         "tiny-native==1.0"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert list((tmp_path / "pip").glob("tiny_native-1.0.dist-info"))
+    env = {
+        "UV_NO_CACHE": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+    }
+    proc = subprocess.run(
+        ["uv", "pip", "install", "--python", sys.executable, "--target", str(tmp_path / "uv"),
+         "--index-url", index, "tiny-pure==0.1"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert list((tmp_path / "uv").glob("tiny_pure-0.1.dist-info"))
+    requests = log.read_text()
+    # Both asked for JSON pages (PEP 691) and got the files; uv read the PEP 658 metadata first.
+    assert "GET /simple/tiny-native/ " in requests and "GET /simple/tiny-pure/ " in requests
+    assert '.whl.metadata HTTP/1.1" 200' in requests
+    assert '"GET /files/tiny-native/tiny_native-1.0-' in requests
