@@ -61,6 +61,17 @@ STYLE = {
 )
 @click.option("--port", type=int, default=8080, show_default=True, help="Port for --serve.")
 @click.option("--timeout", type=float, default=3 * 3600, show_default=True, help="Seconds per job.")
+@click.option(
+    "--export",
+    "export_dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="After publishing, bring the static export in this folder up to date (wheelfarm export).",
+)
+@click.option(
+    "--export-from",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The index data folder to export (default: the --serve index's, else $WHEELFARM_DATA/index).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
 def nightly(
     recipes: tuple[Path, ...],
@@ -75,6 +86,8 @@ def nightly(
     protect: tuple[Path, ...],
     port: int,
     timeout: float,
+    export_dest: Path | None,
+    export_from: Path | None,
     as_json: bool,
 ) -> None:
     """Plan, build, repair, check, test and publish every recipe; never redo finished work.
@@ -104,15 +117,40 @@ def nightly(
         except (NightlyError, PublishError, LedgerError) as exc:
             click.echo(f"wheelfarm nightly: {exc}", err=True)
             sys.exit(2)
+        exported = _export(export_dest, export_from or storage) if export_dest else None
         if as_json:
-            click.echo(json.dumps(report.to_dict(), indent=2))
+            doc = report.to_dict() | ({"export": exported} if exported else {})
+            click.echo(json.dumps(doc, indent=2))
         else:
             _print(report, Console())
+            if exported:
+                console.print(
+                    f"export {exported['dest']}: {len(exported['pages_written'])} page(s) "
+                    f"written, {len(exported['files_copied'])} file(s) copied"
+                )
+        if exported is not None and "error" in exported:
+            click.echo(f"wheelfarm nightly: export: {exported['error']}", err=True)
         if serve:
             console.print(f"serving {cfg.index_url} (Ctrl-C stops)")
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
-    sys.exit(0 if report.ok else 1)
+    sys.exit(0 if report.ok and not (exported and "error" in exported) else 1)
+
+
+def _export(dest: Path, source: Path | None) -> dict:
+    """The static export after publishing (index_server.export); an error is reported, not raised:
+    the wheels are published already."""
+    from index_server.app import default_data_dir
+    from index_server.export import ExportError, export
+    from index_server.storage import LocalStorage, StorageError
+
+    source = source or default_data_dir()
+    if not source.is_dir():
+        return {"dest": str(dest), "error": f"{source}: no index data folder (--export-from)"}
+    try:
+        return export(LocalStorage(source), dest).to_dict()
+    except (ExportError, StorageError, OSError) as exc:
+        return {"dest": str(dest), "error": str(exc)}
 
 
 def _protected(storage: Path | None, ledger: str | None) -> tuple[Path, ...]:

@@ -78,7 +78,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
-def nightly(farm, *recipes: str, background: bool = False):
+def nightly(farm, *recipes: str, background: bool = False, extra: tuple[str, ...] = ()):
     tmp = farm["tmp"]
     env = {
         **os.environ,
@@ -91,7 +91,7 @@ def nightly(farm, *recipes: str, background: bool = False):
     args = [
         "wheelfarm", "nightly", "--json", "--jobs", "2",
         "--index", farm["index"].url, "--upstream", farm["up"].url,
-        "--ledger", str(tmp / "ledger.sqlite3"), "--protect", str(farm["index"].data),
+        "--ledger", str(tmp / "ledger.sqlite3"), "--protect", str(farm["index"].data), *extra,
         *(str(farm["recipes"] / f"{r}.toml") for r in recipes),
     ]  # fmt: skip
     if background:
@@ -142,8 +142,14 @@ def test_nightly_builds_publishes_then_does_nothing_and_rebuilds_a_changed_recip
     project_page = httpx.get(farm["index"].url + "/project/nf-alpha/").text
     assert f"/provenance/{wheel}.json" in project_page
 
-    # Second run: nothing to do; the deterministic failure is not retried.
-    code, report, cells = nightly(farm, "nf-alpha", "nf-broken")
+    # Second run: nothing to do; the deterministic failure is not retried. It brings the static
+    # export up to date after publishing (here: the first export, holding the published wheel).
+    site = farm["tmp"] / "site"
+    export_args = ("--export", str(site), "--export-from", str(farm["index"].data))
+    code, report, cells = nightly(farm, "nf-alpha", "nf-broken", extra=export_args)
+    assert "simple/nf-alpha/index.json" in report["export"]["pages_written"]
+    assert (site / "files" / "nf-alpha" / wheel).is_file()
+    assert (site / "files" / "nf-alpha" / f"{wheel}.metadata").is_file()
     assert cells["nf-alpha"]["status"] == "ours"
     assert cells["nf-broken"]["status"] == "failed"
     assert "not retried" in cells["nf-broken"]["reason"]
