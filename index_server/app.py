@@ -155,7 +155,12 @@ def _log_to_stderr() -> None:
 def create_app(config: Config | None = None, storage: Storage | None = None) -> Flask:
     config = config or Config.from_env()
     _log_to_stderr()
-    storage = storage or LocalStorage(config.data)
+    if storage is None:
+        from index_server.storage_s3 import storage_from_url
+
+        storage = storage_from_url(os.environ.get("WHEELFARM_INDEX_STORAGE")) or LocalStorage(
+            config.data
+        )
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload
     app.config["MAX_FORM_MEMORY_SIZE"] = 16 << 20  # twine sends the long description as a field

@@ -79,6 +79,13 @@ def gunicorn_argv(
     is_flag=True,
     help="Refuse (422, with the findings) wheels that fail the wheel checker (wheelfarm check).",
 )
+@click.option(
+    "--storage",
+    metavar="s3://BUCKET/PREFIX",
+    envvar="WHEELFARM_INDEX_STORAGE",
+    help="Keep files and records in an S3-compatible store (endpoint and credentials: AWS_* "
+    "variables; WHEELFARM_S3_DOWNLOADS=redirect|stream) instead of the data folder.",
+)
 def serve(
     data: Path | None,
     host: str,
@@ -90,11 +97,22 @@ def serve(
     max_upload: int,
     access_log: bool,
     strict: bool,
+    storage: str | None,
 ) -> None:
     """Serve the package index (simple API, uploads at /legacy/, pages at /)."""
     config = Config(_data(data), private, max_upload, base_url.rstrip("/"), strict)
     config.data.mkdir(parents=True, exist_ok=True)
-    click.echo(f"wheelfarm index: http://{host}:{port}/ serving {config.data}", err=True)
+    if storage:
+        from index_server.storage import StorageError
+        from index_server.storage_s3 import storage_from_url
+
+        try:
+            storage_from_url(storage).ensure_bucket()  # type: ignore[union-attr]
+        except StorageError as exc:
+            raise click.ClickException(str(exc)) from None
+        os.environ["WHEELFARM_INDEX_STORAGE"] = storage
+    where = storage or config.data
+    click.echo(f"wheelfarm index: http://{host}:{port}/ serving {where}", err=True)
     if embedded or (shutil.which("gunicorn") is None and not _has_gunicorn()):
         from index_server.app import create_app
 

@@ -20,8 +20,16 @@ from index_server.cli import _data, data_option
     help="Link the files where they live (the base URL of an index serving /files/...) instead of "
     "copying them and their .metadata into DEST.",
 )
+@click.option(
+    "--storage",
+    metavar="s3://BUCKET/PREFIX",
+    envvar="WHEELFARM_INDEX_STORAGE",
+    help="Export the index kept in this S3-compatible store instead of the data folder.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-def export_command(dest: Path, data: Path | None, files_url: str | None, as_json: bool) -> None:
+def export_command(
+    dest: Path, data: Path | None, files_url: str | None, storage: str | None, as_json: bool
+) -> None:
     """Write the simple API (PEP 503 HTML and PEP 691 JSON pages, PEP 658 .metadata) and the files
     as static files under DEST, for nginx (deploy/nginx/wheelfarm-export.conf), S3 or a CDN.
 
@@ -30,16 +38,22 @@ def export_command(dest: Path, data: Path | None, files_url: str | None, as_json
     """
     from index_server.catalog import Catalog
     from index_server.export import ExportError, export
-    from index_server.storage import LocalStorage, StorageError
+    from index_server.storage import LocalStorage, Storage, StorageError
+    from index_server.storage_s3 import storage_from_url
 
-    source = _data(data)
-    if not source.is_dir():
-        raise click.ClickException(f"{source}: no index data folder here (--data)")
     if files_url is not None and not files_url.startswith(("http://", "https://", "/")):
         raise click.BadParameter(f"{files_url!r}: give an http(s) URL or an absolute path")
-    storage = LocalStorage(source)
-    catalog = Catalog(storage)
-    catalog.load()
+    try:
+        store: Storage | None = storage_from_url(storage)
+        if store is None:
+            source = _data(data)
+            if not source.is_dir():
+                raise click.ClickException(f"{source}: no index data folder here (--data)")
+            store = LocalStorage(source)
+        catalog = Catalog(store)
+        catalog.load()
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
     progress = None
     bar = None
     if sys.stderr.isatty() and len(catalog.projects()) > 1:
@@ -51,7 +65,7 @@ def export_command(dest: Path, data: Path | None, files_url: str | None, as_json
         bar.start()
         progress = lambda _name: bar.advance(task)  # noqa: E731
     try:
-        report = export(storage, dest, files_url=files_url, progress=progress, catalog=catalog)
+        report = export(store, dest, files_url=files_url, progress=progress, catalog=catalog)
     except (ExportError, StorageError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:

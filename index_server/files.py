@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, redirect, request
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
@@ -63,6 +63,11 @@ def serve(project: str, filename: str) -> Response:
     if found is None:
         return text_error(404, f"no file {project}/{filename} in this index")
     record, key, etag, size = found
+    if (url := st.storage.download_url(key)) is not None:
+        # The object store sends the bytes (a pre-signed URL); the index only says where.
+        resp = redirect(url, code=302)
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
     try:
         fh = st.storage.open(key)
     except FileNotFoundError:
@@ -100,6 +105,8 @@ def fast_path(st, environ: dict):
     if found is None:
         return None
     record, key, etag, size = found
+    if st.storage.download_url(key) is not None:
+        return None  # Flask's view answers the redirect
     try:
         fh = st.storage.open(key)
     except FileNotFoundError:

@@ -96,6 +96,10 @@ class Storage(ABC):
         """A filesystem path for `key` when the store has one (lets the server use sendfile)."""
         return None
 
+    def download_url(self, key: str) -> str | None:
+        """Where a client can fetch `key` itself (a pre-signed URL), or None: the index streams it."""
+        return None
+
     def sweep_partials(self) -> int:
         """Remove temporary leftovers of writes that were killed midway; return how many."""
         return 0

@@ -9,6 +9,7 @@ from support.browser import chromium
 from support.index_server import Dists, Server, create_token, start_server
 from support.index_server import twine_upload as run_twine_upload
 from support.projects import make_sdist, make_wheel
+from support.seaweedfs import SeaweedFS, start_seaweedfs
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +62,11 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
     """One headless Chromium for every page test of the index."""
     with chromium(tmp_path_factory.mktemp("chromium-profile")) as drv:
         yield drv
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory):
+    """A real S3-compatible server (SeaweedFS) for the session, on free ports, data in a temp folder."""
+    server: SeaweedFS = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()

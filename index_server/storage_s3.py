@@ -1,0 +1,265 @@
+"""The index's bytes in an S3-compatible object store (AWS S3, SeaweedFS, MinIO, R2, ...), through boto3.
+
+`--storage s3://bucket/prefix` (or WHEELFARM_INDEX_STORAGE); the endpoint and credentials come from
+boto3's usual sources: AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3), AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, ~/.aws/config. WHEELFARM_S3_DOWNLOADS=redirect answers a
+file download with a 302 to a pre-signed URL (the object store sends the bytes); `stream` (default)
+sends them through the index.
+
+Atomicity: an object is written by one PUT of the complete body, which S3 makes visible only when it
+is whole; a PUT cut short (a killed host, a failed source) leaves nothing under the key. A
+first-writer-wins upload (`overwrite=False`) is a conditional PUT (`If-None-Match: *`): of two hosts
+writing one filename, the store accepts exactly one and answers the other 412.
+
+Folder stamps: the catalog re-reads a project only when the stamp of `records/<project>` changed. An
+object store has no folder mtime, so every write or delete under a folder also writes a small stamp
+object `.stamps/<folder>` holding the writer's time in nanoseconds, and `stat(folder)` reads it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+from index_server.storage import CHUNK, AlreadyExists, Stat, Storage, StorageError, check_key
+
+STAMPS = ".stamps"
+SPOOL = 8 << 20  # objects up to this size are read into memory, larger ones into a temporary file
+# The one key read on every request (the catalog's change stamp): its stat is kept this long, so a
+# request costs no round trip to the store; a change through another host is seen after at most this.
+HOT_KEYS = {"generation"}
+HOT_TTL = 0.2
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """("bucket", "prefix/") of an s3://bucket/prefix URL; StorageError when it is not one."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise StorageError(f"{url!r}: not an s3://bucket/prefix URL")
+    prefix = parts.path.strip("/")
+    if prefix:
+        check_key(prefix)
+    return parts.netloc, f"{prefix}/" if prefix else ""
+
+
+class S3Storage(Storage):
+    def __init__(
+        self, url: str, *, downloads: str = "stream", client: Any = None, expires: int = 300
+    ) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket, self.prefix = parse_s3_url(url)
+        if downloads not in ("stream", "redirect"):
+            raise StorageError(f"downloads {downloads!r}: 'stream' or 'redirect'")
+        self.downloads = downloads
+        self.expires = expires
+        self.client = client or boto3.client(
+            "s3",
+            config=Config(
+                retries={"max_attempts": 5, "mode": "standard"},
+                max_pool_connections=32,
+                s3={"addressing_style": "path"},
+            ),
+        )
+        self._hot: dict[str, tuple[float, Stat | None]] = {}
+        self._hot_lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, url: str) -> S3Storage:
+        return cls(url, downloads=os.environ.get("WHEELFARM_S3_DOWNLOADS", "stream") or "stream")
+
+    def bucket_url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix.rstrip('/')}"
+
+    def __repr__(self) -> str:
+        return f"S3Storage({self.bucket_url()})"
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def _missing(self, exc: Exception) -> bool:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        return code in ("404", "NoSuchKey", "NotFound")
+
+    def _error(self, key: str, exc: Exception) -> StorageError:
+        return StorageError(f"s3://{self.bucket}/{self.prefix}{key}: {exc}")
+
+    def _stamp(self, key: str) -> None:
+        folder = key.rsplit("/", 1)[0] if "/" in key else ""
+        if not folder or key.startswith(STAMPS + "/"):
+            return
+        body = str(time.time_ns()).encode()
+        self.client.put_object(Bucket=self.bucket, Key=self._key(f"{STAMPS}/{folder}"), Body=body)
+
+    @contextmanager
+    def _calls(self, key: str) -> Iterator[None]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except ClientError as exc:
+            if self._missing(exc):
+                raise FileNotFoundError(key) from None
+            raise self._error(key, exc) from None
+        except BotoCoreError as exc:
+            raise self._error(key, exc) from None
+
+    # -- the Storage interface ----------------------------------------------------------------
+    def list(self, prefix: str) -> list[str]:
+        base = self._key(prefix) + "/" if prefix else self.prefix
+        names: set[str] = set()
+        with self._calls(prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base, Delimiter="/"
+            ):
+                for obj in page.get("Contents", []):
+                    names.add(obj["Key"][len(base) :])
+                for sub in page.get("CommonPrefixes", []):
+                    names.add(sub["Prefix"][len(base) :].rstrip("/"))
+        names.discard(STAMPS)
+        return sorted(n for n in names if n)
+
+    def open(self, key: str) -> BinaryIO:
+        out = tempfile.SpooledTemporaryFile(max_size=SPOOL)  # noqa: SIM115 - the caller closes it
+        try:
+            with self._calls(key):
+                body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+                while chunk := body.read(CHUNK):
+                    out.write(chunk)
+        except BaseException:
+            out.close()
+            raise
+        out.seek(0)
+        return out  # type: ignore[return-value]
+
+    def put_atomic(self, key: str, source: BinaryIO, *, overwrite: bool = True) -> None:
+        body = _seekable(source)
+        extra = {} if overwrite else {"IfNoneMatch": "*"}
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._calls(key):
+                try:
+                    self.client.put_object(
+                        Bucket=self.bucket, Key=self._key(key), Body=body, **extra
+                    )
+                except ClientError as exc:
+                    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                    if not overwrite and (
+                        status in (409, 412)
+                        or exc.response.get("Error", {}).get("Code") == "PreconditionFailed"
+                    ):
+                        raise AlreadyExists(key) from None
+                    raise
+                self._stamp(key)
+        finally:
+            if body is not source:
+                body.close()
+        self._forget(key)
+
+    def exists(self, key: str) -> bool:
+        try:
+            with self._calls(key):
+                self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def delete(self, key: str) -> None:
+        with self._calls(key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+            self._stamp(key)
+        self._forget(key)
+
+    def stat(self, key: str) -> Stat | None:
+        if key in HOT_KEYS:
+            now = time.monotonic()
+            hit = self._hot.get(key)
+            if hit is not None and now - hit[0] < HOT_TTL:
+                return hit[1]
+            value = self._stat(key)
+            with self._hot_lock:
+                self._hot[key] = (now, value)
+            return value
+        return self._stat(key)
+
+    def _stat(self, key: str) -> Stat | None:
+        try:
+            with self._calls(key):
+                head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return Stat(head["ContentLength"], int(head["LastModified"].timestamp() * 1e9))
+        except FileNotFoundError:
+            pass
+        # A folder: its stamp object, if anything was ever written under it.
+        try:
+            stamp = self.read_bytes(f"{STAMPS}/{key}") if key else None
+        except FileNotFoundError:
+            stamp = None
+        if stamp is None:
+            return Stat(0, 0) if not key else None
+        try:
+            return Stat(0, int(stamp))
+        except ValueError:
+            return Stat(0, 0)
+
+    def _forget(self, key: str) -> None:
+        if key in HOT_KEYS:
+            with self._hot_lock:
+                self._hot.pop(key, None)
+
+    def download_url(self, key: str) -> str | None:
+        """A pre-signed GET URL when downloads are redirected, else None (stream them)."""
+        if self.downloads != "redirect":
+            return None
+        with self._calls(key):
+            return self.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._key(key)},
+                ExpiresIn=self.expires,
+            )
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket when it does not exist (for tests and first starts)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            with self._calls(""):
+                self.client.create_bucket(Bucket=self.bucket)
+
+
+def _seekable(source: BinaryIO) -> BinaryIO:
+    """`source` itself when it can be re-read from the start (signing and retries need that), else a
+    spooled copy."""
+    try:
+        source.seek(0, io.SEEK_CUR)
+        if source.seekable():
+            return source
+    except (AttributeError, OSError, ValueError):
+        pass
+    copy = tempfile.SpooledTemporaryFile(max_size=SPOOL)  # noqa: SIM115 - put_atomic closes it
+    while chunk := source.read(CHUNK):
+        copy.write(chunk)
+    copy.seek(0)
+    return copy  # type: ignore[return-value]
+
+
+def storage_from_url(url: str | None) -> Storage | None:
+    """The storage a `--storage` URL names: s3://bucket/prefix; None for the local default."""
+    if not url:
+        return None
+    if url.startswith("s3://"):
+        return S3Storage.from_env(url)
+    raise StorageError(
+        f"--storage {url!r}: give s3://bucket/prefix (or nothing for the data folder)"
+    )

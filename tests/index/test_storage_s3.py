@@ -1,0 +1,311 @@
+"""The S3 storage against a real S3-compatible server (SeaweedFS, started for the session), and two
+`wheelfarm serve` hosts on the same bucket: uploads through one listed by the other, the same filename
+raced through both (exactly one wins), a yank seen across hosts, a host killed with SIGKILL mid-upload
+(nothing half-published, the other keeps serving), and pip and uv installing through both."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from support.index_server import Dists, Server, free_port, twine_upload
+from support.projects import make_wheel
+from support.seaweedfs import SeaweedFS
+
+from index_server.auth import TokenStore
+from index_server.storage import AlreadyExists, StorageError
+from index_server.storage_s3 import S3Storage, parse_s3_url
+
+BUCKET = "wheelfarm-test"
+
+
+@pytest.fixture
+def store(seaweedfs: SeaweedFS) -> S3Storage:
+    storage = S3Storage(f"s3://{BUCKET}/unit-{uuid.uuid4().hex[:8]}", client=seaweedfs.client())
+    storage.ensure_bucket()
+    return storage
+
+
+def test_urls_name_bucket_and_prefix():
+    assert parse_s3_url("s3://b/some/prefix/") == ("b", "some/prefix/")
+    assert parse_s3_url("s3://b") == ("b", "")
+    for bad in ("http://b/x", "s3:///x", "s3://b/../x"):
+        with pytest.raises(StorageError):
+            parse_s3_url(bad)
+
+
+def test_storage_contract(store: S3Storage):
+    assert store.list("") == [] and store.stat("records/x") is None
+    store.put_bytes("files/p/a.whl", b"A" * 10)
+    store.put_bytes("files/p/b.whl", b"B")
+    store.put_bytes("records/p/a.whl.json", b"{}")
+    assert store.list("") == ["files", "records"]
+    assert store.list("files/p") == ["a.whl", "b.whl"]
+    assert store.read_bytes("files/p/a.whl") == b"A" * 10
+    assert store.exists("files/p/b.whl") and not store.exists("files/p/c.whl")
+    assert store.stat("files/p/a.whl").size == 10
+    with pytest.raises(FileNotFoundError):
+        store.open("files/p/c.whl")
+    # A folder's stamp changes whenever a key directly under it is added or removed.
+    before = store.stat("records/p")
+    assert before is not None and before.mtime_ns > 0
+    store.put_bytes("records/p/b.whl.json", b"{}")
+    added = store.stat("records/p")
+    store.delete("records/p/b.whl.json")
+    removed = store.stat("records/p")
+    assert before.mtime_ns < added.mtime_ns < removed.mtime_ns
+    assert store.list("records/p") == ["a.whl.json"]
+    with pytest.raises(StorageError):
+        store.put_bytes("../escape", b"x")
+
+
+def test_first_writer_wins_among_concurrent_writers(store: S3Storage):
+    def put(i: int) -> int | None:
+        try:
+            store.put_bytes("files/race/x.whl", f"writer {i}".encode(), overwrite=False)
+            return i
+        except AlreadyExists:
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(put, range(8)))
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert store.read_bytes("files/race/x.whl") == f"writer {winners[0]}".encode()
+
+
+def test_a_failed_upload_leaves_nothing(store: S3Storage):
+    class Broken(io.RawIOBase):
+        """A source that fails after 1 MB, as a client connection that drops."""
+
+        sent = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buf) -> int:
+            if self.sent >= 1 << 20:
+                raise ConnectionResetError("client went away")
+            n = min(len(buf), 64 << 10)
+            buf[:n] = b"x" * n
+            self.sent += n
+            return n
+
+    with pytest.raises((ConnectionResetError, StorageError)):
+        store.put_atomic("files/p/broken.whl", io.BufferedReader(Broken()), overwrite=False)
+    assert not store.exists("files/p/broken.whl")
+    assert store.list("files/p") == []
+
+
+def test_downloads_redirect_to_a_presigned_url(seaweedfs: SeaweedFS):
+    storage = S3Storage(f"s3://{BUCKET}/presign", client=seaweedfs.client(), downloads="redirect")
+    storage.ensure_bucket()
+    storage.put_bytes("files/p/a.whl", b"wheel bytes")
+    url = storage.download_url("files/p/a.whl")
+    assert url and url.startswith(seaweedfs.endpoint) and "Signature" in url
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.read() == b"wheel bytes"
+    assert S3Storage(f"s3://{BUCKET}/x", client=seaweedfs.client()).download_url("k") is None
+
+
+# -- several hosts -----------------------------------------------------------------------------
+
+
+def start_host(tmp: Path, sw: SeaweedFS, url: str, downloads: str = "stream") -> Server:
+    port = free_port()
+    data = tmp / f"host-{port}"  # unused by the S3 layout; each host would be its own machine
+    data.mkdir()
+    env = os.environ | sw.env() | {"WHEELFARM_S3_DOWNLOADS": downloads}
+    cmd = ["wheelfarm", "serve", "--data", str(data), "--port", str(port), "--workers", "2",
+           "--storage", url]  # fmt: skip
+    log = open(tmp / f"host-{port}.log", "ab")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    server = Server(data, port, proc)
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, (tmp / f"host-{port}.log").read_text()
+        try:
+            urllib.request.urlopen(server.url + "/simple/", timeout=2).close()
+            return server
+        except OSError:
+            assert time.monotonic() < deadline, "host did not start"
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def hosts(seaweedfs: SeaweedFS, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("hosts")
+    url = f"s3://{BUCKET}/multi-{uuid.uuid4().hex[:8]}"
+    storage = S3Storage(url, client=seaweedfs.client())
+    storage.ensure_bucket()
+    _, token = TokenStore(storage).create("ci", "upload")
+    a = start_host(tmp, seaweedfs, url)
+    b = start_host(tmp, seaweedfs, url, downloads="redirect")
+    yield {"a": a, "b": b, "token": token, "storage": storage, "tmp": tmp}
+    for host in (a, b):
+        host.stop()
+
+
+def listed(host: Server, project: str) -> list[dict]:
+    req = urllib.request.Request(
+        f"{host.url}/simple/{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.load(resp)["files"]
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404
+        return []
+
+
+def wait_listed(host: Server, project: str, filename: str, timeout: float = 5.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        for f in listed(host, project):
+            if f["filename"] == filename:
+                return f
+        assert time.monotonic() < deadline, f"{filename} not listed by {host.url}"
+        time.sleep(0.02)
+
+
+def test_upload_through_one_host_is_listed_and_installable_through_the_other(
+    hosts, dists: Dists, tmp_path: Path
+):
+    a, b = hosts["a"], hosts["b"]
+    result = twine_upload(a.url, hosts["token"], dists.pure, dists.native)
+    assert result.returncode == 0, result.stdout + result.stderr
+    entry = wait_listed(b, "tiny-native", dists.native.name)
+    assert entry["hashes"]["sha256"] == hashlib.sha256(dists.native.read_bytes()).hexdigest()
+    # Host B redirects downloads to the object store (a pre-signed URL); host A streams them.
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as err:
+        opener.open(f"{b.url}/files/tiny-native/{dists.native.name}", timeout=5)
+    assert err.value.code == 302 and "Signature" in err.value.headers["Location"]
+    with urllib.request.urlopen(f"{a.url}/files/tiny-native/{dists.native.name}") as resp:
+        assert resp.read() == dists.native.read_bytes()
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-cache-dir"]
+    subprocess.run(
+        [*pip, "install", "--target", str(tmp_path / "pip"), "--index-url", f"{b.url}/simple/",
+         "tiny-native==1.0"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert list((tmp_path / "pip").glob("tiny_native-1.0.dist-info"))
+    env = {"UV_NO_CACHE": "1", "UV_PYTHON_DOWNLOADS": "never",
+           "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}  # fmt: skip
+    proc = subprocess.run(
+        ["uv", "pip", "install", "--python", sys.executable, "--target", str(tmp_path / "uv"),
+         "--index-url", f"{a.url}/simple/", "tiny-pure==0.1"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert list((tmp_path / "uv").glob("tiny_pure-0.1.dist-info"))
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def test_the_same_filename_raced_through_two_hosts_has_one_winner(hosts, tmp_path: Path):
+    a, b = hosts["a"], hosts["b"]
+    # Two different wheels with one filename: same name and version, different contents.
+    one = make_wheel(tmp_path / "one", "race-proj", "1.0")
+    two = make_wheel(tmp_path / "two", "race-proj", "1.0", requires_python=">=3.8")
+    assert one.name == two.name and one.read_bytes() != two.read_bytes()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(
+            pool.map(
+                lambda hw: twine_upload(hw[0].url, hosts["token"], hw[1]), [(a, one), (b, two)]
+            )
+        )
+    codes = sorted(r.returncode for r in results)
+    assert codes == [0, 1], [r.stdout + r.stderr for r in results]
+    loser = next(r for r in results if r.returncode)
+    assert "409" in loser.stdout + loser.stderr
+    winner = one if results[0].returncode == 0 else two
+    for host in (a, b):
+        entry = wait_listed(host, "race-proj", one.name)
+        assert entry["hashes"]["sha256"] == hashlib.sha256(winner.read_bytes()).hexdigest()
+        assert len(listed(host, "race-proj")) == 1
+
+
+def test_a_yank_through_one_host_is_seen_on_the_other(hosts, tmp_path: Path):
+    a, b = hosts["a"], hosts["b"]
+    wheel = make_wheel(tmp_path, "yank-proj", "2.0")
+    assert twine_upload(b.url, hosts["token"], wheel).returncode == 0
+    wait_listed(a, "yank-proj", wheel.name)
+    req = urllib.request.Request(
+        f"{a.url}/api/projects/yank-proj/yank",
+        data=json.dumps({"target": "2.0", "reason": "broken"}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": basic(hosts["token"])},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+    deadline = time.monotonic() + 5
+    while wait_listed(b, "yank-proj", wheel.name)["yanked"] != "broken":
+        assert time.monotonic() < deadline, "the yank did not reach host B"
+        time.sleep(0.02)
+
+
+def basic(token: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"__token__:{token}".encode()).decode()
+
+
+def test_a_host_killed_mid_upload_publishes_nothing_and_the_other_serves_on(
+    hosts, seaweedfs: SeaweedFS, tmp_path: Path
+):
+    victim = start_host(hosts["tmp"], seaweedfs, hosts["storage"].bucket_url())
+    survivor = hosts["b"]
+    wheel = make_wheel(tmp_path, "killed-proj", "1.0")
+    body, ctype = multipart(wheel)
+    with socket.create_connection(("127.0.0.1", victim.port), timeout=10) as sock:
+        head = (
+            f"POST /legacy/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\nAuthorization: {basic(hosts['token'])}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body[: len(body) // 2])
+        time.sleep(0.3)  # the host is reading the body
+        victim.kill()  # SIGKILL, master and workers at once
+    storage = hosts["storage"]
+    assert storage.list("files/killed-proj") == [] and storage.list("records/killed-proj") == []
+    assert listed(survivor, "killed-proj") == []
+    # The survivor keeps serving and takes the same upload whole.
+    assert twine_upload(survivor.url, hosts["token"], wheel).returncode == 0
+    assert wait_listed(survivor, "killed-proj", wheel.name)
+
+
+def multipart(wheel: Path) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    fields = {":action": "file_upload", "protocol_version": "1", "name": "killed-proj",
+              "version": "1.0", "filetype": "bdist_wheel", "pyversion": "py3",
+              "metadata_version": "2.1", "sha256_digest": digest}  # fmt: skip
+    out = io.BytesIO()
+    for k, v in fields.items():
+        out.write(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        )
+    out.write(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{wheel.name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+    )
+    out.write(wheel.read_bytes() + b"\x00" * (4 << 20))  # padding: the kill lands mid-body
+    out.write(f"\r\n--{boundary}--\r\n".encode())
+    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
