@@ -132,21 +132,85 @@ class _Dest:
         fsync_dir(self.root)
 
 
+class _BucketDest(_Dest):
+    """The export as objects under an S3 bucket prefix (index_server.storage_s3): each object is
+    written whole by one PUT (S3 never shows half an object), with the Content-Type a static host or
+    CDN serves it with. Content negotiation is the CDN's part (README: S3 + CDN)."""
+
+    TYPES = {
+        ".json": "application/vnd.pypi.simple.v1+json",
+        ".html": "text/html; charset=utf-8",
+        ".metadata": "text/plain; charset=utf-8",
+    }
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        target.ensure_bucket()
+        self.root = Path(target.bucket_url())
+        try:
+            self.manifest = json.loads(target.read_bytes(MANIFEST))
+        except FileNotFoundError:
+            self.manifest = {}
+        except ValueError as exc:
+            raise ExportError(f"{target.bucket_url()}: cannot read the export: {exc}") from None
+        self.seen = set()
+
+    def _type(self, rel: str) -> str:
+        return next(
+            (t for ext, t in self.TYPES.items() if rel.endswith(ext)), "application/octet-stream"
+        )
+
+    def write_if_changed(self, rel: str, body: bytes) -> bool:
+        self.seen.add(rel)
+        digest = _sha256(body)
+        if self.manifest.get(rel) == digest:
+            return False
+        self.target.put_object_bytes(rel, body, self._type(rel))
+        self.manifest[rel] = digest
+        return True
+
+    def copy_once(self, rel: str, sha256: str, storage: Storage, key: str) -> bool:
+        self.seen.add(rel)
+        if self.manifest.get(rel) == sha256:
+            return False
+        with storage.open(key) as src:
+            data = src.read()
+        if _sha256(data) != sha256:
+            raise ExportError(f"{key}: stored bytes do not match the catalog's sha256")
+        self.target.put_object_bytes(rel, data, self._type(rel))
+        self.manifest[rel] = sha256
+        return True
+
+    def sweep(self, report: ExportReport) -> None:
+        for rel in sorted(set(self.manifest) - self.seen):
+            self.target.delete(rel)
+            del self.manifest[rel]
+            report.removed.append(rel)
+        body = json.dumps(self.manifest, indent=0, sort_keys=True).encode()
+        self.target.put_object_bytes(MANIFEST, body, "application/json")
+
+
 def export(
     storage: Storage,
-    dest: Path,
+    dest: Path | str,
     *,
     files_url: str | None = None,
     progress: Callable[[str], None] | None = None,
     catalog: Catalog | None = None,
 ) -> ExportReport:
-    """Write (or bring up to date) the static export of the index in `storage` under `dest`."""
+    """Write (or bring up to date) the static export of the index in `storage` under `dest`: a
+    folder, or an s3://bucket/prefix URL."""
     if catalog is None:
         catalog = Catalog(storage)
         catalog.load()
     else:
         catalog.refresh()
-    target = _Dest(Path(dest))
+    if str(dest).startswith("s3://"):
+        from index_server.storage_s3 import S3Storage
+
+        target: _Dest = _BucketDest(S3Storage.from_env(str(dest)))
+    else:
+        target = _Dest(Path(dest))
     report = ExportReport(str(dest))
     projects = catalog.projects()
     report.projects = len(projects)

@@ -12,7 +12,7 @@ from index_server.cli import _data, data_option
 
 
 @click.command("export")
-@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("dest")
 @data_option
 @click.option(
     "--files-url",
@@ -28,10 +28,10 @@ from index_server.cli import _data, data_option
 )
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def export_command(
-    dest: Path, data: Path | None, files_url: str | None, storage: str | None, as_json: bool
+    dest: str, data: Path | None, files_url: str | None, storage: str | None, as_json: bool
 ) -> None:
     """Write the simple API (PEP 503 HTML and PEP 691 JSON pages, PEP 658 .metadata) and the files
-    as static files under DEST, for nginx (deploy/nginx/wheelfarm-export.conf), S3 or a CDN.
+    as static files under DEST (a folder, or s3://bucket/prefix), for nginx (deploy/nginx/wheelfarm-export.conf), S3 or a CDN.
 
     Incremental: only pages whose bytes changed are rewritten, files already exported are not copied
     again, and what the index no longer holds is removed. Every page is replaced atomically.

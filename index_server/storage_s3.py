@@ -166,6 +166,13 @@ class S3Storage(Storage):
                 body.close()
         self._forget(key)
 
+    def put_object_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        """One whole object with the Content-Type a static host serves it with (the export)."""
+        with self._calls(key):
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
+            )
+
     def exists(self, key: str) -> bool:
         try:
             with self._calls(key):

@@ -309,3 +309,37 @@ def multipart(wheel: Path) -> tuple[bytes, str]:
     out.write(wheel.read_bytes() + b"\x00" * (4 << 20))  # padding: the kill lands mid-body
     out.write(f"\r\n--{boundary}--\r\n".encode())
     return out.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_export_from_the_bucket_index_to_a_bucket_prefix(hosts, seaweedfs: SeaweedFS):
+    """`wheelfarm export s3://...` of the S3-backed index: whole objects with the types a static host
+    serves; a second run writes nothing."""
+    source = hosts["storage"].bucket_url()
+    site = f"s3://{BUCKET}/site-{uuid.uuid4().hex[:8]}"
+    env = os.environ | seaweedfs.env()
+
+    def run() -> dict:
+        proc = subprocess.run(
+            ["wheelfarm", "export", site, "--storage", source, "--json"],
+            capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    first = run()
+    assert "simple/tiny-native/index.json" in first["pages_written"]
+    client, prefix = seaweedfs.client(), site.split("/", 3)[3]
+    head = client.head_object(Bucket=BUCKET, Key=f"{prefix}/simple/tiny-native/index.json")
+    assert head["ContentType"] == "application/vnd.pypi.simple.v1+json"
+    page = client.get_object(Bucket=BUCKET, Key=f"{prefix}/simple/tiny-native/index.json")
+    doc = json.loads(page["Body"].read())
+    (entry,) = doc["files"]
+    assert entry["url"] == f"../../files/tiny-native/{entry['filename']}"
+    wheel = client.get_object(Bucket=BUCKET, Key=f"{prefix}/files/tiny-native/{entry['filename']}")
+    assert hashlib.sha256(wheel["Body"].read()).hexdigest() == entry["hashes"]["sha256"]
+    meta = client.head_object(
+        Bucket=BUCKET, Key=f"{prefix}/files/tiny-native/{entry['filename']}.metadata"
+    )
+    assert meta["ContentLength"] > 0
+    again = run()
+    assert again["pages_written"] == [] and again["files_copied"] == []
