@@ -15,7 +15,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from index_server.auth import TokenStore, basic_token
-from index_server.catalog import Catalog
+from index_server.catalog_sql import catalog_for
 from index_server.farm import Farm
 from index_server.storage import LocalStorage, Storage, StorageFull
 
@@ -67,7 +67,7 @@ class State:
     def __init__(self, config: Config, storage: Storage) -> None:
         self.config = config
         self.storage = storage
-        self.catalog = Catalog(storage)
+        self.catalog = catalog_for(storage, os.environ.get("WHEELFARM_INDEX_DATABASE"))
         self.tokens = TokenStore(storage)
         self.farm = Farm(storage, self.catalog)
 

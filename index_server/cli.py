@@ -86,6 +86,12 @@ def gunicorn_argv(
     help="Keep files and records in an S3-compatible store (endpoint and credentials: AWS_* "
     "variables; WHEELFARM_S3_DOWNLOADS=redirect|stream) instead of the data folder.",
 )
+@click.option(
+    "--database",
+    metavar="postgresql://...",
+    envvar="WHEELFARM_INDEX_DATABASE",
+    help="Keep the catalog (files, hashes, metadata digests, yanks) in PostgreSQL, shared by hosts.",
+)
 def serve(
     data: Path | None,
     host: str,
@@ -98,6 +104,7 @@ def serve(
     access_log: bool,
     strict: bool,
     storage: str | None,
+    database: str | None,
 ) -> None:
     """Serve the package index (simple API, uploads at /legacy/, pages at /)."""
     config = Config(_data(data), private, max_upload, base_url.rstrip("/"), strict)
@@ -111,6 +118,8 @@ def serve(
         except StorageError as exc:
             raise click.ClickException(str(exc)) from None
         os.environ["WHEELFARM_INDEX_STORAGE"] = storage
+    if database:
+        os.environ["WHEELFARM_INDEX_DATABASE"] = database
     where = storage or config.data
     click.echo(f"wheelfarm index: http://{host}:{port}/ serving {where}", err=True)
     if embedded or (shutil.which("gunicorn") is None and not _has_gunicorn()):

@@ -26,9 +26,20 @@ from index_server.cli import _data, data_option
     envvar="WHEELFARM_INDEX_STORAGE",
     help="Export the index kept in this S3-compatible store instead of the data folder.",
 )
+@click.option(
+    "--database",
+    metavar="postgresql://...",
+    envvar="WHEELFARM_INDEX_DATABASE",
+    help="The index's catalog in PostgreSQL (as given to wheelfarm serve --database).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def export_command(
-    dest: str, data: Path | None, files_url: str | None, storage: str | None, as_json: bool
+    dest: str,
+    data: Path | None,
+    files_url: str | None,
+    storage: str | None,
+    database: str | None,
+    as_json: bool,
 ) -> None:
     """Write the simple API (PEP 503 HTML and PEP 691 JSON pages, PEP 658 .metadata) and the files
     as static files under DEST (a folder, or s3://bucket/prefix), for nginx (deploy/nginx/wheelfarm-export.conf), S3 or a CDN.
@@ -36,7 +47,7 @@ def export_command(
     Incremental: only pages whose bytes changed are rewritten, files already exported are not copied
     again, and what the index no longer holds is removed. Every page is replaced atomically.
     """
-    from index_server.catalog import Catalog
+    from index_server.catalog_sql import catalog_for
     from index_server.export import ExportError, export
     from index_server.storage import LocalStorage, Storage, StorageError
     from index_server.storage_s3 import storage_from_url
@@ -50,7 +61,7 @@ def export_command(
             if not source.is_dir():
                 raise click.ClickException(f"{source}: no index data folder here (--data)")
             store = LocalStorage(source)
-        catalog = Catalog(store)
+        catalog = catalog_for(store, database)
         catalog.load()
     except StorageError as exc:
         raise click.ClickException(str(exc)) from None

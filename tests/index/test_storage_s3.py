@@ -19,8 +19,10 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 from support.index_server import Dists, Server, free_port, twine_upload
+from support.postgres import PostgresServer
 from support.projects import make_wheel
 from support.seaweedfs import SeaweedFS
 
@@ -123,13 +125,15 @@ def test_downloads_redirect_to_a_presigned_url(seaweedfs: SeaweedFS):
 # -- several hosts -----------------------------------------------------------------------------
 
 
-def start_host(tmp: Path, sw: SeaweedFS, url: str, downloads: str = "stream") -> Server:
+def start_host(
+    tmp: Path, sw: SeaweedFS, url: str, downloads: str = "stream", database: str | None = None
+) -> Server:
     port = free_port()
     data = tmp / f"host-{port}"  # unused by the S3 layout; each host would be its own machine
     data.mkdir()
     env = os.environ | sw.env() | {"WHEELFARM_S3_DOWNLOADS": downloads}
     cmd = ["wheelfarm", "serve", "--data", str(data), "--port", str(port), "--workers", "2",
-           "--storage", url]  # fmt: skip
+           "--storage", url, *(["--database", database] if database else [])]  # fmt: skip
     log = open(tmp / f"host-{port}.log", "ab")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -146,16 +150,30 @@ def start_host(tmp: Path, sw: SeaweedFS, url: str, downloads: str = "stream") ->
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def hosts(seaweedfs: SeaweedFS, tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="session")
+def postgres():
+    server = PostgresServer()
+    server.start()  # raises with the reason if PostgreSQL cannot start: never a silent skip
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["records-in-bucket", "postgresql"])
+def hosts(request, seaweedfs: SeaweedFS, tmp_path_factory: pytest.TempPathFactory):
+    """Two hosts on one bucket; the catalog in the bucket, or in PostgreSQL (--database)."""
     tmp = tmp_path_factory.mktemp("hosts")
     url = f"s3://{BUCKET}/multi-{uuid.uuid4().hex[:8]}"
     storage = S3Storage(url, client=seaweedfs.client())
     storage.ensure_bucket()
     _, token = TokenStore(storage).create("ci", "upload")
-    a = start_host(tmp, seaweedfs, url)
-    b = start_host(tmp, seaweedfs, url, downloads="redirect")
-    yield {"a": a, "b": b, "token": token, "storage": storage, "tmp": tmp}
+    database = (
+        request.getfixturevalue("postgres").new_database()
+        if request.param == "postgresql"
+        else None
+    )
+    a = start_host(tmp, seaweedfs, url, database=database)
+    b = start_host(tmp, seaweedfs, url, downloads="redirect", database=database)
+    yield {"a": a, "b": b, "token": token, "storage": storage, "tmp": tmp, "database": database}
     for host in (a, b):
         host.stop()
 
@@ -271,7 +289,9 @@ def basic(token: str) -> str:
 def test_a_host_killed_mid_upload_publishes_nothing_and_the_other_serves_on(
     hosts, seaweedfs: SeaweedFS, tmp_path: Path
 ):
-    victim = start_host(hosts["tmp"], seaweedfs, hosts["storage"].bucket_url())
+    victim = start_host(
+        hosts["tmp"], seaweedfs, hosts["storage"].bucket_url(), database=hosts["database"]
+    )
     survivor = hosts["b"]
     wheel = make_wheel(tmp_path, "killed-proj", "1.0")
     body, ctype = multipart(wheel)
@@ -285,6 +305,10 @@ def test_a_host_killed_mid_upload_publishes_nothing_and_the_other_serves_on(
         victim.kill()  # SIGKILL, master and workers at once
     storage = hosts["storage"]
     assert storage.list("files/killed-proj") == [] and storage.list("records/killed-proj") == []
+    if hosts["database"]:
+        with psycopg.connect(hosts["database"]) as conn:
+            rows = conn.execute("SELECT count(*) FROM index_files WHERE project = 'killed-proj'")
+            assert rows.fetchone() == (0,)
     assert listed(survivor, "killed-proj") == []
     # The survivor keeps serving and takes the same upload whole.
     assert twine_upload(survivor.url, hosts["token"], wheel).returncode == 0
@@ -320,7 +344,8 @@ def test_export_from_the_bucket_index_to_a_bucket_prefix(hosts, seaweedfs: Seawe
 
     def run() -> dict:
         proc = subprocess.run(
-            ["wheelfarm", "export", site, "--storage", source, "--json"],
+            ["wheelfarm", "export", site, "--storage", source, "--json",
+             *(["--database", hosts["database"]] if hosts["database"] else [])],
             capture_output=True, text=True, env=env,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,298 @@
+"""The catalog's records in a SQL database (PostgreSQL for several hosts; SQLite works too), with
+SQLAlchemy Core: `--database postgresql://...` (WHEELFARM_INDEX_DATABASE).
+
+The bytes (files, `.metadata`) stay in the Storage; what publishes a file is its row in `index_files`.
+Every change runs in one transaction that first increments the single row of `index_generation`
+(the row lock orders writers) and stamps the changed project with the new value in
+`index_projects`. A host learns about changes with one cheap query per request (`SELECT value FROM
+index_generation`), then reads only the projects stamped after the generation it had: never the
+whole catalog. Tokens and farm status stay in the Storage (a bucket for several hosts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+from sqlalchemy.engine import Connection
+
+from index_server import distfile
+from index_server.catalog import Catalog, FileRecord, Project, file_key, now_iso
+from index_server.storage import Storage, StorageError
+
+log = logging.getLogger(__name__)
+
+metadata = sa.MetaData()
+files_table = sa.Table(
+    "index_files",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("filename", sa.String(400), primary_key=True),
+    sa.Column("version", sa.String(100), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("upload_time", sa.String(40), nullable=False),
+    sa.Column("requires_python", sa.Text),
+    sa.Column("metadata_sha256", sa.String(64)),
+    sa.Column("yanked", sa.Text),
+    sa.Column("summary", sa.Text),
+)
+projects_table = sa.Table(
+    "index_projects",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("changed", sa.BigInteger, nullable=False, index=True),
+)
+generation_table = sa.Table(
+    "index_generation",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+FIELDS = [c.name for c in files_table.columns]
+
+
+def engine_url(url: str) -> str:
+    """SQLAlchemy's URL for a postgresql:// URL (the psycopg 3 driver) or a sqlite: URL."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if url.startswith(("postgresql+", "sqlite:")):
+        return url
+    raise StorageError(f"--database {url!r}: give postgresql://... (or sqlite:///PATH)")
+
+
+class SqlCatalog(Catalog):
+    def __init__(self, storage: Storage, url: str) -> None:
+        super().__init__(storage)
+        self.url = engine_url(url)
+        self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+        self._seen = -1  # the generation whose changes this process has read
+        self._create()
+
+    def _create(self) -> None:
+        # Several hosts may start at once: creating the same tables concurrently can fail in one of
+        # them (a unique violation in the system catalog); the tables are there, so try again.
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine)
+                with self.engine.begin() as conn:
+                    if conn.execute(sa.select(generation_table.c.value)).first() is None:
+                        conn.execute(generation_table.insert().values(id=1, value=0))
+                return
+            except sa.exc.SQLAlchemyError:
+                if attempt == 2:
+                    raise
+
+    # -- reading ----------------------------------------------------------------------------
+    def _current(self, conn: Connection) -> int:
+        return conn.execute(
+            sa.select(generation_table.c.value).where(generation_table.c.id == 1)
+        ).scalar_one()
+
+    def _read(self, conn: Connection, names: list[str] | None) -> dict[str, Project]:
+        query = sa.select(files_table)
+        if names is not None:
+            query = query.where(files_table.c.project.in_(names))
+        grouped: dict[str, list[FileRecord]] = {n: [] for n in names or []}
+        for row in conn.execute(query):
+            data = row._mapping
+            grouped.setdefault(data["project"], []).append(
+                FileRecord(**{k: data[k] for k in FIELDS})
+            )
+        out = {}
+        for name, records in grouped.items():
+            records.sort(key=lambda f: (Version(f.version), f.filename))
+            out[name] = Project(NormalizedName(name), tuple(records))
+        return out
+
+    def load(self) -> None:
+        with self._lock:
+            self.storage.sweep_partials()
+            self._reconcile()
+            with self.engine.connect() as conn:
+                self._seen = self._current(conn)
+                self._projects = {n: p for n, p in self._read(conn, None).items() if p.files}
+            self._generation = self._seen
+            self.version += 1
+
+    def refresh(self) -> None:
+        with self.engine.connect() as conn:
+            current = self._current(conn)
+            if current == self._seen:
+                return
+            with self._lock:
+                if current == self._seen:
+                    return
+                names = [
+                    r[0]
+                    for r in conn.execute(
+                        sa.select(projects_table.c.name).where(
+                            projects_table.c.changed > self._seen
+                        )
+                    )
+                ]
+                for name, project in self._read(conn, names).items():
+                    if project.files:
+                        self._projects[name] = project
+                    else:
+                        self._projects.pop(name, None)
+                self._seen = current
+                self._generation = current
+                self.version += 1
+
+    def existing(self, project: str, filename: str) -> FileRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(files_table).where(
+                    files_table.c.project == project, files_table.c.filename == filename
+                )
+            ).first()
+        if row is not None:
+            return FileRecord(**{k: row._mapping[k] for k in FIELDS})
+        key = file_key(project, filename)
+        if not self.storage.exists(key):
+            return None
+        with self.storage.open(key) as fh:  # stored, not recorded: an upload in flight or cut short
+            sha256, size = distfile.hash_file(fh)
+        return FileRecord(NormalizedName(project), filename, "0", sha256, size, "")
+
+    # -- writing ----------------------------------------------------------------------------
+    def _change(self, conn: Connection, projects: set[str]) -> int:
+        generation = conn.execute(
+            generation_table.update()
+            .where(generation_table.c.id == 1)
+            .values(value=generation_table.c.value + 1)
+            .returning(generation_table.c.value)
+        ).scalar_one()
+        for name in projects:
+            updated = conn.execute(
+                projects_table.update()
+                .where(projects_table.c.name == name)
+                .values(changed=generation)
+            ).rowcount
+            if not updated:
+                conn.execute(projects_table.insert().values(name=name, changed=generation))
+        return generation
+
+    def _insert(self, record: FileRecord) -> None:
+        with self.engine.begin() as conn:
+            self._change(conn, {record.project})
+            conn.execute(files_table.insert().values(**asdict(record)))
+
+    def _bump(self) -> None:
+        with self.engine.begin() as conn:
+            self._change(conn, set())
+
+    def _reconcile(self) -> None:
+        """Record stored files that have no row (a host killed between storing and recording), and
+        drop rows whose file is gone."""
+        with self.engine.connect() as conn:
+            rows = {
+                (r[0], r[1])
+                for r in conn.execute(sa.select(files_table.c.project, files_table.c.filename))
+            }
+        stored = set()
+        for project in self.storage.list("files"):
+            for filename in self.storage.list(f"files/{project}"):
+                if not filename.endswith(".metadata"):
+                    stored.add((project, filename))
+        for project, filename in sorted(stored - rows):
+            try:
+                self._record_existing(NormalizedName(project), filename)
+            except (
+                distfile.InvalidDistribution,
+                OSError,
+                StorageError,
+                sa.exc.IntegrityError,
+            ) as exc:
+                log.warning("ignoring stored file %s/%s: %s", project, filename, exc)
+        gone = rows - stored
+        if gone:
+            with self.engine.begin() as conn:
+                self._change(conn, {p for p, _ in gone})
+                for project, filename in gone:
+                    conn.execute(
+                        files_table.delete().where(
+                            files_table.c.project == project, files_table.c.filename == filename
+                        )
+                    )
+
+    def _record_existing(self, project: NormalizedName, filename: str) -> None:
+        with self.storage.open(file_key(project, filename)) as fh:
+            info = distfile.inspect(fh, filename)
+            sha256, size = distfile.hash_file(fh)
+        st = self.storage.stat(file_key(project, filename))
+        when = datetime.fromtimestamp((st.mtime_ns if st else 0) / 1e9, UTC)
+        record = self._make_record(info, sha256, size, when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        self._store_metadata(record, info)
+        self._insert(record)
+
+    def add(
+        self, info: distfile.DistInfo, fh, sha256: str, size: int, *, notify: bool = True
+    ) -> FileRecord:
+        """Store the file (first writer wins), its metadata, then its row, which publishes it."""
+        record = self._make_record(info, sha256, size, now_iso())
+        fh.seek(0)
+        key = file_key(record.project, record.filename)
+        self.storage.put_atomic(key, fh, overwrite=False)
+        try:
+            self._store_metadata(record, info)
+            self._insert(record)
+        except sa.exc.IntegrityError:
+            # A row without our file cannot exist (the file put decides the winner), unless a
+            # reconcile recorded it meanwhile: the file is ours and published.
+            pass
+        except BaseException:
+            for k in (key + ".metadata", key):
+                with contextlib.suppress(StorageError, OSError):
+                    self.storage.delete(k)
+            raise
+        self.refresh()
+        return record
+
+    def notify(self) -> None:
+        self._bump()
+        self.refresh()
+
+    def set_yanked(self, project: str, selector: str, reason: str | None) -> list[FileRecord]:
+        name = canonicalize_name(project)
+        self.refresh()
+        current = self.project(name)
+        if current is None:
+            raise LookupError(f"no project {name!r} in the index")
+        matches = [f for f in current.files if f.filename == selector]
+        if not matches:
+            try:
+                wanted = Version(selector)
+            except ValueError:
+                wanted = None
+            matches = [
+                f for f in current.files if wanted is not None and Version(f.version) == wanted
+            ]
+        if not matches:
+            raise LookupError(f"project {name!r} has no file or version {selector!r}")
+        changed = [replace(f, yanked=reason) for f in matches]
+        with self.engine.begin() as conn:  # all of them or none
+            self._change(conn, {name})
+            for f in changed:
+                conn.execute(
+                    files_table.update()
+                    .where(files_table.c.project == f.project, files_table.c.filename == f.filename)
+                    .values(yanked=reason)
+                )
+        self.refresh()
+        return changed
+
+
+def catalog_for(storage: Storage, database: str | None) -> Catalog:
+    """The SQL catalog when a database URL is given, else the records-in-storage default."""
+    return SqlCatalog(storage, database) if database else Catalog(storage)
+
+
+__all__ = ["SqlCatalog", "catalog_for", "engine_url"]
