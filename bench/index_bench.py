@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,12 +37,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from support.index_server import twine_upload  # noqa: E402
+from support.nginx import balancer_conf, export_conf  # noqa: E402
+from support.nginx import command as nginx_command  # noqa: E402
 from support.projects import make_dummy_wheel  # noqa: E402
 
 from builder.common.paths import cache_dir  # noqa: E402
 from index_server.cli import WORKER_ARGS  # noqa: E402
 
-PYPISERVER = "pypiserver[cache]==2.4.2"
+PYPISERVER = "pypiserver==2.4.2"
+# pypiserver caches directory listings when watchdog imports. Its [cache] extra pins watchdog 6.0.0,
+# with which every read invalidates the cache (pypiserver issue #502: reading the folder fires a
+# watchdog event that clears it), so it looked like ~10 req/s; with watchdog 2.2.1 the cache works.
+# Installed without the extra and with that pin, so the peer runs at its best.
+WATCHDOG = "watchdog==2.2.1"
 RAW_LOG: Path | None = None  # wrk's own output, for anyone who wants to check the parsing
 BIG = "big-project"
 
@@ -70,7 +79,7 @@ def ensure_pypiserver() -> Path:
     import gunicorn
 
     venv = cache_dir() / "bench" / "pypiserver-venv"
-    want = [PYPISERVER, f"gunicorn=={gunicorn.__version__}"]
+    want = [PYPISERVER, WATCHDOG, f"gunicorn=={gunicorn.__version__}"]
     stamp = venv / "installed.txt"
     if not stamp.exists() or stamp.read_text() != "\n".join(want):
         print(f"installing {' '.join(want)} into {venv} ...", flush=True)
@@ -102,6 +111,89 @@ def load_wheelfarm(data: Path, wheels: list[Path]) -> None:
             sha256, size = distfile.hash_file(fh)
             catalog.add(info, fh, sha256, size, notify=False)
     catalog.notify()
+
+
+def load_s3_postgres(url: str, database: str, client, wheels: list[Path], threads: int = 8) -> None:
+    """The same wheels into SeaweedFS + PostgreSQL, through the same Catalog.add an upload uses."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from index_server import distfile
+    from index_server.catalog_sql import SqlCatalog
+    from index_server.storage_s3 import S3Storage
+
+    storage = S3Storage(url, client=client)
+    storage.ensure_bucket()
+    catalog = SqlCatalog(storage, database)
+
+    def add(wheel: Path) -> None:
+        with open(wheel, "rb") as fh:
+            info = distfile.inspect(fh, wheel.name)
+            sha256, size = distfile.hash_file(fh)
+            catalog.add(info, fh, sha256, size, notify=False)
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(add, wheels))
+    catalog.notify()
+
+
+def _serve_cmd(data: Path, port: int, workers: int, url: str, database: str) -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "wheelfarm"), "serve", "--data", str(data),
+        "--port", str(port), "--workers", str(workers), "--storage", url, "--database", database,
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def two_hosts_behind_nginx(
+    work: Path, url: str, database: str, env: dict[str, str], workers: int
+) -> Iterator[str]:
+    """Two `wheelfarm serve` hosts (each with half the workers) on one bucket and one database,
+    nginx balancing over them; yields nginx's URL."""
+    work.mkdir(parents=True, exist_ok=True)
+    ports = [free_port(), free_port()]
+    per_host = max(1, workers // 2)
+    with contextlib.ExitStack() as stack:
+        for n, port in enumerate(ports):
+            cmd = _serve_cmd(work / f"host{n}", port, per_host, url, database)
+            stack.enter_context(serving(cmd, port, env, work / f"host{n}.log"))
+        lb = free_port()
+        conf = balancer_conf(work / "lb", lb, [f"127.0.0.1:{p}" for p in ports], workers)
+        yield stack.enter_context(serving(nginx_command(conf), lb, env, work / "lb.log"))
+
+
+def _page(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.read().decode()
+    except urllib.error.HTTPError:
+        return ""
+
+
+def upload_to_visible(
+    work: Path, url: str, database: str, env: dict[str, str], client, rounds: int = 5
+) -> list[float]:
+    """Seconds from twine's upload through host A returning to host B listing the file."""
+    from index_server.auth import TokenStore
+    from index_server.storage_s3 import S3Storage
+
+    _, token = TokenStore(S3Storage(url, client=client)).create("bench", "upload")
+    work.mkdir(parents=True, exist_ok=True)
+    out = []
+    with contextlib.ExitStack() as stack:
+        hosts = []
+        for n in range(2):
+            port = free_port()
+            cmd = _serve_cmd(work / f"vis{n}", port, 1, url, database)
+            hosts.append(stack.enter_context(serving(cmd, port, env, work / f"vis{n}.log")))
+        for i in range(rounds):
+            wheel = make_dummy_wheel(work / "visible", "visible-proj", f"1.{i}")
+            done = twine_upload(hosts[0], token, wheel)
+            assert done.returncode == 0, done.stdout + done.stderr
+            t0 = time.monotonic()
+            while wheel.name not in _page(f"{hosts[1]}/simple/visible-proj/"):
+                time.sleep(0.005)
+            out.append(time.monotonic() - t0)
+    return out
 
 
 @dataclass
@@ -224,6 +316,9 @@ def main() -> None:
         "--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers, both servers"
     )
     parser.add_argument(
+        "--skip-s3", action="store_true", help="leave out the SeaweedFS + PostgreSQL hosts"
+    )
+    parser.add_argument(
         "--raw-log",
         type=Path,
         default=cache_dir() / "bench" / "index_bench_wrk.log",
@@ -274,6 +369,62 @@ def main() -> None:
             args,
         )
 
+        # The static export of the same index, served by nginx with the shipped configuration.
+        t0 = time.monotonic()
+        subprocess.run(
+            [str(Path(sys.executable).parent / "wheelfarm"), "export", str(work / "export"),
+             "--data", str(work / "wheelfarm")],
+            check=True, env=env, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        print(f"exported in {time.monotonic() - t0:.1f} s", flush=True)
+        port = free_port()
+        conf = export_conf(
+            work / "nginx", work / "export", port, access_log=False, workers=args.workers
+        )
+        print(f"static export under nginx ({args.workers} workers):", flush=True)
+        results["export + nginx"] = measure(
+            wrk,
+            lambda: serving(nginx_command(conf), port, env, work / "nginx.log"),
+            {**paths, "file download": f"/files/{small_project}/{one_file.name}"},
+            args,
+        )
+
+        if not args.skip_s3:
+            from support.postgres import PostgresServer
+            from support.seaweedfs import start_seaweedfs
+
+            sw = start_seaweedfs(work / "seaweedfs")
+            pg = PostgresServer()
+            try:
+                pg.start()
+                database = pg.new_database()
+                url = "s3://wheelfarm-bench/index"
+                t0 = time.monotonic()
+                load_s3_postgres(url, database, sw.client(), wheels)
+                print(
+                    f"loaded into SeaweedFS + PostgreSQL in {time.monotonic() - t0:.1f} s",
+                    flush=True,
+                )
+                s3env = env | sw.env()
+                print("two hosts on SeaweedFS + PostgreSQL behind nginx:", flush=True)
+                results["2 hosts S3+PG"] = measure(
+                    wrk,
+                    lambda: two_hosts_behind_nginx(
+                        work / "multi", url, database, s3env, args.workers
+                    ),
+                    {**paths, "file download": f"/files/{small_project}/{one_file.name}"},
+                    args,
+                )
+                visible = upload_to_visible(work / "multi", url, database, s3env, sw.client())
+                print(
+                    "upload through host A to listed by host B: "
+                    + ", ".join(f"{v * 1000:.0f} ms" for v in visible),
+                    flush=True,
+                )
+            finally:
+                pg.stop()
+                sw.stop()
+
         port = free_port()
         pypi_cmd = [
             str(venv / "bin" / "gunicorn"), "--workers", str(args.workers), *WORKER_ARGS,
@@ -305,6 +456,18 @@ def main() -> None:
         print(
             f"| {label} | {w.rps:.0f} | {_lat(w, args)} | {p.rps:.1f} | {_lat(p, args)} | {ratio} |"
         )
+    print()
+    print("| endpoint | layout | req/s | p50 / p99 ms | vs one host |")
+    print("|---|---|---:|---:|---:|")
+    for label in results["wheelfarm"]:
+        base = results["wheelfarm"][label]
+        for layout in ("wheelfarm", "export + nginx", "2 hosts S3+PG"):
+            if layout in results:
+                r = results[layout][label]
+                name = "one host" if layout == "wheelfarm" else layout
+                print(
+                    f"| {label} | {name} | {r.rps:.0f} | {_lat(r, args)} | {r.rps / base.rps:.2f}x |"
+                )
     print(f"wrk's own output: {RAW_LOG}")
     errors = {k: sum(r.errors for r in v.values()) for k, v in results.items()}
     if any(errors.values()):

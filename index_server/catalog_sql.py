@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
@@ -26,6 +27,10 @@ from index_server.catalog import Catalog, FileRecord, Project, file_key, now_iso
 from index_server.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
+
+# How often a process asks PostgreSQL whether anything changed: a change through another host is
+# listed here within this (plus one short query); requests in between cost no round trip.
+CHECK_EVERY = 0.1
 
 metadata = sa.MetaData()
 files_table = sa.Table(
@@ -71,8 +76,10 @@ class SqlCatalog(Catalog):
     def __init__(self, storage: Storage, url: str) -> None:
         super().__init__(storage)
         self.url = engine_url(url)
-        self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+        # No pre-ping: a dead connection fails the query, which the next request retries anew.
+        self.engine = sa.create_engine(self.url, pool_recycle=300, pool_size=8)
         self._seen = -1  # the generation whose changes this process has read
+        self._checked = 0.0  # when the change counter was last asked
         self._create()
 
     def _create(self) -> None:
@@ -121,7 +128,13 @@ class SqlCatalog(Catalog):
             self._generation = self._seen
             self.version += 1
 
-    def refresh(self) -> None:
+    def refresh(self, *, force: bool = False) -> None:
+        """Read what other hosts changed. The change counter is asked at most every CHECK_EVERY
+        seconds per process (a request costs no query); this process's own writes force it."""
+        now = time.monotonic()
+        if not force and now - self._checked < CHECK_EVERY:
+            return
+        self._checked = now
         with self.engine.connect() as conn:
             current = self._current(conn)
             if current == self._seen:
@@ -253,16 +266,17 @@ class SqlCatalog(Catalog):
                 with contextlib.suppress(StorageError, OSError):
                     self.storage.delete(k)
             raise
-        self.refresh()
+        if notify:
+            self.refresh(force=True)
         return record
 
     def notify(self) -> None:
         self._bump()
-        self.refresh()
+        self.refresh(force=True)
 
     def set_yanked(self, project: str, selector: str, reason: str | None) -> list[FileRecord]:
         name = canonicalize_name(project)
-        self.refresh()
+        self.refresh(force=True)
         current = self.project(name)
         if current is None:
             raise LookupError(f"no project {name!r} in the index")
@@ -286,7 +300,7 @@ class SqlCatalog(Catalog):
                     .where(files_table.c.project == f.project, files_table.c.filename == f.filename)
                     .values(yanked=reason)
                 )
-        self.refresh()
+        self.refresh(force=True)
         return changed
 
 

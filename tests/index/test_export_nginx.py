@@ -4,8 +4,6 @@ shipped configuration (deploy/nginx/wheelfarm-export.conf), and installed from w
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,14 +13,12 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
-from support.index_server import Dists, Server, free_port
+from support.index_server import Dists, Server, create_token, free_port, start_server, twine_upload
+from support.nginx import NGINX, command, export_conf
 from support.projects import make_wheel
 
 from index_server.simple import HTML, JSON, TEXT_HTML, negotiate
 
-ROOT = Path(__file__).parents[2]
-CONF = ROOT / "deploy" / "nginx" / "wheelfarm-export.conf"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PIP_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
     "text/html; q=0.01"
@@ -49,6 +45,38 @@ def get(url: str, accept: str | None = None) -> tuple[int, dict[str, str], bytes
 
 
 @pytest.fixture(scope="module")
+def own(dists: Dists, tmp_path_factory):
+    """An index of this module's own (it uploads and yanks; the session's index stays as it is)."""
+    data = tmp_path_factory.mktemp("export-index") / "data"
+    token = create_token(data, "ci")
+    server = start_server(data)
+    result = twine_upload(server.url, token, dists.pure, dists.pure_sdist, dists.native)
+    assert result.returncode == 0, result.stdout + result.stderr
+    yield {"data": data, "server": server, "token": token}
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def index_data(own) -> Path:
+    return own["data"]
+
+
+@pytest.fixture(scope="module")
+def server(own) -> Server:
+    return own["server"]
+
+
+@pytest.fixture(scope="module")
+def published(own, dists: Dists) -> Dists:
+    return dists
+
+
+@pytest.fixture(scope="module")
+def upload(own):
+    return lambda *files: twine_upload(own["server"].url, own["token"], *files)
+
+
+@pytest.fixture(scope="module")
 def exported(index_data: Path, published: Dists, tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("export") / "site"
     report = export(index_data, dest)
@@ -61,30 +89,12 @@ def nginx(exported: Path, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     assert Path(NGINX).exists(), "nginx (tests/debian-packages.txt) serves the export"
     prefix = tmp_path_factory.mktemp("nginx")
     port = free_port()
-    server = CONF.read_text()
-    assert "listen 80;" in server and "root /srv/wheelfarm/export;" in server
-    server = server.replace("listen 80;", f"listen 127.0.0.1:{port};").replace(
-        "root /srv/wheelfarm/export;", f"root {exported};"
-    )
-    (prefix / "export.conf").write_text(server)
+    conf = export_conf(prefix, exported, port)
     log = prefix / "access.log"
-    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the pytest temp folder
-    (prefix / "nginx.conf").write_text(
-        f"{user}worker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
-        "events { worker_connections 256; }\n"
-        f"http {{\n  include /etc/nginx/mime.types;\n  access_log {log};\n"
-        f"  client_body_temp_path {prefix}/tmp;\n  proxy_temp_path {prefix}/tmp;\n"
-        f"  fastcgi_temp_path {prefix}/tmp;\n  uwsgi_temp_path {prefix}/tmp;\n"
-        f"  scgi_temp_path {prefix}/tmp;\n  include {prefix}/export.conf;\n}}\n"
-    )
-    (prefix / "tmp").mkdir()
-    test = subprocess.run([NGINX, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+    test = subprocess.run([NGINX, "-t", "-p", str(prefix), "-c", str(conf)],
                           capture_output=True, text=True)  # fmt: skip
     assert test.returncode == 0, test.stderr
-    proc = subprocess.Popen(
-        [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
-        stderr=subprocess.PIPE,
-    )
+    proc = subprocess.Popen(command(conf), stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -124,7 +134,7 @@ def test_export_holds_both_representations_metadata_and_files(
 
 
 def test_export_is_incremental_and_replaces_pages_atomically(
-    index_data: Path, exported: Path, twine_upload, tmp_path: Path
+    index_data: Path, exported: Path, upload, tmp_path: Path
 ):
     again = export(index_data, exported)
     assert again["pages_written"] == [] and again["files_copied"] == []
@@ -133,7 +143,7 @@ def test_export_is_incremental_and_replaces_pages_atomically(
     reader = page.open("rb")  # a reader holding the old page while the export replaces it
     old = page.read_bytes()
     wheel = make_wheel(tmp_path, "tiny-pure", "0.2")
-    assert twine_upload(wheel).returncode == 0
+    assert upload(wheel).returncode == 0
     after = export(index_data, exported)
     assert sorted(after["pages_written"]) == [
         "simple/tiny-pure/index.html",

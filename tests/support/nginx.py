@@ -1,0 +1,64 @@
+"""Debian's nginx for the tests and benchmarks: a main configuration of its own (pid, logs and temp
+folders in a prefix folder) around a server block, started in the foreground on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPORT_CONF = ROOT / "deploy" / "nginx" / "wheelfarm-export.conf"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def main_conf(prefix: Path, http_body: str, workers: int = 1) -> Path:
+    """Write `prefix/nginx.conf` with `http_body` inside `http {}`; return its path."""
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the temp folders
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"{user}worker_processes {workers};\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
+        "events { worker_connections 1024; }\n"
+        f"http {{\n  include /etc/nginx/mime.types;\n  access_log {prefix}/access.log;\n"
+        f"  client_body_temp_path {prefix}/tmp;\n  proxy_temp_path {prefix}/tmp;\n"
+        f"  fastcgi_temp_path {prefix}/tmp;\n  uwsgi_temp_path {prefix}/tmp;\n"
+        f"  scgi_temp_path {prefix}/tmp;\n{http_body}\n}}\n"
+    )
+    return conf
+
+
+def export_conf(
+    prefix: Path, root: Path, port: int, *, access_log: bool = True, workers: int = 1
+) -> Path:
+    """The shipped export configuration with its `listen` and `root` set for this run."""
+    server = EXPORT_CONF.read_text()
+    assert "listen 80;" in server and "root /srv/wheelfarm/export;" in server
+    server = server.replace("listen 80;", f"listen 127.0.0.1:{port};").replace(
+        "root /srv/wheelfarm/export;", f"root {root};"
+    )
+    prefix.mkdir(parents=True, exist_ok=True)
+    (prefix / "export.conf").write_text(server)
+    body = f"  include {prefix}/export.conf;"
+    if not access_log:
+        body = "  access_log off;\n" + body
+    return main_conf(prefix, body, workers)
+
+
+def balancer_conf(prefix: Path, port: int, backends: list[str], workers: int = 1) -> Path:
+    """nginx as a load balancer over `backends` ("127.0.0.1:PORT"), keeping connections alive."""
+    servers = "".join(f"    server {b};\n" for b in backends)
+    prefix.mkdir(parents=True, exist_ok=True)
+    body = (
+        "  access_log off;\n"
+        f"  upstream wheelfarm {{\n{servers}    keepalive 32;\n  }}\n"
+        f"  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n"
+        "      proxy_pass http://wheelfarm;\n      proxy_http_version 1.1;\n"
+        '      proxy_set_header Connection "";\n      proxy_set_header Host $http_host;\n'
+        "      client_max_body_size 0;\n    }\n  }"
+    )
+    return main_conf(prefix, body, workers)
+
+
+def command(conf: Path) -> list[str]:
+    return [NGINX, "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"]
