@@ -153,7 +153,8 @@ def _embedded_index(serve: bool, port: int) -> Iterator[tuple[str, str | None, P
         yield url, secret, storage
     finally:
         tokens.revoke(record.id)
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have died on its own
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()
 
