@@ -9,8 +9,13 @@ loopback, and drives each with wrk (Debian's; installed with apt-get when missin
 connections: requests/s and p50/p99 latency for /simple/, a 20-file project page, the 2,000-file
 project page and one file download, then the ratio wheelfarm/pypiserver.
 
-pypiserver (from PyPI, with its [cache] extra so it caches directory listings) lives in its own venv
-under the cache folder. Data sits on /dev/shm when there is one, so disk speed is out of the picture
+The same load also goes to the static export of the same index under nginx (the shipped
+deploy/nginx configuration) and, unless --skip-s3, to two wheelfarm hosts on SeaweedFS + PostgreSQL
+behind nginx as a load balancer (each host with half the workers), and the time from an upload through
+one host to the file being listed by the other is measured; a table prints each next to the single host.
+
+pypiserver (from PyPI, with watchdog 2.2.1 so that its directory cache works, see WATCHDOG) lives in its
+own venv under the cache folder. Data sits on /dev/shm when there is one, so disk speed is out of the picture
 for both servers. Everything runs on 127.0.0.1 and stops by itself.
 """
 
