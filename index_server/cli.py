@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from index_server.app import DEFAULT_MAX_UPLOAD, Config, default_data_dir
+from index_server.state import DEFAULT_MAX_UPLOAD, Config, default_data_dir
 
 data_option = click.option(
     "--data",
@@ -23,37 +21,6 @@ data_option = click.option(
 
 def _data(data: Path | None) -> Path:
     return data if data is not None else default_data_dir()
-
-
-# Threaded workers keep connections alive (pip and uv reuse them) and a slow upload holds one thread,
-# not a whole worker; the app itself is thread-safe (the catalog refreshes under a lock).
-WORKER_ARGS = ["--worker-class", "gthread", "--threads", "4"]
-
-
-def gunicorn_argv(
-    config: Config, host: str, port: int, workers: int, access_log: bool = False
-) -> list[str]:
-    """The production command: gunicorn with the app factory; configuration travels in the env."""
-    import gunicorn
-
-    # gunicorn 27 opens a control socket at one fixed path per user; several indexes would collide.
-    extra = ["--no-control-socket"] if gunicorn.version_info >= (27,) else []
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        *extra,
-        "--workers",
-        str(workers),
-        *WORKER_ARGS,
-        "--bind",
-        f"{host}:{port}",
-        "--preload",
-        *(["--access-logfile", "-"] if access_log else []),
-        "--timeout",
-        "300",  # slow uploads of big wheels
-        "index_server.app:create_app()",
-    ]
 
 
 @click.command()
@@ -100,9 +67,9 @@ def serve(
 
         create_app(config).run(host=host, port=port, threaded=True)
         return
-    env = {**os.environ, **config.to_env()}
-    argv = gunicorn_argv(config, host, port, workers or os.cpu_count() or 1, access_log)
-    os.execve(sys.executable, argv, env)
+    from index_server.serving import exec_gunicorn
+
+    exec_gunicorn(config, host, port, workers, access_log)
 
 
 def _has_gunicorn() -> bool:

@@ -14,8 +14,8 @@ from flask import Blueprint, Response, redirect, render_template, request
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from index_server.app import state, text_error
 from index_server.catalog import FileRecord
+from index_server.errors import text_error
 from index_server.farm import (
     FarmDataError,
     check_log_id,
@@ -25,6 +25,7 @@ from index_server.farm import (
     strip_ansi,
 )
 from index_server.simple import file_url
+from index_server.state import get_state
 
 bp = Blueprint("pages", __name__)
 
@@ -93,7 +94,7 @@ def file_row(f: FileRecord) -> FileRow:
         python, platform, arch = "source", "any", "any"
     return FileRow(
         filename=f.filename,
-        url=file_url(state(), f),
+        url=file_url(get_state(), f),
         kind=f.kind,
         python=python,
         platform=platform,
@@ -105,11 +106,11 @@ def file_row(f: FileRecord) -> FileRow:
 
 
 def _base() -> str:
-    return state().config.base_url or request.host_url.rstrip("/")
+    return get_state().config.base_url or request.host_url.rstrip("/")
 
 
 def _html(body: str) -> Response:
-    private = state().config.private
+    private = get_state().config.private
     return Response(
         body,
         content_type="text/html; charset=utf-8",
@@ -122,7 +123,7 @@ _home_cache: dict[tuple, str] = {}
 
 @bp.get("/")
 def home() -> Response:
-    st = state()
+    st = get_state()
     key = (id(st), st.catalog.version, _base())
     if key not in _home_cache:
         _home_cache.clear()
@@ -152,7 +153,7 @@ def project(name: str) -> Response:
     normalized = canonicalize_name(name)
     if normalized != name:
         return redirect(f"/project/{normalized}/", code=301)
-    st = state()
+    st = get_state()
     proj = st.catalog.project(normalized)
     farm = st.farm.status
     if proj is None and not (farm and farm.has_project(normalized)):
@@ -199,7 +200,7 @@ def _render_project(st, name: str, proj) -> str:
 
 @bp.get("/status")
 def status() -> Response:
-    st = state()
+    st = get_state()
     key = (id(st), st.farm.version, _base())
     if key not in _status_cache:
         _status_cache.clear()
@@ -224,10 +225,10 @@ def build_log(name: str, log_id: str) -> Response:
         return redirect(f"/project/{normalized}/logs/{quote(log_id)}", code=301)
     try:
         check_log_id(log_id)
-        data = state().storage.read_bytes(log_key(normalized, log_id))
+        data = get_state().storage.read_bytes(log_key(normalized, log_id))
     except (FarmDataError, FileNotFoundError):
         return text_error(404, f"no build log {log_id!r} for project {normalized!r} in this index")
-    farm = state().farm.status
+    farm = get_state().farm.status
     cell = farm.by_log.get((normalized, log_id)) if farm else None
     text = strip_ansi(data.decode("utf-8", errors="replace"))
     before, key_line, after = find_key_line(text, cell.key_line if cell else None)

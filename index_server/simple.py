@@ -15,8 +15,9 @@ from urllib.parse import quote
 from flask import Blueprint, Response, redirect, request
 from packaging.utils import canonicalize_name
 
-from index_server.app import State, state, text_error
 from index_server.catalog import FileRecord, Project
+from index_server.errors import text_error
+from index_server.state import State, get_state
 
 API_VERSION = "1.1"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -249,7 +250,7 @@ def index() -> Response:
     media = negotiate(request.headers.get("Accept"))
     if media is None:
         return _not_acceptable()
-    st = state()
+    st = get_state()
     return _answer(st, cached_page(st, None, media), media)  # type: ignore[arg-type]
 
 
@@ -257,11 +258,11 @@ def index() -> Response:
 def project(name: str) -> Response:
     normalized = canonicalize_name(name)
     if normalized != name:
-        return redirect(f"{state().config.base_url}/simple/{normalized}/", code=301)
+        return redirect(f"{get_state().config.base_url}/simple/{normalized}/", code=301)
     media = negotiate(request.headers.get("Accept"))
     if media is None:
         return _not_acceptable()
-    st = state()
+    st = get_state()
     hit = cached_page(st, normalized, media)
     if hit is None:
         return text_error(404, f"no project named {normalized!r} in this index")

@@ -24,8 +24,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from index_server import distfile
-from index_server.app import drain_body, state, text_error, unauthorized
 from index_server.auth import TokenRefused, require_upload_token
+from index_server.errors import drain_body, text_error, unauthorized
+from index_server.state import get_state
 from index_server.storage import AlreadyExists
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def _check_digest(fh, field: str, algorithm: str) -> None:
 def _require_upload_token() -> str:
     try:
         token = require_upload_token(
-            state().tokens,
+            get_state().tokens,
             request.headers.get("Authorization"),
             missing="uploads need a token: HTTP Basic with user __token__",
             verb="upload",
@@ -99,15 +100,17 @@ def handle_upload() -> Response:
     sha256, size = distfile.hash_file(fh)
     if size == 0:
         raise UploadError(400, f"{name.filename}: the file is empty")
-    if size > state().config.max_upload:
-        raise UploadError(413, f"upload too large: the limit is {state().config.max_upload} bytes")
+    if size > get_state().config.max_upload:
+        raise UploadError(
+            413, f"upload too large: the limit is {get_state().config.max_upload} bytes"
+        )
     _check_digest(fh, "sha256_digest", "sha256")
     _check_digest(fh, "md5_digest", "md5")
     _check_digest(fh, "blake2_256_digest", "blake2_256")
-    catalog = state().catalog
+    catalog = get_state().catalog
     _refuse_existing(name, sha256)
     info = distfile.inspect(fh, name.filename)
-    if state().config.strict and name.filename.endswith(".whl"):
+    if get_state().config.strict and name.filename.endswith(".whl"):
         _require_checker_pass(fh, name.filename)
     try:
         catalog.add(info, fh, sha256, size)
@@ -150,7 +153,7 @@ def _require_checker_pass(fh, filename: str) -> None:
 
 
 def _refuse_existing(name: distfile.DistName, sha256: str) -> None:
-    existing = state().catalog.existing(name.project, name.filename)
+    existing = get_state().catalog.existing(name.project, name.filename)
     if existing is None:
         return
     if existing.sha256 == sha256:
