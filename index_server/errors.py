@@ -4,6 +4,7 @@ shows the phrase), the app's error handlers, and the private-index read guard.""
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -14,11 +15,14 @@ from index_server.state import State, get_state
 from index_server.storage import StorageFull
 
 DRAIN_CAP = 64 << 20
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
 def text_error(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
     """A plain-text error whose reason phrase carries the message too: twine shows the phrase."""
-    phrase = " ".join(message.split())[:200].encode("latin-1", "replace").decode("latin-1")
+    # The phrase is printable ASCII only: a name with NUL, CR/LF or other controls (they come from
+    # URLs and uploads) must not make the status line invalid, which the server answers with a 500.
+    phrase = _UNPRINTABLE.sub("?", " ".join(message.split()))[:200]
     resp = Response(message.rstrip() + "\n", status=f"{code} {phrase}", mimetype="text/plain")
     for k, v in (headers or {}).items():
         resp.headers[k] = v
