@@ -6,14 +6,15 @@ rebuild a record for a file whose upload was cut short after the file itself was
 
 from __future__ import annotations
 
-import email.parser
 import hashlib
 import tarfile
 import zipfile
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
+from packaging.metadata import parse_email
 from packaging.utils import (
+    InvalidName,
     InvalidSdistFilename,
     InvalidWheelFilename,
     NormalizedName,
@@ -47,18 +48,39 @@ class DistInfo:
     summary: str | None
 
 
+def project_name(name: str) -> NormalizedName | None:
+    """The normalized form of a valid project name (PEP 508), or None: URLs with anything else are
+    answered 404 before the name reaches a page, a storage key or a Location header."""
+    try:
+        return canonicalize_name(name, validate=True)
+    except InvalidName:
+        return None
+
+
 def parse_filename(filename: str) -> DistName:
-    """Validate a distribution filename (PEP 427 wheel or PEP 625 sdist) without touching the file."""
+    """Validate a distribution filename (PEP 427 wheel or PEP 625 sdist) without touching the file.
+
+    Sdists may also carry a legacy, non-normalized name (`Foo_Bar-1.0.tar.gz`, as pip accepts), but
+    the name must be a valid project name: nothing else may reach a page, a URL or a storage key.
+    """
     if not filename or "/" in filename or "\\" in filename or "\0" in filename:
         raise InvalidDistribution(f"invalid filename {filename!r}: no path separators allowed")
     if filename.startswith(".") or ".." in filename:
         raise InvalidDistribution(f"invalid filename {filename!r}")
+    if not filename.isascii() or not filename.isprintable():
+        # Normalized wheel and sdist names are ASCII (PEP 427, PEP 625); so is every header value.
+        raise InvalidDistribution(
+            f"invalid filename {filename!r}: distribution filenames are printable ASCII"
+        )
     try:
         if filename.endswith(".whl"):
             project, version, _build, _tags = parse_wheel_filename(filename)
             return DistName(filename, project, version, "wheel")
         if filename.endswith(".tar.gz"):
             project, version = parse_sdist_filename(filename)
+            name_part = filename.removesuffix(".tar.gz").rpartition("-")[0]
+            if project_name(name_part) is None:
+                raise InvalidSdistFilename(f"{name_part!r} is not a valid project name")
             return DistName(filename, project, version, "sdist")
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as exc:
         raise InvalidDistribution(f"invalid distribution filename {filename!r}: {exc}") from None
@@ -73,11 +95,14 @@ def inspect(fh: BinaryIO, filename: str) -> DistInfo:
     fh.seek(0)
     raw = _wheel_metadata(fh, name) if name.kind == "wheel" else _sdist_metadata(fh, name)
     fh.seek(0)
-    msg = email.parser.BytesParser().parsebytes(raw, headersonly=True)
-    meta_name, meta_version = msg.get("Name"), msg.get("Version")
+    fields, unparsed = parse_email(raw)  # decodes UTF-8 (and RFC 2047) properly: str values only
+    meta_name, meta_version = fields.get("name"), fields.get("version")
     if not meta_name or not meta_version:
-        raise InvalidDistribution(f"{filename}: metadata has no Name or no Version")
-    if canonicalize_name(meta_name) != name.project:
+        bad = ", ".join(k for k in ("name", "version") if k in unparsed)
+        raise InvalidDistribution(
+            f"{filename}: metadata has no valid Name or no Version" + (f" ({bad})" if bad else "")
+        )
+    if project_name(meta_name) != name.project:
         raise InvalidDistribution(
             f"{filename}: metadata names project {meta_name!r}, the filename {name.project!r}"
         )
@@ -89,7 +114,7 @@ def inspect(fh: BinaryIO, filename: str) -> DistInfo:
         raise InvalidDistribution(
             f"{filename}: metadata has version {meta_version}, the filename {name.version}"
         )
-    return DistInfo(name, raw, msg.get("Requires-Python"), msg.get("Summary"))
+    return DistInfo(name, raw, fields.get("requires_python"), fields.get("summary"))
 
 
 def _wheel_metadata(fh: BinaryIO, name: DistName) -> bytes:

@@ -11,9 +11,10 @@ from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from flask import Blueprint, Response, redirect, render_template, request
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
+from index_server import distfile
 from index_server.catalog import FileRecord
 from index_server.errors import text_error
 from index_server.farm import (
@@ -110,12 +111,13 @@ def _base() -> str:
 
 
 def _html(body: str) -> Response:
-    private = get_state().config.private
-    return Response(
-        body,
-        content_type="text/html; charset=utf-8",
-        headers={"Cache-Control": "private, max-age=60" if private else "max-age=60, public"},
-    )
+    config = get_state().config
+    headers = {"Cache-Control": "private, max-age=60" if config.private else "max-age=60, public"}
+    if not config.base_url:
+        # Without --base-url the pages name the host that was asked (the Host header): a shared
+        # cache must not hand one client's Host to another.
+        headers = {"Cache-Control": "private, max-age=60", "Vary": "Host"}
+    return Response(body, content_type="text/html; charset=utf-8", headers=headers)
 
 
 _home_cache: dict[tuple, str] = {}
@@ -150,7 +152,9 @@ def home() -> Response:
 
 @bp.get("/project/<name>/")
 def project(name: str) -> Response:
-    normalized = canonicalize_name(name)
+    normalized = distfile.project_name(name)
+    if normalized is None:
+        return text_error(404, f"no project named {name!r} in this index (not a valid name)")
     if normalized != name:
         return redirect(f"/project/{normalized}/", code=301)
     st = get_state()
@@ -220,7 +224,9 @@ _status_cache: dict[tuple, str] = {}
 
 @bp.get("/project/<name>/logs/<log_id>")
 def build_log(name: str, log_id: str) -> Response:
-    normalized = canonicalize_name(name)
+    normalized = distfile.project_name(name)
+    if normalized is None:
+        return text_error(404, f"no project named {name!r} in this index (not a valid name)")
     if normalized != name:
         return redirect(f"/project/{normalized}/logs/{quote(log_id)}", code=301)
     try:
