@@ -40,6 +40,10 @@ def file_key(project: str, filename: str) -> str:
     return f"files/{project}/{filename}"
 
 
+def _project_lock(project: str) -> str:
+    return f"project-{project}"
+
+
 def record_key(project: str, filename: str) -> str:
     return f"records/{project}/{filename}.json"
 
@@ -270,21 +274,26 @@ class Catalog:
         record = self._make_record(info, sha256, size, now_iso())
         fh.seek(0)
         key = file_key(record.project, record.filename)
-        self.storage.put_atomic(key, fh, overwrite=False)
-        try:
-            # After the file: a losing concurrent upload must not replace the winner's .metadata.
-            self._store_metadata(record, info)
-            self.storage.put_bytes(record_key(record.project, record.filename), record.to_json())
-            if notify:
-                self._bump()
-        except BaseException:
-            # The disk filled up (or the process is stopping) between the file and its record: take
-            # the upload back, so that what the index lists is exactly what was answered 200.
-            for k in (record_key(record.project, record.filename), key + ".metadata", key):
-                self.storage.delete(k)
-            with contextlib.suppress(StorageError, OSError):
-                self._bump()  # in case another process saw the record in between
-            raise
+        # The project's lock is held from the file to its record: a file without a record while
+        # nobody holds the lock is an orphan of a killed writer (see existing()).
+        with self.storage.locked(_project_lock(record.project)):
+            self.storage.put_atomic(key, fh, overwrite=False)
+            try:
+                # After the file: a losing concurrent upload must not replace the winner's .metadata.
+                self._store_metadata(record, info)
+                self.storage.put_bytes(
+                    record_key(record.project, record.filename), record.to_json()
+                )
+                if notify:
+                    self._bump()
+            except BaseException:
+                # The disk filled up (or the process is stopping) between the file and its record:
+                # take the upload back, so that what the index lists is exactly what was answered 200.
+                for k in (record_key(record.project, record.filename), key + ".metadata", key):
+                    self.storage.delete(k)
+                with contextlib.suppress(StorageError, OSError):
+                    self._bump()  # in case another process saw the record in between
+                raise
         if notify:
             self.refresh()
         return record
@@ -295,17 +304,35 @@ class Catalog:
         self.refresh()
 
     def existing(self, project: str, filename: str) -> FileRecord | None:
-        """The record of a stored file, looked up in storage (not the cache) to be exact."""
+        """The record of a stored file, looked up in storage (not the cache) to be exact.
+
+        A stored file without a record is an upload in flight (its writer holds the project's lock)
+        or the orphan of a writer killed between the two writes: that one is published here, by the
+        first worker that meets it, as the master does at start (a file nobody can see must not
+        block its own re-upload)."""
         key = file_key(project, filename)
         if not self.storage.exists(key):
             return None
-        try:
+        with contextlib.suppress(FileNotFoundError):
             return FileRecord.from_json(self.storage.read_bytes(record_key(project, filename)))
-        except FileNotFoundError:
-            # Stored but not yet recorded (an upload in flight or cut short): hash it here.
-            with self.storage.open(key) as fh:
-                sha256, size = distfile.hash_file(fh)
-            return FileRecord(NormalizedName(project), filename, "0", sha256, size, "")
+        with self.storage.locked(_project_lock(project)):  # waits for an upload in flight
+            if not self.storage.exists(key):
+                return None
+            with contextlib.suppress(FileNotFoundError):
+                return FileRecord.from_json(self.storage.read_bytes(record_key(project, filename)))
+            try:
+                self._record_existing(NormalizedName(project), filename)
+            except distfile.InvalidDistribution as exc:
+                log.warning("removing unpublished file %s/%s: %s", project, filename, exc)
+                for k in (key + ".metadata", key):
+                    self.storage.delete(k)
+                return None
+            log.warning(
+                "published %s/%s, left unpublished by an interrupted upload", project, filename
+            )
+            self._bump()
+        self.refresh()
+        return FileRecord.from_json(self.storage.read_bytes(record_key(project, filename)))
 
     def set_yanked(self, project: str, selector: str, reason: str | None) -> list[FileRecord]:
         """Yank (reason is a string, maybe empty) or un-yank (None) a file or every file of a
