@@ -151,6 +151,8 @@ class Catalog:
         with self.storage.open(file_key(project, filename)) as fh:
             info = distfile.inspect(fh, filename)
             sha256, size = distfile.hash_file(fh)
+        # Recorded under the name it is stored as (files stored before names were canonical).
+        info = replace(info, name=replace(info.name, filename=filename))
         st = self.storage.stat(file_key(project, filename))
         when = datetime.fromtimestamp((st.mtime_ns if st else 0) / 1e9, UTC)
         record = self._make_record(info, sha256, size, when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
@@ -277,6 +279,9 @@ class Catalog:
         # The project's lock is held from the file to its record: a file without a record while
         # nobody holds the lock is an orphan of a killed writer (see existing()).
         with self.storage.locked(_project_lock(record.project)):
+            clash = self._same_distribution(info.name)
+            if clash is not None:
+                raise AlreadyExists(file_key(record.project, clash))
             self.storage.put_atomic(key, fh, overwrite=False)
             try:
                 # After the file: a losing concurrent upload must not replace the winner's .metadata.
@@ -302,6 +307,28 @@ class Catalog:
         """Tell every process (and this one) that storage changed."""
         self._bump()
         self.refresh()
+
+    def _same_distribution(self, name: distfile.DistName) -> str | None:
+        """The stored filename that is the same distribution as `name` under another spelling
+        (Foo_Bar / foo.bar, 1.0 / 1.0.0): same normalized name, version, build and tags."""
+        for entry in self.storage.list(f"records/{name.project}"):
+            stored = entry.removesuffix(".json")
+            if stored != name.filename and distfile.dist_key(stored) == name.key:
+                return stored
+        return None
+
+    def conflict(self, name: distfile.DistName) -> FileRecord | None:
+        """The stored file an upload of `name` would duplicate: the same canonical filename, or
+        the same distribution under another spelling (see _same_distribution); else None."""
+        found = self.existing(name.project, name.filename)
+        if found is not None:
+            return found
+        other = self._same_distribution(name)
+        if other is None:
+            return None
+        with contextlib.suppress(FileNotFoundError):
+            return FileRecord.from_json(self.storage.read_bytes(record_key(name.project, other)))
+        return self.existing(name.project, other)
 
     def existing(self, project: str, filename: str) -> FileRecord | None:
         """The record of a stored file, looked up in storage (not the cache) to be exact.

@@ -6,11 +6,12 @@ rebuild a record for a file whose upload was cut short after the file itself was
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import tarfile
 import zipfile
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 from packaging.metadata import parse_email
 from packaging.utils import (
@@ -19,6 +20,7 @@ from packaging.utils import (
     InvalidWheelFilename,
     NormalizedName,
     canonicalize_name,
+    canonicalize_version,
     parse_sdist_filename,
     parse_wheel_filename,
 )
@@ -34,10 +36,17 @@ class InvalidDistribution(ValueError):
 
 @dataclass(frozen=True)
 class DistName:
+    """A valid distribution filename. `filename` is its canonical form, under which it is stored:
+    the normalized name escaped as PEP 427/491 say (`foo_bar`), the normalized version, the tags as
+    given in lower case. `key` is what makes two files the same distribution, as on PyPI: the kind,
+    canonicalize_version (1.0 == 1.0.0), the build tag and the set of tags."""
+
     filename: str
     project: NormalizedName
     version: Version
     kind: Literal["wheel", "sdist"]
+    key: tuple[Any, ...] = ()
+    given: str = ""  # the filename as uploaded
 
 
 @dataclass(frozen=True)
@@ -74,19 +83,40 @@ def parse_filename(filename: str) -> DistName:
         )
     try:
         if filename.endswith(".whl"):
-            project, version, _build, _tags = parse_wheel_filename(filename)
-            return DistName(filename, project, version, "wheel")
+            project, version, build, tags = parse_wheel_filename(filename)
+            parts = filename.removesuffix(".whl").split("-")
+            canonical = "-".join(
+                [_escaped(project), str(version), *parts[2:-3], *(p.lower() for p in parts[-3:])]
+            )
+            key = ("wheel", canonicalize_version(version), build, tags)
+            return DistName(canonical + ".whl", project, version, "wheel", key, filename)
         if filename.endswith(".tar.gz"):
             project, version = parse_sdist_filename(filename)
             name_part = filename.removesuffix(".tar.gz").rpartition("-")[0]
             if project_name(name_part) is None:
                 raise InvalidSdistFilename(f"{name_part!r} is not a valid project name")
-            return DistName(filename, project, version, "sdist")
+            canonical = f"{_escaped(project)}-{version}.tar.gz"
+            key = ("sdist", canonicalize_version(version))
+            return DistName(canonical, project, version, "sdist", key, filename)
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as exc:
         raise InvalidDistribution(f"invalid distribution filename {filename!r}: {exc}") from None
     raise InvalidDistribution(
         f"{filename!r} is not a wheel (.whl) or a source distribution (.tar.gz)"
     )
+
+
+def _escaped(project: NormalizedName) -> str:
+    return project.replace("-", "_")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def dist_key(filename: str) -> tuple[Any, ...] | None:
+    """The `key` of a stored filename (None for one that is not valid); cached, for the uniqueness
+    check of every upload against every file of its project."""
+    try:
+        return parse_filename(filename).key
+    except InvalidDistribution:
+        return None
 
 
 def inspect(fh: BinaryIO, filename: str) -> DistInfo:

@@ -177,7 +177,8 @@ def _put_provenance(filename: str) -> Response:
     name = _wheel_name(filename)
     st = get_state()
     project = st.catalog.project(name.project)
-    stored = project.get(filename) if project else None
+    # Stored under its canonical filename (distfile.DistName); the farm may name it as built.
+    stored = (project.get(filename) or project.get(name.filename)) if project else None
     if stored is None:
         raise Refused(404, f"no wheel {filename} in this index: upload it before its provenance")
     record = parse_json(
@@ -186,8 +187,9 @@ def _put_provenance(filename: str) -> Response:
     )
     validate(record, "provenance.schema.json", "the provenance record")
     check_time(record["build_time"], "build_time")
-    if record.get("wheel", filename) != filename:
+    if record.get("wheel", filename) not in (filename, stored.filename):
         raise FarmDataError(f"the record names wheel {record['wheel']!r}, not {filename!r}")
+    filename = stored.filename
     if record.get("wheel_sha256", stored.sha256) != stored.sha256:
         raise Refused(
             409,

@@ -85,7 +85,7 @@ def handle_upload() -> Response:
     name = distfile.parse_filename(upload.filename)
     if form.get("name") and canonicalize_name(form["name"]) != name.project:
         raise UploadError(
-            400, f"form field name={form['name']!r} does not match the filename {name.filename!r}"
+            400, f"form field name={form['name']!r} does not match the filename {name.given!r}"
         )
     if form.get("version"):
         try:
@@ -94,12 +94,12 @@ def handle_upload() -> Response:
         except InvalidVersion:
             raise UploadError(
                 400,
-                f"form field version={form['version']!r} does not match the filename {name.filename!r}",
+                f"form field version={form['version']!r} does not match the filename {name.given!r}",
             ) from None
     fh = upload.stream
     sha256, size = distfile.hash_file(fh)
     if size == 0:
-        raise UploadError(400, f"{name.filename}: the file is empty")
+        raise UploadError(400, f"{name.given}: the file is empty")
     if size > get_state().config.max_upload:
         raise UploadError(
             413, f"upload too large: the limit is {get_state().config.max_upload} bytes"
@@ -153,14 +153,23 @@ def _require_checker_pass(fh, filename: str) -> None:
 
 
 def _refuse_existing(name: distfile.DistName, sha256: str) -> None:
-    existing = get_state().catalog.existing(name.project, name.filename)
+    existing = get_state().catalog.conflict(name)
     if existing is None:
         return
+    if existing.filename == name.given:
+        same = ""
+    elif existing.filename == name.filename:
+        same = f" (stored as {existing.filename})"
+    else:
+        same = (
+            f": the stored {existing.filename} is the same distribution"
+            " (normalized name, version and tags)"
+        )
     if existing.sha256 == sha256:
-        raise UploadError(409, f"File already exists: {name.filename} (identical content)")
+        raise UploadError(409, f"File already exists: {name.given}{same} (identical content)")
     raise UploadError(
         409,
-        f"File already exists: {name.filename} with different content (stored sha256 "
+        f"File already exists: {name.given}{same} with different content (stored sha256 "
         f"{existing.sha256}); files are never overwritten, upload a new version instead",
     )
 

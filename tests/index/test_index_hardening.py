@@ -174,3 +174,43 @@ def test_sdist_filenames(filename: str, ok: bool) -> None:
     else:
         with pytest.raises(distfile.InvalidDistribution):
             distfile.parse_filename(filename)
+
+
+# -- 4: one distribution, one file, whatever the spelling -------------------------------------------
+def test_spellings_of_one_distribution_are_one_file(server: Server, upload_token: str) -> None:
+    def wheel(filename: str, dist_info: str, version: str, payload: bytes) -> tuple[bytes, str]:
+        return upload_form(
+            filename, wheel_bytes(dist_info, metadata("Spell_Demo", version), payload)
+        )
+
+    first = upload(
+        server.url,
+        upload_token,
+        *wheel("Spell_Demo-1.0-py3-none-any.whl", "Spell_Demo-1.0.dist-info", "1.0", b"a = 1\n"),
+    )
+    assert first.status == 200, first.text
+    assert "spell_demo-1.0-py3-none-any.whl" in first.text  # stored under its canonical name
+    for filename, version, payload in [
+        ("spell_demo-1.0-py3-none-any.whl", "1.0", b"b = 2\n"),
+        ("spell.demo-1.0-py3-none-any.whl", "1.0", b"c = 3\n"),
+        ("SPELL-demo-1.0-py3-none-any.whl".replace("-demo", "_demo"), "1.0", b"d = 4\n"),
+        ("spell_demo-1.0.0-py3-none-any.whl", "1.0.0", b"e = 5\n"),
+        ("spell_demo-1-PY3-none-any.whl", "1", b"f = 6\n"),
+    ]:
+        reply = upload(
+            server.url, upload_token, *wheel(filename, "spell_demo-1.0.dist-info", version, payload)
+        )
+        assert reply.status == 409, (filename, reply.status, reply.text)
+        assert "spell_demo-1.0-py3-none-any.whl" in reply.text
+    other_tag = upload(
+        server.url,
+        upload_token,
+        *wheel("spell_demo-1.0-py2-none-any.whl", "spell_demo-1.0.dist-info", "1.0", b"g = 7\n"),
+    )
+    assert other_tag.status == 200, other_tag.text
+    page = json.loads(request(server.url + "/simple/spell-demo/", headers=JSON).body)
+    assert sorted(f["filename"] for f in page["files"]) == [
+        "spell_demo-1.0-py2-none-any.whl",
+        "spell_demo-1.0-py3-none-any.whl",
+    ]
+    assert page["versions"] == ["1.0"]
