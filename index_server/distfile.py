@@ -26,6 +26,8 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from builder.check import ziplimits
+
 # A METADATA file larger than this is not plausible; refusing it bounds memory use.
 MAX_METADATA = 8 << 20
 
@@ -149,7 +151,9 @@ def inspect(fh: BinaryIO, filename: str) -> DistInfo:
 
 def _wheel_metadata(fh: BinaryIO, name: DistName) -> bytes:
     try:
-        zf = zipfile.ZipFile(fh)
+        zf = ziplimits.open_bounded(fh)  # bounds the central directory before zipfile parses it
+    except ziplimits.ZipLimitError as exc:
+        raise InvalidDistribution(f"{name.given or name.filename}: {exc}") from None
     except (zipfile.BadZipFile, OSError, ValueError):
         raise InvalidDistribution(f"{name.filename}: not a zip archive") from None
     with zf:
