@@ -76,7 +76,7 @@ def nightly(
     if not serve and not index_url:
         raise click.UsageError("say where to publish: --index URL, or --serve for the local index")
     console = Console(stderr=True)
-    with _embedded_index(serve, port) as (served_url, served_token, storage):
+    with _embedded_index(serve, port, upstream) as (served_url, served_token, storage):
         cfg = NightlyConfig(
             recipes=recipes or (Path("recipes"),),
             index_url=index_url or served_url,
@@ -116,7 +116,9 @@ def _protected(storage: Path | None, ledger: str | None) -> tuple[Path, ...]:
 
 
 @contextlib.contextmanager
-def _embedded_index(serve: bool, port: int) -> Iterator[tuple[str, str | None, Path | None]]:
+def _embedded_index(
+    serve: bool, port: int, upstream: str
+) -> Iterator[tuple[str, str | None, Path | None]]:
     """With --serve: the local index under gunicorn and a token of this run's own."""
     if not serve:
         yield "", None, None
@@ -131,7 +133,8 @@ def _embedded_index(serve: bool, port: int) -> Iterator[tuple[str, str | None, P
     tokens = TokenStore(LocalStorage(storage))
     record, secret = tokens.create(f"nightly-{int(time.time())}", "upload")
     try:
-        with running_index(Config(storage), port, data_dir() / "index.log") as url:
+        config = Config(storage, upstream=upstream)  # its uploads are rebuilds of upstream releases
+        with running_index(config, port, data_dir() / "index.log") as url:
             yield url, secret, storage
     except IndexStartError as exc:
         raise click.ClickException(str(exc)) from None

@@ -42,6 +42,13 @@ def _data(data: Path | None) -> Path:
 )
 @click.option("--access-log", is_flag=True, help="Log every request to stdout.")
 @click.option(
+    "--upstream",
+    default="pypi",
+    show_default=True,
+    help="The public index whose names uploads must not shadow: 'pypi', 'pip', a PEP 691/503 "
+    "index URL, or 'none' (air-gapped: no check).",
+)
+@click.option(
     "--strict",
     is_flag=True,
     help="Refuse (422, with the findings) wheels that fail the wheel checker (wheelfarm check).",
@@ -57,9 +64,17 @@ def serve(
     max_upload: int,
     access_log: bool,
     strict: bool,
+    upstream: str,
 ) -> None:
     """Serve the package index (simple API, uploads at /legacy/, pages at /)."""
-    config = Config(_data(data), private, max_upload, base_url.rstrip("/"), strict)
+    if upstream.lower() != "none":
+        from builder.upstream import UpstreamError, resolve_index_url
+
+        try:
+            resolve_index_url(upstream)
+        except UpstreamError as exc:
+            raise click.BadParameter(str(exc), param_hint="--upstream") from None
+    config = Config(_data(data), private, max_upload, base_url.rstrip("/"), strict, upstream)
     config.data.mkdir(parents=True, exist_ok=True)
     click.echo(f"wheelfarm index: http://{host}:{port}/ serving {config.data}", err=True)
     if embedded or (shutil.which("gunicorn") is None and not _has_gunicorn()):

@@ -164,18 +164,19 @@ def project(name: str) -> Response:
         return text_error(404, f"no project named {normalized!r} in this index")
     # Cached with the project (uploads and yanks replace it) and keyed by the farm data's version.
     cache = proj.cache if proj is not None else _farm_only_cache
-    key = ("page", id(st), normalized, _base(), st.farm.version)
+    shadowed = bool(st.upstream.shadowed([normalized]))
+    key = ("page", id(st), normalized, _base(), st.farm.version, shadowed)
     if key not in cache:
         for stale in [k for k in cache if isinstance(k, tuple) and k[0] == "page"]:
             del cache[stale]
-        cache[key] = _render_project(st, normalized, proj)
+        cache[key] = _render_project(st, normalized, proj, shadowed)
     return _html(cache[key])
 
 
 _farm_only_cache: dict[tuple, str] = {}
 
 
-def _render_project(st, name: str, proj) -> str:
+def _render_project(st, name: str, proj, shadowed: bool) -> str:
     with_provenance = st.farm.provenance_of(name)
     by_version: dict[str, list[FileRow]] = {}
     for f in proj.files if proj else ():
@@ -199,18 +200,23 @@ def _render_project(st, name: str, proj) -> str:
         logs=st.farm.logs_of(name),
         provenance=with_provenance,
         files=bool(by_version),
+        shadowed=shadowed,
+        upstream=st.upstream.index_url if shadowed else "",
     )
 
 
 @bp.get("/status")
 def status() -> Response:
     st = get_state()
-    key = (id(st), st.farm.version, _base())
+    shadowed = tuple(st.upstream.shadowed([p.name for p in st.catalog.projects()]))
+    key = (id(st), st.farm.version, _base(), shadowed)
     if key not in _status_cache:
         _status_cache.clear()
         farm = st.farm.status
         _status_cache[key] = render_template(
             "status.html",
+            shadowed=shadowed,
+            upstream=st.upstream.index_url if shadowed else "",
             farm=farm,
             grid=make_grid(list(farm.cells)) if farm and farm.cells else None,
             failures=farm.failures() if farm else [],

@@ -13,6 +13,7 @@ from flask import Flask, current_app
 from index_server.auth import TokenStore
 from index_server.catalog import Catalog
 from index_server.farm import Farm
+from index_server.shadowing import Upstream
 from index_server.storage import Storage
 
 DEFAULT_MAX_UPLOAD = 512 << 20
@@ -36,11 +37,12 @@ class Config:
     max_upload: int = DEFAULT_MAX_UPLOAD  # bytes, for a whole upload request
     base_url: str = ""  # e.g. "https://wheels.example.com"; empty: links are relative to the host
     strict: bool = False  # uploads must pass the wheel checker (builder.check) or get a 422
+    upstream: str = "pypi"  # the index whose names must not be shadowed: pypi, pip, a URL, or none
 
     @classmethod
     def from_env(cls) -> Config:
         """WHEELFARM_INDEX_DATA, WHEELFARM_INDEX_PRIVATE (1/true), WHEELFARM_INDEX_MAX_UPLOAD
-        (bytes), WHEELFARM_INDEX_BASE_URL, WHEELFARM_INDEX_STRICT."""
+        (bytes), WHEELFARM_INDEX_BASE_URL, WHEELFARM_INDEX_STRICT, WHEELFARM_INDEX_UPSTREAM."""
         env = os.environ
         return cls(
             data=Path(env["WHEELFARM_INDEX_DATA"])
@@ -50,6 +52,7 @@ class Config:
             max_upload=int(env.get("WHEELFARM_INDEX_MAX_UPLOAD") or DEFAULT_MAX_UPLOAD),
             base_url=env.get("WHEELFARM_INDEX_BASE_URL", "").rstrip("/"),
             strict=_flag(env.get("WHEELFARM_INDEX_STRICT")),
+            upstream=env.get("WHEELFARM_INDEX_UPSTREAM") or "pypi",
         )
 
     def to_env(self) -> dict[str, str]:
@@ -59,6 +62,7 @@ class Config:
             "WHEELFARM_INDEX_MAX_UPLOAD": str(self.max_upload),
             "WHEELFARM_INDEX_BASE_URL": self.base_url,
             "WHEELFARM_INDEX_STRICT": "1" if self.strict else "",
+            "WHEELFARM_INDEX_UPSTREAM": self.upstream,
         }
 
 
@@ -71,6 +75,7 @@ class State:
         self.catalog = Catalog(storage)
         self.tokens = TokenStore(storage)
         self.farm = Farm(storage, self.catalog)
+        self.upstream = Upstream(config.upstream, storage)
 
     def refresh(self) -> None:
         """Pick up what other processes changed (one stat when nothing did)."""

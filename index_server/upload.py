@@ -26,6 +26,7 @@ from packaging.version import InvalidVersion, Version
 from index_server import distfile
 from index_server.auth import TokenRefused, require_upload_token
 from index_server.errors import drain_body, text_error, unauthorized
+from index_server.shadowing import SHADOWING_POLICY, UpstreamError
 from index_server.state import get_state
 from index_server.storage import AlreadyExists
 
@@ -96,6 +97,7 @@ def handle_upload() -> Response:
                 400,
                 f"form field version={form['version']!r} does not match the filename {name.given!r}",
             ) from None
+    private = _require_no_shadowing(name)
     fh = upload.stream
     sha256, size = distfile.hash_file(fh)
     if size == 0:
@@ -117,8 +119,27 @@ def handle_upload() -> Response:
     except AlreadyExists:
         _refuse_existing(name, sha256)  # another upload of the same name won the race
         raise
+    if private:
+        get_state().upstream.mark_private(name.project)
     log.info("stored %s (%d bytes, sha256 %s, token %s)", name.filename, size, sha256, g.token_name)
     return Response(f"OK: stored {name.filename}\n", mimetype="text/plain")
+
+
+def _require_no_shadowing(name: distfile.DistName) -> bool:
+    """403 when the upload would shadow a public project (index_server/shadowing.py); 503 when
+    the upstream cannot tell. True when the upstream lacks the project (a private one)."""
+    upstream = get_state().upstream
+    try:
+        why, private = upstream.refusal(name.project, name.version)
+    except UpstreamError as exc:
+        raise UploadError(
+            503,
+            f"cannot check {name.given} against the upstream index (policy {SHADOWING_POLICY}): "
+            f"{exc}; try again, or run the index with --upstream none if it is air-gapped",
+        ) from None
+    if why:
+        raise UploadError(403, f"{name.given} refused: {why}")
+    return private
 
 
 # The checker runs auditwheel, which changes the working directory of the whole process: one at a time.
