@@ -3,7 +3,7 @@
 For each wheel, in order:
 1. the wheel checker must pass (`builder.check.check_wheel`): a rejected wheel is never uploaded;
 2. the wheel must not shadow a public project: when the upstream index has the project, it must
-   have this version too (the index's own upload rule, builder.upstream.shadowing_refusal);
+   have this version too (the index's own upload rule, builder.common.upstream.shadowing_refusal);
    the upstream index must not already hold a file of the same name: with the same bytes, ours is not
    needed; with other bytes, publishing ours would give one filename two hashes across the two indexes
    that users combine with --extra-index-url, which breaks hash-pinned lock files. wheelfarm refuses
@@ -29,8 +29,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from packaging.utils import parse_wheel_filename
 
-from builder.fetch import sha256_file
-from builder.upstream import (
+from builder.common.fetch import sha256_file
+from builder.common.upstream import (
     IndexClient,
     ProjectNotFound,
     UpstreamError,
@@ -196,7 +196,7 @@ def _refusal(wheel: Path, check: bool) -> tuple[str | None, dict[str, object] | 
 
 
 def _shadowing(upstream: IndexClient, filename: str) -> str | None:
-    """The index's public-name shadowing rule, applied before uploading (builder.upstream)."""
+    """The index's public-name shadowing rule, applied before uploading (builder.common.upstream)."""
     name, version, _build, _tags = parse_wheel_filename(filename)
     try:
         page = project_or_none(upstream, name)

@@ -68,7 +68,7 @@ def serve(
 ) -> None:
     """Serve the package index (simple API, uploads at /legacy/, pages at /)."""
     if upstream.lower() != "none":
-        from builder.upstream import UpstreamError, resolve_index_url
+        from builder.common.upstream import UpstreamError, resolve_index_url
 
         try:
             resolve_index_url(upstream)

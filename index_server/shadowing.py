@@ -6,7 +6,7 @@ rebuild of a public release); anything else is 403 naming the policy. A project 
 is private to this index: its first accepted upload leaves a marker (policy/private/<project>.json),
 and /status and the project page warn when such a name later appears upstream.
 
-Upstream pages come through builder.upstream's IndexClient and its on-disk HTTP cache (the planner's
+Upstream pages come through builder.common.upstream's IndexClient and its on-disk HTTP cache (the planner's
 client), so a fresh page costs no request; one client per worker process (made after the fork).
 """
 
@@ -20,7 +20,7 @@ import threading
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
-from builder.upstream import (
+from builder.common.upstream import (
     SHADOWING_POLICY,
     IndexClient,
     UpstreamError,
@@ -38,7 +38,9 @@ __all__ = ["SHADOWING_POLICY", "Upstream", "UpstreamError"]
 
 class Upstream:
     def __init__(self, url: str, storage: Storage) -> None:
-        self.url = url  # "none", "pypi", "pip" or an index URL (builder.upstream.resolve_index_url)
+        self.url = (
+            url  # "none", "pypi", "pip" or an index URL (builder.common.upstream.resolve_index_url)
+        )
         self.storage = storage
         self._clients: dict[int, IndexClient] = {}
         self._lock = threading.Lock()

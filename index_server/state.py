@@ -21,7 +21,7 @@ EXTENSION = "wheelfarm"
 
 
 def default_data_dir() -> Path:
-    from builder.paths import data_dir
+    from builder.common.paths import data_dir
 
     return data_dir() / "index"
 

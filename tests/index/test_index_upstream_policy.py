@@ -86,8 +86,8 @@ def test_an_unreachable_upstream_refuses_rather_than_guesses(tmp_path: Path) -> 
 
 
 def test_publish_applies_the_same_rule(tmp_path: Path, upstream) -> None:
+    from builder.common.upstream import IndexClient
     from builder.publish import REFUSED, Destination, publish
-    from builder.upstream import IndexClient
 
     _root, up = upstream
     data = tmp_path / "data"
