@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.projects import make_dummy_wheel  # noqa: E402
 
 from builder.common.paths import cache_dir  # noqa: E402
-from index_server.cli import WORKER_ARGS  # noqa: E402
+from index_server.serving import WORKER_ARGS  # noqa: E402
 
 PYPISERVER = "pypiserver[cache]==2.4.2"
 RAW_LOG: Path | None = None  # wrk's own output, for anyone who wants to check the parsing

@@ -11,8 +11,9 @@ from flask import Blueprint, Response, request
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
-from index_server.app import state, text_error
 from index_server.catalog import file_key
+from index_server.errors import text_error
+from index_server.state import get_state
 
 bp = Blueprint("files", __name__)
 
@@ -58,7 +59,7 @@ def _headers(st, record, filename: str) -> dict[str, str]:
 
 @bp.get("/files/<project>/<filename>")
 def serve(project: str, filename: str) -> Response:
-    st = state()
+    st = get_state()
     found = _find(st, project, filename)
     if found is None:
         return text_error(404, f"no file {project}/{filename} in this index")

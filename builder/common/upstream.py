@@ -455,6 +455,36 @@ class IndexClient:
         )
 
 
+SHADOWING_POLICY = "public-name-shadowing"
+
+
+def shadowing_refusal(page: ProjectPage | None, version: Version, index_url: str) -> str | None:
+    """Why publishing `version` of a project next to the index at `index_url` would shadow a public
+    project, or None when it may be published. `page` is the project's page there (None: 404).
+
+    The rule (a dependency-confusion guard, the same for `wheelfarm publish` and the index's
+    uploads): a project the upstream index has may be published only in versions the upstream has
+    (a rebuild of a public release); a project it lacks is private to our index.
+    """
+    if page is None or version in page.releases():
+        return None
+    return (
+        f"{canonicalize_name(page.name)} is a public project on {redact(index_url)}, which has no "
+        f"version {version}: a version of a public name that only this index has would shadow it "
+        f"for installers that use both (policy {SHADOWING_POLICY}; publish private projects "
+        "under names the upstream index does not have)"
+    )
+
+
+def project_or_none(client: IndexClient, name: str) -> ProjectPage | None:
+    """The project's page on the client's index, None when it has no such project (404);
+    UpstreamError when the index cannot answer."""
+    try:
+        return client.project(name)
+    except ProjectNotFound:
+        return None
+
+
 def get_project(name: str, index_url: str | None = None, **client_options: Any) -> ProjectPage:
     """One project's page from an index (PyPI by default): the small entry point other modules reuse,
     e.g. `wheelfarm check --index URL PROJECT`. Raises ProjectNotFound / UpstreamError."""

@@ -60,8 +60,12 @@ def start_server(
     port: int | None = None,
     wrap: Callable[[list[str]], list[str]] | None = None,
     strict: bool = False,
+    upstream: str = "none",
 ) -> Server:
-    """`wrap` turns the command into another that runs it (e.g. inside a namespace: tiny_disk)."""
+    """`wrap` turns the command into another that runs it (e.g. inside a namespace: tiny_disk).
+
+    `upstream` is the index whose names uploads must not shadow: none by default, since the tests'
+    fixture projects are made up (give a local static index's URL to test the policy)."""
     port = port or free_port()
     cmd = [
         "wheelfarm",
@@ -74,6 +78,8 @@ def start_server(
         str(workers),
         "--max-upload",
         str(MAX_UPLOAD),
+        "--upstream",
+        upstream,
     ]
     if private:
         cmd.append("--private")
