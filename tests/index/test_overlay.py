@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support.client_tools import client_tools
+from support.client_tools import client_tool
 from support.index_server import create_token, start_server, twine_upload
 from support.projects import make_dummy_wheel, make_sdist
 from support.static_index import FileSpec, StaticIndexServer, write_static_index
@@ -366,11 +366,6 @@ def test_uv_sync_x86_64_and_aarch64_resolve_through_the_overlay(overlay, files, 
     assert f"Tag: {ARM}" in wheel.read_text()
 
 
-@pytest.fixture(scope="module")
-def tools() -> Path:
-    return client_tools()
-
-
 def tool_env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POETRY_", "PDM_", "HATCH_"))}
     env.update(
@@ -385,7 +380,7 @@ def lock_filenames(text: str) -> set[str]:
     return {f for f in (Path(p).name for p in text.replace('"', " ").split()) if f.endswith(".whl")}
 
 
-def test_poetry_with_the_overlay_as_primary_source_locks_both(overlay, files, tools, tmp_path):
+def test_poetry_with_the_overlay_as_primary_source_locks_both(overlay, files, tmp_path):
     root = tmp_path / "app"
     root.mkdir()
     (root / "pyproject.toml").write_text(
@@ -394,7 +389,7 @@ def test_poetry_with_the_overlay_as_primary_source_locks_both(overlay, files, to
         f'[[tool.poetry.source]]\nname = "wheelfarm"\nurl = "{overlay.url}/overlay/simple/"\n'
         'priority = "primary"\n'
     )
-    result = subprocess.run([str(tools / "poetry"), "lock", "--no-interaction"], cwd=root,
+    result = subprocess.run([str(client_tool("poetry")), "lock", "--no-interaction"], cwd=root,
                             env=tool_env(tmp_path), capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     lock = (root / "poetry.lock").read_text()
@@ -402,7 +397,7 @@ def test_poetry_with_the_overlay_as_primary_source_locks_both(overlay, files, to
     assert sha256(files["farm_arm"]) in lock and sha256(files["up_x86"]) in lock
 
 
-def test_pdm_with_the_overlay_as_its_index_locks_both(overlay, files, tools, tmp_path):
+def test_pdm_with_the_overlay_as_its_index_locks_both(overlay, files, tmp_path):
     root = tmp_path / "app"
     root.mkdir()
     (root / "pyproject.toml").write_text(
@@ -411,7 +406,7 @@ def test_pdm_with_the_overlay_as_its_index_locks_both(overlay, files, tools, tmp
         f'[[tool.pdm.source]]\nname = "pypi"\nurl = "{overlay.url}/overlay/simple/"\n'
     )
     result = subprocess.run(
-        [str(tools / "pdm"), "lock"], cwd=root,
+        [str(client_tool("pdm")), "lock"], cwd=root,
         env={**tool_env(tmp_path), "PDM_PYTHON": sys.executable}, capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
