@@ -105,7 +105,11 @@ def overlay(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, files)
 def guarded(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream):
     """An overlay with a 7-day cooldown and upstream files through the pull-through cache."""
     server, _token = _start(
-        tmp_path_factory.mktemp("guarded"), upstream, "--cooldown-days", "7", "--cache-upstream-files"
+        tmp_path_factory.mktemp("guarded"),
+        upstream,
+        "--cooldown-days",
+        "7",
+        "--cache-upstream-files",
     )
     yield server
     server.stop()
@@ -184,7 +188,7 @@ def test_upstream_only_and_unknown_projects(overlay) -> None:
     doc, _ = page(overlay, "tiny-fresh")
     assert len(doc["files"]) == 2
     assert get(f"{overlay.url}/overlay/simple/no-such-project/")[0] == 404
-    status, headers, _ = get(f"{overlay.url}/overlay/simple/Tiny_Fresh/")
+    status, _, _ = get(f"{overlay.url}/overlay/simple/Tiny_Fresh/")
     assert status == 200  # urllib followed the 301 to the normalized name
 
 
