@@ -41,6 +41,10 @@ from support.projects import make_dummy_wheel  # noqa: E402
 from builder.common.paths import cache_dir  # noqa: E402
 from index_server.serving import WORKER_ARGS  # noqa: E402
 
+# pypiserver under gunicorn's threaded workers, as before wheelfarm moved to gevent (its venv has no
+# gevent); wheelfarm runs exactly what `wheelfarm serve` runs.
+PYPISERVER_ARGS = ["--worker-class", "gthread", "--threads", "4"]
+
 PYPISERVER = "pypiserver[cache]==2.4.2"
 RAW_LOG: Path | None = None  # wrk's own output, for anyone who wants to check the parsing
 BIG = "big-project"
@@ -266,7 +270,7 @@ def main() -> None:
             "--port", str(port), "--workers", str(args.workers),
         ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        print(f"wheelfarm (gunicorn, {args.workers} workers x 4 threads):", flush=True)
+        print(f"wheelfarm (gunicorn, {args.workers} gevent workers):", flush=True)
         results["wheelfarm"] = measure(
             wrk,
             lambda: serving(wf_cmd, port, env, work / "wheelfarm.log"),
@@ -276,7 +280,7 @@ def main() -> None:
 
         port = free_port()
         pypi_cmd = [
-            str(venv / "bin" / "gunicorn"), "--workers", str(args.workers), *WORKER_ARGS,
+            str(venv / "bin" / "gunicorn"), "--workers", str(args.workers), *PYPISERVER_ARGS,
             "--bind", f"127.0.0.1:{port}",
             f"pypiserver:app(root={str(work / 'wheels')!r}, verbosity=0)",
         ]  # fmt: skip
@@ -294,7 +298,8 @@ def main() -> None:
     )
     print(
         f"{len(wheels)} files, wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
-        f"gunicorn -w {args.workers} {' '.join(WORKER_ARGS)} for both, {os.cpu_count()} cores"
+        f"gunicorn -w {args.workers}: wheelfarm {' '.join(WORKER_ARGS)}, pypiserver "
+        f"{' '.join(PYPISERVER_ARGS)}, {os.cpu_count()} cores"
     )
     print("| endpoint | wheelfarm req/s | p50 / p99 ms | pypiserver req/s | p50 / p99 ms | ratio |")
     print("|---|---:|---:|---:|---:|---:|")

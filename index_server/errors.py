@@ -3,6 +3,7 @@ shows the phrase), the app's error handlers, and the private-index read guard.""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 
@@ -10,11 +11,14 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import LimitedStream
 
+from index_server import slowclients
 from index_server.auth import basic_token
 from index_server.state import State, get_state
 from index_server.storage import StorageFull
 
-DRAIN_CAP = 64 << 20
+DRAIN_CAP = 64 << 20  # bytes of an unread body discarded after a refusal, at most
+DISCARD_SECONDS = 5.0
+BODY_READ = "wheelfarm.body_read"  # set in the WSGI environ once a view has read the body
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
@@ -33,28 +37,32 @@ def unauthorized(message: str) -> Response:
     return text_error(401, message, {"WWW-Authenticate": 'Basic realm="wheelfarm"'})
 
 
-def drain_environ(environ: dict) -> None:
-    """Read and drop an unread request body (up to a cap) before answering an error.
-
-    A server that answers early and closes the connection with unread bytes makes the kernel send a
-    reset, and clients such as twine then see "connection reset" instead of the error message.
-    """
+def refuse_unread(resp: Response, environ: dict | None = None) -> Response:
+    """An answer given before the request body was read (a bad token, a Content-Length over the
+    limit, ...): it goes out at once, and only then is the unread body discarded (bounded in bytes
+    and, under gevent, in time) so that the client reads the answer instead of a connection reset.
+    A slow or huge body never delays a refusal. (gunicorn decides itself whether to keep the
+    connection: it drops an application's Connection header, and skips what is left of the body
+    within its --keep-alive time.)"""
+    environ = environ if environ is not None else request.environ
+    if environ.get(BODY_READ):
+        return resp
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        return
-    if length <= 0 or length > DRAIN_CAP:
+        length = 0
+    if length > 0:
+        resp.call_on_close(lambda: _discard(environ, length))
+    return resp
+
+
+def _discard(environ: dict, length: int) -> None:
+    if length > DRAIN_CAP:
         return
     stream = LimitedStream(environ["wsgi.input"], length)
-    try:
-        while stream.read(1 << 20):
+    with slowclients.deadline(DISCARD_SECONDS), contextlib.suppress(Exception):
+        while stream.read(1 << 16):
             pass
-    except Exception:
-        pass
-
-
-def drain_body() -> None:
-    drain_environ(request.environ)
 
 
 def read_refusal(st: State, authorization: str | None) -> str | None:
@@ -79,8 +87,6 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         code = exc.code or 500
-        if code == 413:
-            drain_body()
         messages = {
             404: f"not found: {request.path}",
             405: f"method {request.method} not allowed on {request.path}",
@@ -89,4 +95,4 @@ def register(app: Flask) -> None:
         resp = text_error(code, messages.get(code) or exc.description or exc.name)
         if code == 405 and exc.get_response().headers.get("Allow"):
             resp.headers["Allow"] = exc.get_response().headers["Allow"]
-        return resp
+        return refuse_unread(resp) if code in (408, 411, 413) else resp

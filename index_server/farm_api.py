@@ -21,7 +21,7 @@ from werkzeug.wsgi import LimitedStream
 from builder.common.farm_protocol import MAX_LOG_BYTES, MAX_PROVENANCE_BYTES, MAX_STATUS_BYTES
 from index_server import distfile
 from index_server.auth import TokenRefused, require_upload_token
-from index_server.errors import drain_body, text_error, unauthorized
+from index_server.errors import BODY_READ, refuse_unread, text_error, unauthorized
 from index_server.farm import (
     STATUS_KEY,
     FarmDataError,
@@ -71,7 +71,7 @@ def _body(limit: int, what: str, mimetypes: tuple[str, ...]) -> bytes:
         raise Refused(413, f"{what} too large: {length} bytes, the limit is {limit} bytes")
     # Read the WSGI stream ourselves: the app-wide limit is the upload limit, not this one.
     data = LimitedStream(request.environ["wsgi.input"], length).read()
-    request.environ["wheelfarm.body_read"] = True
+    request.environ[BODY_READ] = True
     if len(data) != length:
         raise Refused(400, f"{what}: the body ended after {len(data)} of {length} bytes")
     return data
@@ -83,9 +83,7 @@ def _answer(handler, *args) -> Response:
     except (Refused, FarmDataError) as exc:
         code, message = (exc.code, exc.message) if isinstance(exc, Refused) else (400, str(exc))
         log.warning("refused %s %s (%d): %s", request.method, request.path, code, message)
-        if not request.environ.get("wheelfarm.body_read"):
-            drain_body()
-        return unauthorized(message) if code == 401 else text_error(code, message)
+        return refuse_unread(unauthorized(message) if code == 401 else text_error(code, message))
 
 
 def _url(path: str) -> str:

@@ -11,8 +11,8 @@ from typing import Any
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
-from index_server import files, simple
-from index_server.errors import drain_environ, read_refusal, unauthorized
+from index_server import files, simple, slowclients
+from index_server.errors import read_refusal, refuse_unread, unauthorized
 from index_server.state import State
 
 STATUS_LINES = {200: "200 OK", 304: "304 Not Modified"}
@@ -36,12 +36,12 @@ class IndexMiddleware:
         return endpoint if isinstance(endpoint, str) else None
 
     def __call__(self, environ: dict, start_response: Callable) -> Any:
+        slowclients.guard_input(environ)
         st = self.st
         st.refresh()
         refusal = read_refusal(st, environ.get("HTTP_AUTHORIZATION"))
         if refusal is not None and self._endpoint(environ) not in SELF_GUARDED:
-            drain_environ(environ)
-            return unauthorized(refusal)(environ, start_response)
+            return refuse_unread(unauthorized(refusal), environ)(environ, start_response)
         hit = simple.fast_path(st, environ) or files.fast_path(st, environ)
         if hit is None:
             return self.flask_wsgi(environ, start_response)

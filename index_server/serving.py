@@ -17,9 +17,21 @@ from pathlib import Path
 
 from index_server.state import Config
 
-# Threaded workers keep connections alive (pip and uv reuse them) and a slow upload holds one thread,
-# not a whole worker; the app itself is thread-safe (the catalog refreshes under a lock).
-WORKER_ARGS = ["--worker-class", "gthread", "--threads", "4"]
+# gevent workers: each connection is a greenlet, so hundreds of slow or idle clients (slowloris:
+# trickled headers or bodies) cost memory, not threads, and /simple/ keeps answering (threads are not
+# a fix: any fixed number of them is taken by that many slow clients). gunicorn gives up on a
+# request's headers after --keep-alive seconds; index_server/slowclients.py bounds body reads.
+# The app is loaded in each worker, after gevent has patched the standard library (no --preload).
+WORKER_CONNECTIONS = 4000
+HEADER_TIMEOUT = 5  # seconds for a request's headers (and between requests on a kept-alive one)
+WORKER_ARGS = [
+    "--worker-class",
+    "gevent",
+    "--worker-connections",
+    str(WORKER_CONNECTIONS),
+    "--keep-alive",
+    str(HEADER_TIMEOUT),
+]
 APP = "index_server.app:create_app()"
 
 
@@ -43,7 +55,6 @@ def gunicorn_argv(host: str, port: int, workers: int, access_log: bool = False) 
         *WORKER_ARGS,
         "--bind",
         f"{host}:{port}",
-        "--preload",
         *(["--access-logfile", "-"] if access_log else []),
         "--timeout",
         "300",  # slow uploads of big wheels

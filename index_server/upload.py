@@ -25,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from index_server import distfile
 from index_server.auth import TokenRefused, require_upload_token
-from index_server.errors import drain_body, text_error, unauthorized
+from index_server.errors import BODY_READ, refuse_unread, text_error, unauthorized
 from index_server.shadowing import SHADOWING_POLICY, UpstreamError
 from index_server.state import get_state
 from index_server.storage import AlreadyExists
@@ -73,8 +73,11 @@ def handle_upload() -> Response:
     g.token_name = _require_upload_token()
     if request.mimetype != "multipart/form-data":
         raise UploadError(400, f"expected multipart/form-data, got {request.mimetype or 'no body'}")
-    g.body_read = True
-    form, files = request.form, request.files  # parsing may raise 413
+    limit = get_state().config.max_upload
+    if (request.content_length or 0) > limit:  # refused on the header, before any byte is read
+        raise UploadError(413, f"upload too large: the limit is {limit} bytes")
+    request.environ[BODY_READ] = True
+    form, files = request.form, request.files  # parsing may still raise 413 (chunked bodies)
     if not form and not files:
         raise UploadError(400, "malformed multipart/form-data body: no fields could be read")
     action = form.get(":action")
@@ -201,11 +204,9 @@ def upload() -> Response:
         return handle_upload()
     except UploadError as exc:
         log.warning("refused upload (%d): %s", exc.code, exc.message)
-        if not g.get("body_read"):
-            drain_body()
-        if exc.code == 401:
-            return unauthorized(exc.message)
-        return text_error(exc.code, exc.message)
+        return refuse_unread(
+            unauthorized(exc.message) if exc.code == 401 else text_error(exc.code, exc.message)
+        )
     except distfile.InvalidDistribution as exc:
         log.warning("refused upload (400): %s", exc)
         return text_error(400, str(exc))
