@@ -189,6 +189,13 @@ def _upstream_entry(st: State, name: str, f: DistFile) -> Entry:
     )
 
 
+def _parsed(version: str) -> Version | None:
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return None
+
+
 def _sorted_versions(versions: set[str]) -> list[str]:
     def key(v: str) -> tuple[int, Version | str]:
         try:
@@ -257,22 +264,22 @@ def _merge(st, name, proj, page, state, stale_since, expires) -> View:
         cutoff = datetime.now(UTC).timestamp() - st.config.cooldown_days * 86400
     entries: list[Entry] = []
     upstream_files: dict[str, DistFile] = {}
-    hidden_versions: set[str] = set()
-    shown_versions: set[str] = set()
+    hidden_versions: set[Version] = set()
+    shown_versions: set[Version] = set()
     hidden = 0
     for f in page.files:
-        version = str(f.version) if f.version is not None else None
+        version = f.version
         uploaded = _uploaded(f.upload_time)
         if cutoff is not None and uploaded is not None and uploaded.timestamp() > cutoff:
             hidden += 1
-            if version:
+            if version is not None:
                 hidden_versions.add(version)
             continue
-        if version:
+        if version is not None:
             shown_versions.add(version)
         upstream_files[f.filename] = f
         entries.append(_upstream_entry(st, name, f))
-    versions = {v for v in page.versions if v in shown_versions or v not in hidden_versions}
+    versions = {v for v in page.versions if _parsed(v) not in hidden_versions - shown_versions}
     if proj is not None:
         for record in proj.files:
             if record.filename not in upstream_files:

@@ -207,7 +207,7 @@ def test_private_name_is_never_merged(overlay, upstream, files) -> None:
         html = get(f"{overlay.url}/overlay/simple/tiny-private/", "text/html")[2].decode()
         assert "now has a project named tiny-private" in html and "9.9" not in html
         status_page = get(f"{overlay.url}/status", "text/html")[2].decode()
-        assert "tiny-private" in status_page
+        assert 'id="shadowed"' in status_page and 'href="/project/tiny-private/"' in status_page
     finally:
         del upstream.projects["tiny-private"]
         upstream.rewrite()

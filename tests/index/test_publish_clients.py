@@ -60,13 +60,12 @@ def test_hatch_publishes_twice(server, upload_token, tmp_path: Path) -> None:
 
 def test_poetry_publishes_twice(server, upload_token, tmp_path: Path) -> None:
     root = project(tmp_path, "tiny-poetry-pub")
-    environ = env(
-        tmp_path,
-        POETRY_REPOSITORIES_WHEELFARM_URL=f"{server.url}/legacy/",
-        POETRY_HTTP_BASIC_WHEELFARM_USERNAME="__token__",
-        POETRY_HTTP_BASIC_WHEELFARM_PASSWORD=upload_token,
-    )
-    cmd = [str(client_tool("poetry")), "publish", "-r", "wheelfarm", "--skip-existing", "-n"]
+    environ = env(tmp_path)
+    poetry = str(client_tool("poetry"))
+    config = [poetry, "config", "repositories.wheelfarm", f"{server.url}/legacy/"]
+    assert run(config, root, environ).returncode == 0
+    cmd = [poetry, "publish", "-r", "wheelfarm", "-u", "__token__", "-p", upload_token,
+           "--skip-existing", "-n"]  # fmt: skip
     for _ in range(2):
         result = run(cmd, root, environ)
         assert result.returncode == 0, result.stdout + result.stderr
