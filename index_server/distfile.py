@@ -28,6 +28,20 @@ from packaging.version import InvalidVersion, Version
 
 from builder.check import ziplimits
 
+# Source distributions: PEP 625's .tar.gz and the legacy archive forms pip still installs (with
+# tarfile's open mode; None is a zip). pip's lzip/lzma-alone forms (.tlz, .tar.lz, .tar.lzma) are
+# left out: Python cannot read them.
+SDIST_FORMATS: dict[str, str | None] = {
+    ".tar.gz": "r:gz",
+    ".tgz": "r:gz",
+    ".tar.bz2": "r:bz2",
+    ".tbz": "r:bz2",
+    ".tar.xz": "r:xz",
+    ".txz": "r:xz",
+    ".tar": "r:",
+    ".zip": None,
+}
+
 # A METADATA file larger than this is not plausible; refusing it bounds memory use.
 MAX_METADATA = 8 << 20
 
@@ -92,19 +106,25 @@ def parse_filename(filename: str) -> DistName:
             )
             key = ("wheel", canonicalize_version(version), build, tags)
             return DistName(canonical + ".whl", project, version, "wheel", key, filename)
-        if filename.endswith(".tar.gz"):
-            project, version = parse_sdist_filename(filename)
-            name_part = filename.removesuffix(".tar.gz").rpartition("-")[0]
+        if (ext := sdist_extension(filename)) is not None:
+            # packaging parses the PEP 625 form; a legacy extension is parsed as if it were .tar.gz.
+            stem = filename.removesuffix(ext)
+            project, version = parse_sdist_filename(stem + ".tar.gz")
+            name_part = stem.rpartition("-")[0]
             if project_name(name_part) is None:
                 raise InvalidSdistFilename(f"{name_part!r} is not a valid project name")
-            canonical = f"{_escaped(project)}-{version}.tar.gz"
+            canonical = f"{_escaped(project)}-{version}{ext}"
             key = ("sdist", canonicalize_version(version))
             return DistName(canonical, project, version, "sdist", key, filename)
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as exc:
         raise InvalidDistribution(f"invalid distribution filename {filename!r}: {exc}") from None
     raise InvalidDistribution(
-        f"{filename!r} is not a wheel (.whl) or a source distribution (.tar.gz)"
+        f"{filename!r} is not a wheel (.whl) or a source distribution ({', '.join(SDIST_FORMATS)})"
     )
+
+
+def sdist_extension(filename: str) -> str | None:
+    return next((ext for ext in SDIST_FORMATS if filename.endswith(ext)), None)
 
 
 def _escaped(project: NormalizedName) -> str:
@@ -174,23 +194,58 @@ def _wheel_metadata(fh: BinaryIO, name: DistName) -> bytes:
 
 
 def _sdist_metadata(fh: BinaryIO, name: DistName) -> bytes:
+    mode = SDIST_FORMATS[sdist_extension(name.filename) or ".tar.gz"]
+    if mode is None:
+        return _zip_sdist_metadata(fh, name)
     try:
-        tf = tarfile.open(fileobj=fh, mode="r:gz")  # noqa: SIM115 - closed below
+        tf = tarfile.open(fileobj=fh, mode=mode)  # noqa: SIM115 - closed below
     except (tarfile.TarError, OSError, EOFError):
-        raise InvalidDistribution(f"{name.filename}: not a gzipped tar archive") from None
+        raise InvalidDistribution(
+            f"{name.given}: not a {mode[2:] or 'plain'} tar archive"
+        ) from None
     with tf:
         try:
-            for member in tf:
+            for count, member in enumerate(tf):
+                if count >= ziplimits.MAX_ENTRIES:  # tarfile keeps every member it has read
+                    raise InvalidDistribution(
+                        f"{name.given}: no top-level PKG-INFO among its first "
+                        f"{ziplimits.MAX_ENTRIES} members"
+                    )
                 parts = member.name.split("/")
                 if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
                     if member.size > MAX_METADATA:
-                        raise InvalidDistribution(f"{name.filename}: PKG-INFO is too large")
+                        raise InvalidDistribution(f"{name.given}: PKG-INFO is too large")
                     extracted = tf.extractfile(member)
                     assert extracted is not None
                     return extracted.read()
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise InvalidDistribution(f"{name.filename}: broken tar archive: {exc}") from None
-    raise InvalidDistribution(f"{name.filename}: no top-level PKG-INFO")
+            raise InvalidDistribution(f"{name.given}: broken tar archive: {exc}") from None
+    raise InvalidDistribution(f"{name.given}: no top-level PKG-INFO")
+
+
+def _zip_sdist_metadata(fh: BinaryIO, name: DistName) -> bytes:
+    try:
+        zf = ziplimits.open_bounded(fh)
+    except ziplimits.ZipLimitError as exc:
+        raise InvalidDistribution(f"{name.given}: {exc}") from None
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise InvalidDistribution(f"{name.given}: not a zip archive") from None
+    with zf:
+        found = [
+            i
+            for i in zf.infolist()
+            if i.filename.count("/") == 1 and i.filename.endswith("/PKG-INFO")
+        ]
+        if len(found) != 1:
+            raise InvalidDistribution(
+                f"{name.given}: expected one top-level PKG-INFO, found {len(found)}"
+            )
+        if found[0].file_size > MAX_METADATA:
+            raise InvalidDistribution(f"{name.given}: PKG-INFO is too large")
+        try:
+            return zf.read(found[0])
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise InvalidDistribution(f"{name.given}: cannot read PKG-INFO: {exc}") from None
 
 
 def hash_file(fh: BinaryIO) -> tuple[str, int]:

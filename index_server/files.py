@@ -23,10 +23,24 @@ def content_type(filename: str) -> str:
         return "text/plain; charset=utf-8"
     if filename.endswith(".whl"):
         return "application/zip"
-    if filename.endswith(".tar.gz"):
-        # A gzip file, served as is: no Content-Encoding, or clients would unpack it in transit.
-        return "application/gzip"
+    # Compressed files are served as they are: no Content-Encoding, or clients would unpack them
+    # in transit.
+    for ext, ctype in ARCHIVE_TYPES.items():
+        if filename.endswith(ext):
+            return ctype
     return "application/octet-stream"
+
+
+ARCHIVE_TYPES = {
+    ".tar.gz": "application/gzip",
+    ".tgz": "application/gzip",
+    ".tar.bz2": "application/x-bzip2",
+    ".tbz": "application/x-bzip2",
+    ".tar.xz": "application/x-xz",
+    ".txz": "application/x-xz",
+    ".tar": "application/x-tar",
+    ".zip": "application/zip",
+}
 
 
 def _find(st, project: str, filename: str):

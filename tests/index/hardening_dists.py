@@ -24,9 +24,14 @@ def metadata(name: str, version: str, summary: str | None = None) -> bytes:
     return (text + "\nA test distribution.\n").encode("utf-8")
 
 
-def sdist_bytes(top: str, pkg_info: bytes) -> bytes:
+def sdist_bytes(top: str, pkg_info: bytes, fmt: str = "gz") -> bytes:
+    """A source archive holding `<top>/PKG-INFO`: fmt is a tarfile compression (gz, bz2, xz) or zip."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+    if fmt == "zip":
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr(f"{top}/PKG-INFO", pkg_info)
+        return buf.getvalue()
+    with tarfile.open(fileobj=buf, mode=f"w:{fmt}") as tf:
         info = tarfile.TarInfo(f"{top}/PKG-INFO")
         info.size = len(pkg_info)
         tf.addfile(info, io.BytesIO(pkg_info))

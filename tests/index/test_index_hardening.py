@@ -163,7 +163,12 @@ def test_pages_escape_hostile_values(tmp_path) -> None:
         ("tiny pure-0.1.tar.gz", False),
         ("tiny<b>-0.1.tar.gz", False),
         ("-0.1.tar.gz", False),
-        ("tiny_pure-0.1.tgz", False),
+        ("tiny_pure-0.1.tgz", True),  # legacy archive forms pip installs
+        ("Tiny_Pure-0.1.zip", True),
+        ("tiny_pure-0.1.tar.bz2", True),
+        ("tiny-pure-0.1.tar.xz", True),
+        ("tiny_pure-0.1.tar.lz", False),  # Python cannot read lzip
+        ("tiny pure-0.1.zip", False),
     ],
 )
 def test_sdist_filenames(filename: str, ok: bool) -> None:
@@ -214,3 +219,25 @@ def test_spellings_of_one_distribution_are_one_file(server: Server, upload_token
         "spell_demo-1.0-py3-none-any.whl",
     ]
     assert page["versions"] == ["1.0"]
+
+
+def test_legacy_sdist_forms_are_accepted_under_their_canonical_name(
+    server: Server, upload_token: str
+) -> None:
+    for filename, fmt, version, ext, ctype in [
+        ("Legacy.Demo-1.0.zip", "zip", "1.0", ".zip", "application/zip"),
+        ("legacy_demo-2.0.tar.bz2", "bz2", "2.0", ".tar.bz2", "application/x-bzip2"),
+    ]:
+        data = sdist_bytes(filename.removesuffix(ext), metadata("Legacy.Demo", version), fmt)
+        reply = upload(server.url, upload_token, *upload_form(filename, data))
+        assert reply.status == 200, (filename, reply.text)
+        stored = f"legacy_demo-{version}{ext}"
+        assert stored in reply.text
+        download = request(f"{server.url}/files/legacy-demo/{stored}")
+        assert download.status == 200 and download.body == data
+        assert download.headers["Content-Type"] == ctype
+    # One source distribution per version, whatever its archive form.
+    again = sdist_bytes("legacy_demo-1.0", metadata("legacy-demo", "1.0"))
+    reply = upload(server.url, upload_token, *upload_form("legacy_demo-1.0.tar.gz", again))
+    assert reply.status == 409, reply.text
+    assert "legacy_demo-1.0.zip" in reply.text
