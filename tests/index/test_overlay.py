@@ -418,3 +418,43 @@ def test_pdm_with_the_overlay_as_its_index_locks_both(overlay, files, tmp_path):
     assert f"sha256:{sha256(files['farm_arm'])}" in lock
     assert f"sha256:{sha256(files['up_x86'])}" in lock
     assert {files["up_x86"].name, files["farm_arm"].name} <= lock_filenames(lock)
+
+
+# ---- against PyPI ---------------------------------------------------------------------------------
+
+CRCMOD_SDIST = "crcmod-1.7.tar.gz"
+CRCMOD_SDIST_SHA256 = "dc7051a0db5f2bd48665a990d3ec1cc305a466a77358ca4492826f41f283601e"
+
+
+@pytest.mark.e2e
+def test_overlay_of_pypi_resolves_crcmod_on_both_platforms(tmp_path: Path) -> None:
+    """The issue's report: crcmod 1.7 (an sdist on PyPI) with the farm's aarch64 wheel, one URL."""
+    wheel = make_dummy_wheel(tmp_path / "farm", "crcmod", "1.7", tag=ARM)
+    data = tmp_path / "data"
+    server = start_server(
+        data, workers=1, upstream="pypi", env={"WHEELFARM_CACHE": str(tmp_path / "cache")}
+    )
+    try:
+        result = twine_upload(server.url, create_token(data, "ci"), wheel)  # 1.7 is on PyPI
+        assert result.returncode == 0, result.stdout + result.stderr
+        doc, _ = page(server, "crcmod")
+        by_name = {f["filename"]: f for f in doc["files"]}
+        assert by_name[CRCMOD_SDIST]["hashes"]["sha256"] == CRCMOD_SDIST_SHA256
+        assert by_name[CRCMOD_SDIST]["url"].startswith("https://files.pythonhosted.org/")
+        assert by_name[wheel.name]["url"] == f"/files/crcmod/{wheel.name}"
+        req = tmp_path / "requirements.in"
+        req.write_text("crcmod==1.7\n")
+        for platform, expected in (
+            ("aarch64-manylinux_2_17", sha256(wheel)),
+            ("x86_64-manylinux_2_17", CRCMOD_SDIST_SHA256),
+        ):
+            out = subprocess.run(
+                [str(BIN / "uv"), "pip", "compile", "--python-platform", platform,
+                 "--python-version", "3.11", "--generate-hashes", "--index-url",
+                 f"{server.url}/overlay/simple/", str(req)],
+                env=uv_env(tmp_path), capture_output=True, text=True,
+            )  # fmt: skip
+            assert out.returncode == 0, out.stderr
+            assert f"sha256:{expected}" in out.stdout
+    finally:
+        server.stop()
