@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -241,6 +242,32 @@ def test_upload_simple_pages_for_hatch_and_devpi_clients(overlay, files) -> None
         assert theirs[0] == 200 and theirs[2] == ours[2]
     assert get(f"{overlay.url}/legacy/+simple/")[0] == 200
     assert get(f"{overlay.url}/legacy/+simple/tiny-unseen/")[0] == 404
+
+
+def test_upstream_max_age_is_kept_and_staleness_is_bounded(tmp_path: Path, files) -> None:
+    """The upstream says max-age=600; the overlay serves its cached page (no request) until
+    --upstream-max-stale (2 s) has passed, then revalidates and shows the upstream's change."""
+    projects = {"tiny-fresh": [spec(files["fresh_old"])]}
+    write_static_index(tmp_path / "up", projects)
+    with StaticIndexServer(tmp_path / "up", cache_control="max-age=600") as up:
+        server = start_server(
+            tmp_path / "data",
+            upstream=up.url,
+            extra_args=["--upstream-max-stale", "2", "--workers", "1"],
+            env={"WHEELFARM_CACHE": str(tmp_path / "cache")},
+        )
+        try:
+            doc, _ = page(server, "tiny-fresh")
+            asked = up.requests["/simple/tiny-fresh/"]
+            projects["tiny-fresh"].append(spec(files["fresh_new"]))
+            write_static_index(tmp_path / "up", projects)
+            doc, _ = page(server, "tiny-fresh")
+            assert len(doc["files"]) == 1 and up.requests["/simple/tiny-fresh/"] == asked
+            time.sleep(2.5)
+            doc, _ = page(server, "tiny-fresh")
+            assert len(doc["files"]) == 2 and doc["versions"] == ["1.0", "1.1"]
+        finally:
+            server.stop()
 
 
 # ---- cooldown and the pull-through cache ----------------------------------------------------------
