@@ -354,22 +354,63 @@ def page_of(view: View, media: str) -> simple.Page:
     return page
 
 
+def _parts(
+    st: State,
+    page: simple.Page,
+    media: str,
+    view: View | None,
+    if_none_match: str | None,
+    accept_encoding: str | None,
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    status, headers, body = simple.page_parts(st, page, media, if_none_match, accept_encoding)
+    if view is not None:
+        marked = view.upstream + (f"; as-of={view.stale_since}" if view.stale_since else "")
+        headers.append(("X-Wheelfarm-Upstream", marked))
+        if view.upstream == STALE:  # a client must not keep a stale page
+            headers = [(k, "no-cache" if k == "Cache-Control" else v) for k, v in headers]
+    return status, headers, body
+
+
 def _answer(st: State, page: simple.Page, media: str, view: View | None = None) -> Response:
-    status, headers, body = simple.page_parts(
+    status, headers, body = _parts(
         st,
         page,
         media,
+        view,
         request.headers.get("If-None-Match"),
         request.headers.get("Accept-Encoding"),
     )
-    resp = Response(body, status=status, headers=headers)
-    if view is not None:
-        resp.headers["X-Wheelfarm-Upstream"] = view.upstream + (
-            f"; as-of={view.stale_since}" if view.stale_since else ""
-        )
-        if view.upstream == STALE:  # a client must not keep a stale page
-            resp.headers["Cache-Control"] = "no-cache"
-    return resp
+    return Response(body, status=status, headers=headers)
+
+
+def fast_path(st: State, environ: dict) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """A plain GET of a project page whose view this worker holds and that has not expired, without
+    Flask's dispatch (the same answer as `project`); None hands the request to Flask."""
+    if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        return None
+    path = environ.get("PATH_INFO", "")
+    if not (path.startswith(f"{PREFIX}/simple/") and path.endswith("/") and path.count("/") == 4):
+        return None
+    name = path[len(PREFIX) + 8 : -1]
+    hit = _memo.get((id(st), name))
+    if hit is None or time.time() >= hit[1].expires:
+        return None
+    proj = st.catalog.project(name)
+    if hit[0] != (id(proj) if proj is not None else None):
+        return None
+    media = simple.negotiate(environ.get("HTTP_ACCEPT"))
+    if media is None:
+        return None
+    view = hit[1]
+    status, headers, body = _parts(
+        st,
+        page_of(view, media),
+        media,
+        view,
+        environ.get("HTTP_IF_NONE_MATCH"),
+        environ.get("HTTP_ACCEPT_ENCODING"),
+    )
+    return status, headers, b"" if environ["REQUEST_METHOD"] == "HEAD" else body
 
 
 # ---- views ---------------------------------------------------------------------------------------
