@@ -41,7 +41,7 @@ from packaging.version import InvalidVersion, Version
 from werkzeug.wsgi import wrap_file
 
 from builder.common.fetch import FetchError, fetch_verified
-from builder.common.upstream import DistFile, ProjectNotFound, UpstreamError
+from builder.common.upstream import DistFile, ProjectNotFound, ProjectPage, UpstreamError
 from index_server import distfile, simple
 from index_server.catalog import FileRecord, Project
 from index_server.errors import text_error
@@ -258,7 +258,15 @@ def build_view(st: State, name: NormalizedName) -> View | None:
     return _merge(st, name, proj, page, state, stale_since, expires)
 
 
-def _merge(st, name, proj, page, state, stale_since, expires) -> View:
+def _merge(
+    st: State,
+    name: str,
+    proj: Project | None,
+    page: ProjectPage,
+    state: str,
+    stale_since: str | None,
+    expires: float,
+) -> View:
     cutoff = None
     if st.config.cooldown_days > 0:
         cutoff = datetime.now(UTC).timestamp() - st.config.cooldown_days * 86400
