@@ -24,7 +24,13 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from builder.build.backends import get_backend
-from builder.build.toolchain.host import CrossToolchain, ToolchainError, cross_target, test_sysroot
+from builder.build.toolchain.host import (
+    TARGET_BIN_VAR,
+    CrossToolchain,
+    ToolchainError,
+    cross_target,
+    test_sysroot,
+)
 from builder.common.buildlog import BuildError, BuildLog
 from builder.common.outcome import Outcome
 from builder.common.paths import cache_dir, data_dir
@@ -223,12 +229,15 @@ def prefix_env(prefixes: Sequence[Path], target: str) -> dict[str, str]:
         for d in [*(lib / "pkgconfig" for lib in libs), *(p / "share/pkgconfig" for p in prefixes)]
         if d.is_dir()
     )
-    return {
+    env = {
         "CPPFLAGS": " ".join(f"-I{d}" for d in includes),
         "LDFLAGS": " ".join(f"-L{d}" for d in libs),
-        "PKG_CONFIG_PATH": pkgconfig,
-        "PKG_CONFIG_LIBDIR": pkgconfig,  # never the host's .pc files
+        # The host's *-config stand-ins run the target's copy from these (a script that runs here).
+        TARGET_BIN_VAR: os.pathsep.join(str(p / "bin") for p in prefixes if (p / "bin").is_dir()),
     }
+    if pkgconfig:  # never the host's .pc files (the toolchain's env points at an empty folder)
+        env["PKG_CONFIG_PATH"] = env["PKG_CONFIG_LIBDIR"] = pkgconfig
+    return env
 
 
 def prefix_lib_dirs(prefix: Path, target: str) -> list[Path]:
