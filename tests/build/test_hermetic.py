@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.projects import make_sdist
+from support.projects import make_meson_sdist, make_sdist
 
 import builder.build.toolchain.host as host
 from builder.build.pipeline import build_sdist
@@ -41,6 +41,12 @@ def test_wrappers_answer_the_questions_build_scripts_ask_like_gcc() -> None:
     assert _ask(tc, "-print-prog-name=nm") == "nm"
     assert _ask(tc, "-print-file-name=libc.so") == "libc.so"
     assert _ask(tc, "-print-sysroot") == ""
+    # meson asks for the predefined macros from standard input, with no -x
+    for tool, macro in (("cc", "__aarch64__"), ("c++", "__cplusplus")):
+        proc = subprocess.run(
+            [tc.tool(tool), "-E", "-dM", "-"], input="", capture_output=True, text=True
+        )
+        assert proc.returncode == 0 and f"#define {macro} " in proc.stdout, proc.stderr
 
 
 def test_a_passed_through_target_triple_is_replaced_by_the_floor(tmp_path: Path) -> None:
@@ -108,7 +114,7 @@ def fake_host_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 CALLS_CONFIG = (
     "import subprocess, shlex\n"
     "p = subprocess.run(['wffoo-config', '--cflags'], capture_output=True, text=True)\n"
-    "if p.returncode: raise SystemExit('wffoo-config failed: ' + p.stderr.strip())\n"
+    "if p.returncode: raise RuntimeError('wffoo-config failed: ' + p.stderr.strip())\n"
     "EXTRA = shlex.split(p.stdout)\n"
 )
 
@@ -152,3 +158,25 @@ def test_a_host_include_folder_fails_the_build_naming_the_command(
     assert r.status == Outcome.FAILED and r.step == "host leak", r.message
     assert "-I/usr/include/wffoo" in r.error and "_native.c" in r.error, r.error
     assert not list((tmp_path / "out").glob("*.whl"))
+
+
+@pytest.mark.slow
+def test_meson_python_sdist_is_cross_built_with_a_cross_file(tmp_path: Path) -> None:
+    sdist = make_meson_sdist(tmp_path / "sdist", "wf-meson")
+    call = (
+        "import wf_meson; assert wf_meson.triangle(4) == 10; assert wf_meson.machine() == 'aarch64'"
+    )
+    r = build_sdist(
+        sdist,
+        project="wf-meson",
+        version="1.0.0",
+        python="3.11",
+        target=TARGET,
+        out_dir=tmp_path / "out",
+        test=TestSpec(imports=("wf_meson", "wf_meson._native"), call=call),
+        log_dir=tmp_path / "logs",
+    )
+    assert r.status == Outcome.TESTED, r.message
+    log = r.log.read_text()
+    assert "--cross-file=" in log and "0 leaks" in log
+    assert "libpython" not in log.split("host leak scan")[0].split("meson-python: cross file")[1]

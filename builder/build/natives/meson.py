@@ -3,14 +3,30 @@ searching the earlier prefixes only), ninja, `meson install` with DESTDIR."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
+from pathlib import Path
 
 from builder.build.natives.base import BuildContext, BuildSystem
 from builder.build.toolchain.meson import write_cross_file
 
+# meson from PyPI, not Debian's 1.0.1: that one does not recognise zig's linker ("zig ld").
+MESON_REQUIREMENTS = ("meson>=1.4", "ninja")
+
+
+def meson_tools(ctx: BuildContext) -> Path:
+    """The bin folder of a cached venv (of the Python running wheelfarm) with meson and ninja."""
+    from builder.build.backends.cross import build_env
+
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return build_env(version, MESON_REQUIREMENTS, ctx.run.log).parent
+
 
 def build(ctx: BuildContext) -> None:
     src, run = ctx.source, ctx.run
+    tools = meson_tools(ctx)
+    path = f"{tools}{os.pathsep}{ctx.env['PATH']}"
     pc = [d for r in ctx.roots for d in (r / "lib" / "pkgconfig", r / "share" / "pkgconfig")]
     cross = write_cross_file(
         ctx.env, ctx.arch, ctx.work, [d for d in pc if d.is_dir()], ctx.work / "no-pkgconfig"
@@ -18,7 +34,7 @@ def build(ctx: BuildContext) -> None:
     out = ctx.work / "_build"
     run(
         [
-            "meson",
+            str(tools / "meson"),
             "setup",
             str(out),
             str(src),
@@ -39,10 +55,15 @@ def build(ctx: BuildContext) -> None:
             "CXXFLAGS": "",
             "CPPFLAGS": "",
             "LDFLAGS": "",
+            "PATH": path,
         },
     )
-    run(["ninja", "-C", str(out)], src)
-    run(["meson", "install", "-C", str(out), "--no-rebuild"], src, {"DESTDIR": str(ctx.stage)})
+    run([str(tools / "ninja"), "-C", str(out)], src, {"PATH": path})
+    run(
+        [str(tools / "meson"), "install", "-C", str(out), "--no-rebuild"],
+        src,
+        {"DESTDIR": str(ctx.stage), "PATH": path},
+    )
 
 
-SYSTEM = BuildSystem("meson", build, host_packages=("meson", "ninja-build", "pkg-config"))
+SYSTEM = BuildSystem("meson", build, host_packages=("pkg-config",))
