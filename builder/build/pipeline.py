@@ -7,7 +7,9 @@ log's path, so one failing job never stops the others (`build_jobs` runs a list)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import platform
 import shutil
@@ -63,6 +65,8 @@ class BuildResult:
     grafted: tuple[str, ...] = ()  # libraries auditwheel copied into the wheel
     duration: float = 0.0
     sdist_sha256: str = ""
+    # Things people must see though the build passed: a native library needing a newer glibc ...
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -74,6 +78,7 @@ class BuildResult:
         data["log"] = str(self.log)
         data["tags"] = list(self.tags)
         data["grafted"] = list(self.grafted)
+        data["warnings"] = list(self.warnings)
         data["duration"] = round(self.duration, 2)
         return data
 
@@ -92,6 +97,7 @@ class BuildResult:
                 "log": Path(str(data["log"])),
                 "tags": tuple(data.get("tags") or ()),
                 "grafted": tuple(data.get("grafted") or ()),
+                "warnings": tuple(data.get("warnings") or ()),
             }
         )
 
@@ -500,6 +506,8 @@ def native_prefixes(
         log.write(f"  {p.name}: {p.path} ({'built' if p.built else 'reused'}; log {p.log})")
     for warning in native.warnings:
         log.write(f"  warning: {warning}")
+        if progress:
+            progress(f"warning: {warning}")
     return [p.path for p in native.prefixes]
 
 
@@ -540,7 +548,7 @@ def build_job(
                 return _early_failure(exc.step, exc.summary, log_path=log_path, **common)
     else:
         prefixes = []
-    return build_url(
+    result = build_url(
         job.sdist_url,
         job.sdist_sha256,
         filename=job.sdist_filename or None,
@@ -554,6 +562,19 @@ def build_job(
         out_dir=out_dir,
         **common,
     )
+    warnings = native_warnings(prefixes)
+    return dataclasses.replace(result, warnings=warnings) if warnings else result
+
+
+def native_warnings(prefixes: Sequence[Path]) -> tuple[str, ...]:
+    """The warnings recorded with each native library's prefix (glibc above the target's floor)."""
+    from builder.build.natives import MARKER
+
+    out: list[str] = []
+    for p in prefixes:
+        with contextlib.suppress(OSError, ValueError):
+            out.extend(json.loads((p / MARKER).read_text()).get("warnings", ()))
+    return tuple(out)
 
 
 def _early_failure(

@@ -67,9 +67,7 @@ def first_error_line(text: str) -> str | None:
                     if not nxt or noise.search(nxt):
                         break
                     message.append(nxt)
-                if not message:
-                    continue
-                return " ".join(message)[:300]
+                return (" ".join(message) or line)[:300]
             return line[:300]
     return None
 

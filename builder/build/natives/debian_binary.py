@@ -94,14 +94,25 @@ def relative_symlinks(stage_final: Path, final: Path, triple: str) -> None:
         link.symlink_to(os.path.relpath(staged_target, link.parent))
 
 
+# A Debian path where a .pc file or config script names one: after =, a quote, space, -I or -L.
+_DEBIAN_PATH = re.compile(
+    r"""(?:(?<=^)|(?<=[\s='"])|(?<=-I)|(?<=-L))/(?:usr/)?(?:lib|include|share|bin)(?:/[^\s'"]*)?"""
+    r"""|(?:(?<=^)|(?<=[\s='"]))/usr(?=[\s'"]|$)""",
+    re.MULTILINE,
+)
+
+
+def _into_prefix(text: str, final: Path, triple: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        return str(final) if m.group(0) == "/usr" else _map_into_prefix(m.group(0), final, triple)
+
+    return _DEBIAN_PATH.sub(repl, text)
+
+
 def rewrite_pc(text: str, final: Path, triple: str) -> str:
     """A Debian .pc file with every /usr path pointing into the prefix."""
     text = re.sub(r"^prefix=.*$", f"prefix={final}", text, flags=re.MULTILINE)
-    return re.sub(
-        r"(?<![\w.$}/-])/(?:usr/)?(?:lib|include|share|bin)(?:/[^\s'\"]*)?",
-        lambda m: _map_into_prefix(m.group(0), final, triple),
-        text,
-    )
+    return _into_prefix(text, final, triple)
 
 
 def _stand_in(name: str, final: Path, modules: list[str]) -> str:
@@ -135,17 +146,7 @@ def config_tools(stage_final: Path, final: Path, triple: str) -> None:
             continue
         head = tool.read_bytes()[:4]
         if head.startswith(b"#!"):
-            text = tool.read_text(errors="replace")
-            text = re.sub(
-                r"(?<![\w./-])/usr(?:/(?:lib|include|share|bin)(?:/[^\s'\"]*)?)?(?=[\s'\"/]|$)",
-                lambda m: (
-                    _map_into_prefix(m.group(0), final, triple)
-                    if m.group(0) != "/usr"
-                    else str(final)
-                ),
-                text,
-                flags=re.MULTILINE,
-            )
+            text = _into_prefix(tool.read_text(errors="replace"), final, triple)
             tool.write_text(text)
         elif head == b"\x7fELF":
             tool.write_text(_stand_in(tool.name, final, modules))
