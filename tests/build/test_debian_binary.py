@@ -121,5 +121,7 @@ def test_libpq_from_debian_with_its_sibling_and_a_pg_config_stand_in(
     out = subprocess.run(
         [prefix.path / "bin" / "pg_config", "--includedir"], capture_output=True, text=True
     )
-    assert out.returncode == 0 and out.stdout.strip() == f"{prefix.path}/include"
+    # Debian's pg_config is a script: rewritten to answer for the prefix, and runnable here.
+    assert out.returncode == 0 and out.stdout.strip() == f"{prefix.path}/include/postgresql"
+    assert (prefix.path / "include" / "postgresql" / "libpq-fe.h").is_file()
     assert prefix.warnings and "above the target's 2.17" in prefix.warnings[0]

@@ -173,6 +173,7 @@ def build(ctx: BuildContext) -> None:
         raise NativeBuildError(f"native library {spec.name}: {e}") from e
     # The usual prefix layout (include/, lib/, bin/): Debian's multiarch folders merged into them.
     triple = GNU_TRIPLES[arch]
+    copied: set[Path] = set()
     for sub, dest in (
         ("usr/include", "include"),
         (f"usr/include/{triple}", "include"),
@@ -181,7 +182,9 @@ def build(ctx: BuildContext) -> None:
         ("usr/share", "share"),
         ("usr/bin", "bin"),
     ):
-        if (tree / sub).is_dir():
+        real = (tree / sub).resolve()
+        if (tree / sub).is_dir() and real not in copied:  # lib/ may be usr/lib (usr-merge)
+            copied.add(real)
             shutil.copytree(tree / sub, stage_final / dest, symlinks=True, dirs_exist_ok=True)
     shutil.rmtree(stage_final / "include" / triple, ignore_errors=True)
     relative_symlinks(stage_final, final, triple)
