@@ -195,3 +195,45 @@ def write_recipe(
         raise RecipeNewError(f"generated recipe does not lint: {exc}") from None
     atomic_write_text(path, text)
     return path
+
+
+# --- what a build found, written back into a starting recipe (builder.build.explore) -------------
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return _toml_list([str(v) for v in value])
+    return json.dumps(str(value))
+
+
+def with_findings(
+    text: str, natives: Sequence[dict[str, object]] = (), imports: Sequence[str] = ()
+) -> str:
+    """`text` (a recipe) with `natives` appended as [[native]] tables before [test] and the test's
+    `imports` replaced by `imports` (when given). Comments say where they came from."""
+    lines = text.splitlines()
+    if natives:
+        block = ["# Found by `wheelfarm recipe new --build` (missing files looked up in Debian):"]
+        for entry in natives:
+            block.append("[[native]]")
+            block += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
+            block.append("")
+        at = lines.index("[test]") if "[test]" in lines else len(lines)
+        lines[at:at] = block
+    if imports:
+        start = lines.index("[test]") if "[test]" in lines else -1
+        for i in range(start + 1, len(lines)):
+            if lines[i].startswith("imports ="):
+                lines[i] = f"imports = {_toml_list(imports)}"
+                lines.insert(i, "# the wheel's extension modules, found by building it")
+                break
+    return "\n".join(lines) + "\n"
+
+
+def rewrite_recipe(path: Path, text: str) -> None:
+    """Write `text` over the recipe at `path` after checking that it lints."""
+    try:
+        parse_recipe(path, text.encode())
+    except RecipeError as exc:
+        raise RecipeNewError(f"updated recipe does not lint: {exc}") from None
+    atomic_write_text(path, text)
