@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -273,6 +274,31 @@ def _merge_pipeline_env(options: BuildOptions, extra: Mapping[str, str]) -> Buil
 # Backend selection
 
 
+def _worth_falling_back(err: BuildError) -> bool:
+    """False when another backend would fail the same way: the project's own C does not compile
+    for this CPython or has an error of its own (a relative path in the compiler's line)."""
+    from builder.common.classify import FailureClass, classify
+
+    if err.step != "build":
+        return True
+    cls = classify(err.summary).cls
+    if cls is FailureClass.PYTHON_INCOMPATIBLE:
+        return False
+    own_source = re.match(
+        r"^(?!/)[^:\s]+\.(c|cc|cpp|cxx|pyx|h|hpp):\d+(:\d+)?: error: ", err.summary
+    )
+    return not (cls is FailureClass.COMPILER_ERROR and own_source)
+
+
+def _combined(first: BuildError, first_name: str, last: BuildError, last_name: str) -> BuildError:
+    """The primary backend's error first, then the fallback's (the first explains more)."""
+    return BuildError(
+        first.step,
+        f"{first_name}: {first.summary}; then {last_name}: {last.step}: {last.summary}",
+        first.log or last.log,
+    )
+
+
 def build_raw(
     sdist: Path,
     python: str,
@@ -288,6 +314,7 @@ def build_raw(
     the next one (in a fresh `workdir`); the last one's failure is raised. Returns (wheel, backend).
     """
     names = [options.backend, *(n for n in options.fallback if n != options.backend)]
+    first: BuildError | None = None  # the primary backend's error: shown first, always
     for i, name in enumerate(names):
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
@@ -305,10 +332,22 @@ def build_raw(
                 raise BuildError("verify", f"pure wheel {raw.name} from a native build", log.path)
             return raw, name
         except (BuildError, KeyError) as exc:
+            err = exc if isinstance(exc, BuildError) else BuildError("setup", str(exc), log.path)
+            if first is None:
+                first = err
+            elif i == len(names) - 1 or not _worth_falling_back(err):
+                raise _combined(first, names[0], err, name) from None
             if i == len(names) - 1:
-                raise
-            why = f"{exc.step}: {exc.summary}" if isinstance(exc, BuildError) else str(exc)
-            log.section(f"backend {name} failed ({why}); falling back to {names[i + 1]}")
+                raise err from None
+            if not _worth_falling_back(err):
+                log.section(
+                    f"backend {name} failed ({err.step}: {err.summary}); no fallback: "
+                    "the error is in the project's own source and would recur"
+                )
+                raise err from None
+            log.section(
+                f"backend {name} failed ({err.step}: {err.summary}); falling back to {names[i + 1]}"
+            )
     raise AssertionError("unreachable")
 
 
