@@ -119,6 +119,7 @@ def new(
                 version=version,
                 latest=latest,
                 force=force,
+                note=lambda msg: click.echo(msg, err=True),
             )
     except (RecipeNewError, UpstreamError) as exc:
         raise click.ClickException(str(exc)) from None
