@@ -153,6 +153,8 @@ def new(
         "status": str(r.status),
         "error": r.error,
         "log": str(r.log),
+        "wheel": str(r.wheel) if r.wheel else None,
+        "sdist_sha256": r.sdist_sha256,
         "natives": found.natives,
         "extension_modules": found.extension_modules,
         "unresolved": [f"{m.kind} {m.name}" for m in found.unresolved],
