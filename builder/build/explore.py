@@ -9,6 +9,7 @@ every extension module of the built wheel imported.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -87,9 +88,17 @@ def explore_recipe(
         say(f"building {job.project} {job.version} (round {found.rounds + 1})")
         result = build_job(job, out_dir=out, run_test=False, progress=say)
         found.result = result
-        if result.ok or result.step != "build" or found.rounds >= max_rounds:
+        if result.ok or result.step not in ("build", "deps") or found.rounds >= max_rounds:
             break
-        missing = missing_from_log(result.log.read_text(errors="replace"))
+        text = result.log.read_text(errors="replace")
+        failed_native = None
+        if result.step == "deps":  # a found library's own build lacked something: read its log
+            m = re.search(r"full log: (\S+\.log)", text)
+            failed_native = next(
+                (n["name"] for n in found.natives if m and f"/{n['name']}-" in m.group(1)), None
+            )
+            text = Path(m.group(1)).read_text(errors="replace") if m else ""
+        missing = missing_from_log(text)
         if not missing:
             break
         if archive is None:
@@ -103,9 +112,14 @@ def explore_recipe(
         new = [r.entry for r in resolved if r.entry["name"] not in have]
         if not new:
             break
-        found.natives += new
+        # A library another found library needs is built before it.
+        at = next(
+            (i for i, n in enumerate(found.natives) if n["name"] == failed_native),
+            len(found.natives),
+        )
+        found.natives[at:at] = new
         found.rounds += 1
-        rewrite_recipe(path, with_findings(path.read_text(), natives=new))
+        rewrite_recipe(path, with_findings(path.read_text(), natives=found.natives))
     if found.result.ok and found.result.wheel is not None:
         recipe = load_recipe(path)
         found.extension_modules = extension_modules(found.result.wheel)

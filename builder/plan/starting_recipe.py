@@ -239,6 +239,9 @@ def _toml_value(value: object) -> str:
     return json.dumps(str(value))
 
 
+FOUND_MARK = "# Found by `wheelfarm recipe new --build` (missing files looked up in Debian):"
+
+
 def with_findings(
     text: str, natives: Sequence[dict[str, object]] = (), imports: Sequence[str] = ()
 ) -> str:
@@ -246,7 +249,12 @@ def with_findings(
     `imports` replaced by `imports` (when given). Comments say where they came from."""
     lines = text.splitlines()
     if natives:
-        block = ["# Found by `wheelfarm recipe new --build` (missing files looked up in Debian):"]
+        # `natives` is the whole found list, in build order: it replaces an earlier found block.
+        if FOUND_MARK in lines:
+            start = lines.index(FOUND_MARK)
+            end = lines.index("[test]", start) if "[test]" in lines[start:] else len(lines)
+            del lines[start:end]
+        block = [FOUND_MARK]
         for entry in natives:
             block.append("[[native]]")
             block += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]

@@ -58,6 +58,19 @@ def test_a_passed_through_target_triple_is_replaced_by_the_floor(tmp_path: Path)
         assert out.read_bytes()[:4] == b"\x7fELF"
 
 
+def test_the_default_system_folders_mean_the_targets(tmp_path: Path) -> None:
+    # setup.py files add -I/usr/include -I/usr/local/include "to be safe" (PyAudio): dropped, so
+    # zig's target headers are used; the command log (what the scan sees) no longer names them.
+    tc = CrossToolchain(TARGET)
+    (tmp_path / "t.c").write_text("#include <stdio.h>\nint f(void) { return L_tmpnam; }\n")
+    log = tmp_path / "cc.log"
+    env = {**os.environ, host.COMMAND_LOG_VAR: str(log)}
+    cmd = [tc.tool("cc"), "-I/usr/include", "-I/usr/local/include", "-I/usr/include/libxml2"]
+    subprocess.run([*cmd, "-c", tmp_path / "t.c", "-o", tmp_path / "t.o"], env=env, check=True)
+    leaks = scan_commands(log)
+    assert [leak.argument for leak in leaks] == ["-I/usr/include/libxml2"]
+
+
 def test_the_environment_sees_no_host_pkgconfig_folder_or_config_tool(tmp_path: Path) -> None:
     env = {**os.environ, **CrossToolchain(TARGET).env()}
     # The host has zlib's .pc (zlib1g-dev); the cross environment must not find it.

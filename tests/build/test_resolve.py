@@ -46,6 +46,10 @@ def test_the_missing_things_of_real_logs() -> None:
     # A CPython header removed in 3.11 is no library to look for.
     assert rs.missing_from_log((LOGS / "setuptools-longintrepr.log").read_text()) == []
     shadow = "wheelfarm: xml2-config is not available for the target (...)\nld.lld: error: unable to find library -lwfz\n"
+    acl = "checking for attr/error_context.h... no\n\nFATAL ERROR: attr/error_context.h does not exist.\n"
+    assert rs.missing_from_log(acl) == [rs.Missing("header", "attr/error_context.h")]
+    optional = "checking for valgrind/valgrind.h... no\nconfigure: error: C compiler cannot create executables\n"
+    assert rs.missing_from_log(optional) == []
     assert rs.missing_from_log(shadow) == [
         rs.Missing("config-tool", "xml2-config"),
         rs.Missing("library", "wfz"),

@@ -54,6 +54,10 @@ def knowledge(path: Path = KNOWLEDGE_FILE) -> dict:
 # Lines that name a missing thing, beyond the classifier's key line (a log may name several).
 _LINE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("header", re.compile(r"fatal error: '?([\w./+-]+\.h(?:pp)?)'?(?::| file not found)")),
+    # configure scripts' own words for a required header (acl's: "attr/error_context.h does not
+    # exist"); optional headers' "checking for x.h... no" are left alone
+    ("header", re.compile(r"\b([\w/+-]+/[\w.+-]+\.h|[\w+-]+\.h) does not exist")),
+    ("header", re.compile(r"^configure: error: .*?\b([\w/+-]*[\w+-]\.h)\b")),
     ("pkg-config", re.compile(r"Package '?([\w.+-]+)'?,? (?:was not found|not found)")),
     ("pkg-config", re.compile(r'Dependency "([\w.+-]+)" not found')),
     ("library", re.compile(r"(?:cannot find|unable to find library) -l([\w.+-]+)")),
