@@ -246,9 +246,38 @@ def prefix_env(prefixes: Sequence[Path], target: str) -> dict[str, str]:
         # The host's *-config stand-ins run the target's copy from these (a script that runs here).
         TARGET_BIN_VAR: os.pathsep.join(str(p / "bin") for p in prefixes if (p / "bin").is_dir()),
     }
+    if tools := config_tools_dir(prefixes, target):  # curl-config & co. on PATH, nothing else
+        env["PATH"] = str(tools)
     if pkgconfig:  # never the host's .pc files (the toolchain's env points at an empty folder)
         env["PKG_CONFIG_PATH"] = env["PKG_CONFIG_LIBDIR"] = pkgconfig
     return env
+
+
+def config_tools_dir(prefixes: Sequence[Path], target: str) -> Path | None:
+    """A folder of links to the prefixes' `*-config` scripts (curl-config, xml2-config ...), for
+    PATH: the prefixes' bin/ folders themselves hold aarch64 programs that would shadow host tools."""
+    tools = sorted(
+        t
+        for p in prefixes
+        if (p / "bin").is_dir()
+        for t in (p / "bin").iterdir()
+        if re.search(r"[-_]config$", t.name) and t.is_file() and t.read_bytes()[:2] == b"#!"
+    )
+    if not tools:
+        return None
+    key = hashlib.sha256("\n".join(map(str, tools)).encode()).hexdigest()[:16]
+    folder = cache_dir() / "prefix" / target / f"config-tools-{key}"
+    if not folder.is_dir():
+        tmp = folder.with_name(f".{folder.name}.{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for t in tools:
+            (tmp / t.name).symlink_to(t)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another build made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def prefix_lib_dirs(prefix: Path, target: str) -> list[Path]:

@@ -69,6 +69,31 @@ def _names(sdist: Path) -> set[str]:
         return {_rel(n) for n in tf.getnames()}
 
 
+_PY_GUARD = re.compile(r"PY_VERSION_HEX|PY_MAJOR_VERSION|PY_MINOR_VERSION|CYTHON_|Py_LIMITED_API")
+_DIRECTIVE = re.compile(r"^\s*#\s*(if|ifdef|ifndef|elif|else|endif)\b(.*)")
+
+
+def unguarded(text: str, pattern: str) -> bool:
+    """Whether `pattern` matches a line of C outside every preprocessor conditional that tests the
+    Python version (pycurl's `#if PY_VERSION_HEX < 0x030900A4 ... Py_TYPE(obj) = type` is fine)."""
+    regex = re.compile(pattern)
+    stack: list[bool] = []  # per open conditional: does it test the Python version?
+    for line in text.splitlines():
+        if d := _DIRECTIVE.match(line):
+            kind, rest = d.groups()
+            if kind in ("if", "ifdef", "ifndef"):
+                stack.append(bool(_PY_GUARD.search(rest)))
+            elif kind == "elif" and stack:
+                stack[-1] = stack[-1] or bool(_PY_GUARD.search(rest))
+            elif kind == "endif" and stack:
+                stack.pop()
+            if not regex.search(line):
+                continue
+        if regex.search(line) and not any(stack):
+            return True
+    return False
+
+
 def _ver(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split("."))
 
@@ -85,7 +110,7 @@ def check_sdist(sdist: Path, pythons: Sequence[str]) -> list[Compat]:
         for rule in rules["rule"]:
             if _ver(py) < _ver(rule["since"]):
                 continue
-            hits = [n for n, t in texts if re.search(rule["pattern"], t)]
+            hits = [n for n, t in texts if unguarded(t, rule["pattern"])]
             if hits:
                 blockers.append(f"{rule['reason']} ({hits[0]})")
         need = rules.get("cython", {}).get(py)

@@ -51,6 +51,18 @@ def test_removed_headers_and_lvalues_block_the_python_that_removed_them(tmp_path
     assert "Py_TYPE()" in c311.blockers[1]
 
 
+def test_version_guarded_code_is_not_a_blocker(tmp_path: Path) -> None:
+    # pycurl 7.45.2's src/module.c: the assignment only exists for Pythons before 3.9.
+    guarded = (
+        "#if PY_VERSION_HEX < 0x030900A4\n"
+        "#  define Py_SET_TYPE(obj, type) ((Py_TYPE(obj) = (type)), (void)0)\n"
+        "#endif\n"
+        "#if defined(X)\n#include <stdio.h>\n#else\n#define Y 1\n#endif\n"
+    )
+    (c,) = check_sdist(_sdist(tmp_path, "wfguard", {"src/module.c": guarded}), ["3.11"])
+    assert c.ok, c.blockers
+
+
 def test_old_cython_output_is_regenerated_when_the_pyx_ships(tmp_path: Path) -> None:
     sdist = _sdist(tmp_path, "wfcy", {"wfcy/_s.c": OLD_CYTHON, "wfcy/_s.pyx": "def f(): pass\n"})
     (c,) = check_sdist(sdist, ["3.11"])

@@ -121,7 +121,8 @@ def prepare(
         ["/bin/sh", "-c", script],
         binds={"/work": workdir},
         ro_binds={"/env": env},
-        env=dict(options.environment),
+        # PATH stays the root filesystem's: the pipeline's names host folders (config tools).
+        env={k: v for k, v in options.environment.items() if k != "PATH"},
         cwd="/work",
     )
     return cmd, out

@@ -67,6 +67,7 @@ _LINE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     ("config-tool", re.compile(r"wheelfarm: ([\w.+-]+[-_]config) is not available")),
     ("config-tool", re.compile(r"([\w.+-]+[-_]config): (?:command )?not found")),
+    ("config-tool", re.compile(r"No such file or directory: '([\w.+-]+[-_]config)'")),
 )
 
 
