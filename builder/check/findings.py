@@ -37,6 +37,18 @@ RULES: dict[str, Rule] = {
             "RECORD misses a file, lists a missing one, or has a wrong hash/size; bad zip entries",
         ),
         Rule("WF011-bad-binary", "a file starts like a binary but its headers are unreadable"),
+        Rule(
+            "WF012-macos-code-signature",
+            "a Mach-O's code signature is missing (arm64) or a page/slot hash does not match",
+        ),
+        Rule(
+            "WF013-macos-undefined-symbol",
+            "a Mach-O's undefined symbol resolves nowhere dyld will look (Python, libSystem, dylibs)",
+        ),
+        Rule(
+            "WF014-macos-load-path",
+            "a Mach-O loads a dylib that is neither a system path nor a file inside the wheel",
+        ),
     )
 }
 
