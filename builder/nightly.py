@@ -396,14 +396,23 @@ class _Farm:
         outcome = {TESTED: Outcome.TESTED, NOT_TESTED: Outcome.NOT_TESTED}.get(
             result.status, Outcome.BUILT
         )
+        # why a wheel is "not tested" (e.g. "checked, not run: no macOS to run on") is kept with it
+        why = result.message if outcome is Outcome.NOT_TESTED else None
         self.ledger.finish_attempt(
             attempt,
             outcome,
             log_path=result.log,
             wheels=[(wheel.name, sha256_file(wheel))],
             duration=result.duration,
+            key_line=why,
         )
-        done = replace(cell, status=outcome.value, duration=result.duration, log=str(result.log))
+        done = replace(
+            cell,
+            status=outcome.value,
+            duration=result.duration,
+            log=str(result.log),
+            reason=why or cell.reason,
+        )
         return self._publish(attempt, [wheel], done, str(result.log), job, todo.inputs, time.time())
 
     def _build_in_sandbox(self, job: Job) -> tuple[BuildResult, str]:
