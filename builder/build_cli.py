@@ -99,9 +99,7 @@ def _jobs_from_recipe(
     except RecipeError as exc:
         raise click.ClickException(str(exc)) from None
     pythons = pythons or recipe.pythons
-    targets = targets or tuple(t for t in recipe.targets if not t.startswith("macosx"))
-    if not targets:
-        raise click.ClickException(f"{recipe_path}: no Linux target (macOS needs cibuildwheel)")
+    targets = targets or recipe.targets  # the cross backend builds Linux and macOS targets
     if sdist:
         local = Path(sdist)
         if not sha256:
