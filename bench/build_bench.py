@@ -18,7 +18,7 @@ command natively for aarch64 in the Debian arm64 chroot under qemu-user (what ci
 users get); its summary line is the median of the per-sdist ratios emulated/cross (target: >= 5).
 "cross-macos" is the same cross build for macosx_11_0_arm64 (zig for aarch64-macos.11.0, the darwin
 sysconfigdata; pyyaml's libyaml cross-built from Debian's source with autotools for the Mac by
-builder.deps): its wheels must hold arm64 Mach-O extensions that pass the checker's load-time checks;
+builder.build.natives): its wheels must hold arm64 Mach-O extensions that pass the checker's load-time checks;
 its ratio column is cross-macos/cross.
 """
 
@@ -41,8 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from packaging.utils import parse_wheel_filename
 
-from builder.backends import BuildLog
-from builder.backends.cross import (
+from builder.build.backends.cross import (
     build_env,
     build_requires,
     cross_build_environment,
@@ -50,9 +49,10 @@ from builder.backends.cross import (
     unpack_sdist,
     venv_environment,
 )
-from builder.fetch import fetch_sdist
-from builder.paths import cache_dir
-from builder.toolchain import ensure_host_packages
+from builder.build.toolchain.host import ensure_host_packages
+from builder.common.buildlog import BuildLog
+from builder.common.fetch import fetch_sdist
+from builder.common.paths import cache_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emulated_column import run_emulated
@@ -110,17 +110,17 @@ SDISTS = (
 
 def libyaml_env(kind: str) -> dict[str, str]:
     """pyyaml's C extension needs libyaml: the host's -dev package natively, Debian's arm64 one cross,
-    Debian's source cross-built for the Mac (builder.deps, autotools) for cross-macos."""
+    Debian's source cross-built for the Mac (builder.build.natives, autotools) for cross-macos."""
     if kind == "native":
         ensure_host_packages(["libyaml-dev"])
         return {}
     if kind == "cross-macos":
-        from builder import deps
+        from builder.build import natives
 
-        spec = deps.NativeSpec("libyaml", "debian:libyaml", "autotools")
-        prefix = deps.build_native(spec, None, MACOS_TARGET)
+        spec = natives.NativeSpec("libyaml", "debian:libyaml", "autotools")
+        prefix = natives.build_native(spec, None, MACOS_TARGET)
         return {"CPPFLAGS": f"-I{prefix.path / 'include'}", "LDFLAGS": f"-L{prefix.path / 'lib'}"}
-    from builder.debian import sysroot
+    from builder.build.toolchain.debian import sysroot
 
     root = sysroot("bookworm", ["libyaml-dev"], "arm64")
     # -idirafter: yaml.h is found, but never ahead of zig's glibc 2.17 headers.

@@ -4,7 +4,7 @@
   /usr/lib/libSystem.B.dylib and the /usr/lib/system/*.dylib it re-exports, with each export list
   scoped to its targets (`arm64e-macos` stands for arm64, as Apple's linker reads it).
 - CPython: the dynamic symbol table of the host's `libpython3.X.so` of the same X (a pyenv or Debian
-  build; `find_host_python`), names given the Mach-O leading underscore. The C API a macOS build
+  build, found on PATH or in pyenv as the cross backend finds them), names given the Mach-O leading underscore. The C API a macOS build
   exports is the same code: the platform-specific exports (Windows' `PyErr_SetFromWindowsErr`...)
   are not in either, so a symbol this list lacks is one a Mac's Python lacks too. Where no host
   CPython of the version exists, the check says so (a warning) instead of guessing.
@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
+import shutil
 import subprocess
 from importlib import util
 from pathlib import Path
@@ -71,31 +73,53 @@ def libsystem_exports(arch: str) -> frozenset[str]:
 
 
 _LIBPYTHON = (
-    "import sysconfig, os; d = sysconfig.get_config_var('LIBDIR') or '';"
+    "import sys, sysconfig, os; d = sysconfig.get_config_var('LIBDIR') or '';"
+    "print('%d.%d' % sys.version_info[:2]);"
     "print('\\n'.join(os.path.join(d, n) for n in (sysconfig.get_config_var('INSTSONAME'),"
     " sysconfig.get_config_var('LDLIBRARY')) if n))"
 )
 
 
+def _interpreters(version: str) -> list[Path]:
+    """Host CPythons `version` where the cross backend looks too: PATH, then pyenv's versions."""
+    found = [Path(p) for p in [shutil.which(f"python{version}")] if p]
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    if root.is_dir():
+        pattern = re.compile(rf"{re.escape(version)}\.\d+")
+        dirs = sorted(
+            (d for d in root.iterdir() if pattern.fullmatch(d.name)),
+            key=lambda d: int(d.name.rsplit(".", 1)[1]),
+            reverse=True,
+        )
+        found += [d / "bin" / f"python{version}" for d in dirs]
+    return [p for p in found if p.exists()]
+
+
 @functools.cache
 def libpython(version: str) -> Path:
     """The host's shared libpython of CPython `version` ("3.10"), the source of its export list."""
-    from builder.toolchain import ToolchainError, find_host_python
-
-    try:
-        host = find_host_python(version)
-    except ToolchainError as exc:
-        raise ExportsUnavailable(f"no CPython {version} here to read its exports from") from exc
-    proc = subprocess.run(
-        [str(host.executable), "-c", _LIBPYTHON], capture_output=True, text=True, timeout=60
-    )
-    for line in proc.stdout.splitlines():
-        path = Path(line)
-        if path.suffix != ".a" and ".so" in path.name and path.exists():
-            return path
-    raise ExportsUnavailable(
-        f"{host.executable} (CPython {version}) has no shared libpython to read its exports from"
-    )
+    tried = []
+    for exe in _interpreters(version):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("_PYTHON_", "PYTHON"))}
+        try:
+            proc = subprocess.run(
+                [str(exe), "-c", _LIBPYTHON], capture_output=True, text=True, timeout=60, env=env
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        lines = proc.stdout.splitlines()
+        if proc.returncode != 0 or not lines or lines[0] != version:
+            continue
+        for line in lines[1:]:
+            path = Path(line)
+            if path.suffix != ".a" and ".so" in path.name and path.exists():
+                return path
+        tried.append(str(exe))
+    if tried:
+        raise ExportsUnavailable(
+            f"{', '.join(tried)} (CPython {version}) has no shared libpython to read its exports from"
+        )
+    raise ExportsUnavailable(f"no CPython {version} here (PATH, pyenv) to read its exports from")
 
 
 @functools.cache

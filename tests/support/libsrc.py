@@ -1,4 +1,4 @@
-"""Tiny C library sources for builder.deps tests: one with a plain Makefile, one with CMake.
+"""Tiny C library sources for builder.build.natives tests: one with a plain Makefile, one with CMake.
 
 Each is written from scratch into a folder; the library `wfsum` has `int wfsum_add(int, int)` and
 `wfsum_len` (strlen: a versioned glibc symbol) and
