@@ -114,7 +114,7 @@ def _resolve(base_dir: str, rest: str) -> str:
     return posixpath.normpath(posixpath.join(base_dir, rest))
 
 
-def _own_rpaths(image: _Image, files: set[str]) -> set[str]:
+def _own_rpaths(image: _Image) -> set[str]:
     folder = posixpath.dirname(image.path)
     return {
         _resolve(folder, r.removeprefix("@loader_path/").removeprefix("@loader_path"))
@@ -125,7 +125,7 @@ def _own_rpaths(image: _Image, files: set[str]) -> set[str]:
 
 def _rpath_dirs(images: Mapping[str, list[_Image]], files: set[str]) -> dict[str, set[str]]:
     """Wheel folders each binary's @rpath can mean: its own LC_RPATHs and its loaders' (dyld's stack)."""
-    dirs = {p: {d for i in parts for d in _own_rpaths(i, files)} for p, parts in images.items()}
+    dirs = {p: {d for i in parts for d in _own_rpaths(i)} for p, parts in images.items()}
     changed = True
     while changed:  # propagate down the load graph until nothing new is learnt
         changed = False
