@@ -46,13 +46,13 @@ from builder.build.backends.cross import (
     build_requires,
     cross_build_environment,
     pip_wheel_command,
-    unpack_sdist,
     venv_environment,
 )
 from builder.build.toolchain.host import ensure_host_packages
 from builder.common.buildlog import BuildLog
 from builder.common.fetch import fetch_sdist
 from builder.common.paths import cache_dir
+from builder.common.sdist import unpack as unpack_sdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emulated_column import run_emulated
