@@ -38,15 +38,20 @@ RULES: dict[str, Rule] = {
         ),
         Rule("WF011-bad-binary", "a file starts like a binary but its headers are unreadable"),
         Rule(
-            "WF012-macos-code-signature",
+            "WF012-zip-bomb",
+            "the zip costs too much to read (entries, central directory, declared sizes or "
+            "compression ratio over the checker's limits); nothing of it was inflated",
+        ),
+        Rule(
+            "WF013-macos-code-signature",
             "a Mach-O's code signature is missing (arm64) or a page/slot hash does not match",
         ),
         Rule(
-            "WF013-macos-undefined-symbol",
+            "WF014-macos-undefined-symbol",
             "a Mach-O's undefined symbol resolves nowhere dyld will look (Python, libSystem, dylibs)",
         ),
         Rule(
-            "WF014-macos-load-path",
+            "WF015-macos-load-path",
             "a Mach-O loads a dylib that is neither a system path nor a file inside the wheel",
         ),
     )

@@ -1,16 +1,16 @@
 """What a Mac checks when Python imports a wheel's Mach-O files, judged without a Mac.
 
 Three rules, on every slice of every Mach-O in a wheel tagged macosx_*:
-- WF012 code signature: arm64 slices must carry a signature whose every hash matches (the kernel
+- WF013 code signature: arm64 slices must carry a signature whose every hash matches (the kernel
   kills a process that maps a page of a modified, unsigned arm64 binary); other slices are verified
   when signed (codesign.py).
-- WF013 undefined symbols: each one resolves where dyld will look. Two-level symbols in the library
+- WF014 undefined symbols: each one resolves where dyld will look. Two-level symbols in the library
   their ordinal names (libSystem: zig's libSystem.tbd; a dylib in the wheel: its exports); flat
   ones (`-undefined dynamic_lookup`, the ordinal of the executable) in the target CPython's exports,
   libSystem, and the wheel's dylibs the binary links (macos_exports.py says where each list comes
   from). Symbols of other system libraries (/usr/lib/libbz2..., frameworks) cannot be listed here:
   they are counted as unverified in the evidence, never called resolved.
-- WF014 load paths: every LC_LOAD_DYLIB (and weak/re-export/upward variants) is a system path
+- WF015 load paths: every LC_LOAD_DYLIB (and weak/re-export/upward variants) is a system path
   (/usr/lib, /System) or an @loader_path/@rpath path that lands on a file inside the wheel; @rpath is
   expanded with the binary's own LC_RPATH entries and those of the wheel's binaries that load it.
   An LC_RPATH outside the wheel and the system is a warning (dyld searches it on the user's Mac).
@@ -39,9 +39,9 @@ from .macho import (
     slices,
 )
 
-SIGNATURE = "WF012-macos-code-signature"
-SYMBOLS = "WF013-macos-undefined-symbol"
-LOAD_PATH = "WF014-macos-load-path"
+SIGNATURE = "WF013-macos-code-signature"
+SYMBOLS = "WF014-macos-undefined-symbol"
+LOAD_PATH = "WF015-macos-load-path"
 SYSTEM_PREFIXES = ("/usr/lib/", "/System/")
 MUST_BE_SIGNED = {"arm64", "arm64e"}
 _CPYTHON_SUFFIX = re.compile(r"\.cpython-3(\d+)t?-darwin\.so$")

@@ -109,7 +109,7 @@ def test_linked_library_is_grafted_by_delocate(tmp_path: Path, monkeypatch) -> N
     # The same wheel before delocate names the prefix by its absolute path: the checker refuses it.
     raw = make_raw_wheel(r.wheel, files, tmp_path / "raw", dylib)
     problems = verify_wheel(raw, "3.11", TARGET)
-    assert any("WF014-macos-load-path" in p and str(dylib) in p for p in problems), problems
+    assert any("WF015-macos-load-path" in p and str(dylib) in p for p in problems), problems
 
 
 def make_raw_wheel(wheel: Path, files: dict[str, bytes], out: Path, dylib: Path) -> Path:

@@ -60,8 +60,8 @@ def test_flipped_byte_in_a_signed_page(built, wheel):
     text = m.segment("__TEXT")
     data[text.fileoff + text.filesize - 16] ^= 0xFF  # code, well below the signature
     errors = findings(wheel({EXT: bytes(data)}))
-    assert set(errors) == {"WF012-macos-code-signature"}
-    assert "does not match its sha256 hash" in errors["WF012-macos-code-signature"][0]
+    assert set(errors) == {"WF013-macos-code-signature"}
+    assert "does not match its sha256 hash" in errors["WF013-macos-code-signature"][0]
     with pytest.raises(codesign.SignatureError, match=r"page \d+"):
         codesign.verify(bytes(data), m)
 
@@ -89,8 +89,8 @@ def test_unsigned_arm64_is_refused(built):
 
 def test_missing_symbol(built, wheel):
     errors = findings(wheel({EXT: built["ext_missing"]}))
-    assert set(errors) == {"WF013-macos-undefined-symbol"}
-    assert "_PyFoo_Bar" in errors["WF013-macos-undefined-symbol"][0]
+    assert set(errors) == {"WF014-macos-undefined-symbol"}
+    assert "_PyFoo_Bar" in errors["WF014-macos-undefined-symbol"][0]
 
 
 def test_x86_64_slice_and_minos_above_the_tag(built, wheel):
@@ -102,8 +102,8 @@ def test_x86_64_slice_and_minos_above_the_tag(built, wheel):
 
 def test_absolute_path_to_a_build_folder(built, wheel):
     errors = findings(wheel({EXT: built["ext_uses_lib"]}))
-    assert set(errors) == {"WF014-macos-load-path"}
-    assert "/build/lib/libwfdep.dylib is an absolute path" in errors["WF014-macos-load-path"][0]
+    assert set(errors) == {"WF015-macos-load-path"}
+    assert "/build/lib/libwfdep.dylib is an absolute path" in errors["WF015-macos-load-path"][0]
 
 
 def test_grafted_library_resolves_and_its_symbols_too(built, wheel):
@@ -114,8 +114,8 @@ def test_grafted_library_resolves_and_its_symbols_too(built, wheel):
     assert "1 in the wheel's dylibs" in ext_line
     # without the library in the wheel, the @loader_path load names nothing
     errors = findings(wheel({EXT: built["ext_uses_lib_rel"]}))
-    assert "WF014-macos-load-path" in errors
-    assert "names no file in the wheel" in errors["WF014-macos-load-path"][0]
+    assert "WF015-macos-load-path" in errors
+    assert "names no file in the wheel" in errors["WF015-macos-load-path"][0]
 
 
 def test_lief_agrees_with_our_reader(built):
