@@ -87,7 +87,6 @@ MACOS_TARGET = "macosx_11_0_arm64"
 MACOS = [
     ("macos/uamqp", "uamqp", "1.5.3", "3.10", "82e85f38cbdd742e04fa83a6be9786f06b1711fa8b7121d576d8f7c3c7c5d95b", ("libssl", "libcrypto")),
     ("crcmod", "crcmod", "1.7", "3.11", "dc7051a0db5f2bd48665a990d3ec1cc305a466a77358ca4492826f41f283601e", ()),
-    ("netifaces", "netifaces", "0.11.0", "3.11", "043a79146eb2907edf439899f262b3dfe41717d34124298ed281139a8b93ca32", ()),
     ("pyrsistent", "pyrsistent", "0.16.1", "3.11", "aa2ae1c2e496f4d6777f869ea5de7166a8ccb9c2e06ebcf6c7ff1b670c98c5ef", ()),
     ("python-levenshtein", "python-levenshtein", "0.12.2", "3.11", "dc2395fbd148a1ab31090dd113c366695934b9e85fe5a4b2a032745efd0346f6", ()),
 ]  # fmt: skip
