@@ -154,7 +154,7 @@ def _print(report: NightlyReport, console: Console) -> None:
     for c in report.cells:
         style = STYLE.get(c.status, "")
         why = c.key_line if c.status == Outcome.FAILED and c.key_line else c.reason
-        status = f"[{style}]{c.status}[/]" if style else c.status
+        status = f"[{style}]{c.label}[/]" if style else c.label
         table.add_row(c.project, c.version, c.python, c.target, status, why)
     console.print(table)
     for error in report.errors:
