@@ -31,7 +31,7 @@ def _log_to_stderr() -> None:
 
 
 def create_app(config: Config | None = None, storage: Storage | None = None) -> Flask:
-    from index_server import api, farm_api, files, pages, simple, upload
+    from index_server import api, devpi_compat, farm_api, files, overlay, pages, simple, upload
 
     config = config or Config.from_env()
     _log_to_stderr()
@@ -40,7 +40,8 @@ def create_app(config: Config | None = None, storage: Storage | None = None) -> 
     app.config["MAX_FORM_MEMORY_SIZE"] = 16 << 20  # twine sends the long description as a field
     app.json.sort_keys = False  # type: ignore[attr-defined]
     st = init_app(app, config, storage or LocalStorage(config.data))
-    for bp in (simple.bp, files.bp, upload.bp, api.bp, pages.bp, farm_api.bp):
+    blueprints = (simple.bp, files.bp, upload.bp, api.bp, pages.bp, farm_api.bp)
+    for bp in (*blueprints, overlay.bp, devpi_compat.bp):
         app.register_blueprint(bp)
     errors.register(app)
     middleware.install(app, st)

@@ -49,6 +49,26 @@ def _data(data: Path | None) -> Path:
     "index URL, or 'none' (air-gapped: no check).",
 )
 @click.option(
+    "--upstream-max-stale",
+    type=click.IntRange(min=0),
+    default=600,
+    show_default=True,
+    help="Seconds the overlay (/overlay/simple/) serves an upstream page before revalidating it.",
+)
+@click.option(
+    "--cooldown-days",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="The overlay hides upstream files uploaded less than this many days ago (0: off).",
+)
+@click.option(
+    "--cache-upstream-files",
+    is_flag=True,
+    help="The overlay links upstream files through /overlay/files/: each is downloaded once into "
+    "the index storage, verified by its sha256 (air-gapped clients, CI).",
+)
+@click.option(
     "--strict",
     is_flag=True,
     help="Refuse (422, with the findings) wheels that fail the wheel checker (wheelfarm check).",
@@ -65,6 +85,9 @@ def serve(
     access_log: bool,
     strict: bool,
     upstream: str,
+    upstream_max_stale: int,
+    cooldown_days: float,
+    cache_upstream_files: bool,
 ) -> None:
     """Serve the package index (simple API, uploads at /legacy/, pages at /)."""
     if upstream.lower() != "none":
@@ -74,7 +97,17 @@ def serve(
             resolve_index_url(upstream)
         except UpstreamError as exc:
             raise click.BadParameter(str(exc), param_hint="--upstream") from None
-    config = Config(_data(data), private, max_upload, base_url.rstrip("/"), strict, upstream)
+    config = Config(
+        _data(data),
+        private,
+        max_upload,
+        base_url.rstrip("/"),
+        strict,
+        upstream,
+        upstream_max_stale,
+        cooldown_days,
+        cache_upstream_files,
+    )
     config.data.mkdir(parents=True, exist_ok=True)
     click.echo(f"wheelfarm index: http://{host}:{port}/ serving {config.data}", err=True)
     if embedded or (shutil.which("gunicorn") is None and not _has_gunicorn()):

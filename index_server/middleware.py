@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
-from index_server import files, simple, slowclients
+from index_server import files, overlay, simple, slowclients
 from index_server.errors import read_refusal, refuse_unread, unauthorized
 from index_server.state import State
 
@@ -42,7 +42,11 @@ class IndexMiddleware:
         refusal = read_refusal(st, environ.get("HTTP_AUTHORIZATION"))
         if refusal is not None and self._endpoint(environ) not in SELF_GUARDED:
             return refuse_unread(unauthorized(refusal), environ)(environ, start_response)
-        hit = simple.fast_path(st, environ) or files.fast_path(st, environ)
+        hit = (
+            simple.fast_path(st, environ)
+            or files.fast_path(st, environ)
+            or overlay.fast_path(st, environ)
+        )
         if hit is None:
             return self.flask_wsgi(environ, start_response)
         status, headers, body = hit

@@ -56,6 +56,13 @@ class Upstream:
                 self._clients = {pid: IndexClient(self.url, timeout=10.0, retries=1)}
             return self._clients[pid]
 
+    def client(self) -> IndexClient:
+        """This process's client of the upstream index (shared with the overlay)."""
+        return self._client()
+
+    def is_private(self, project: NormalizedName) -> bool:
+        return self.storage.exists(f"{PRIVATE}/{project}.json")
+
     @property
     def index_url(self) -> str:
         return self._client().index_url if self.enabled else NONE

@@ -38,11 +38,17 @@ class Config:
     base_url: str = ""  # e.g. "https://wheels.example.com"; empty: links are relative to the host
     strict: bool = False  # uploads must pass the wheel checker (builder.check) or get a 422
     upstream: str = "pypi"  # the index whose names must not be shadowed: pypi, pip, a URL, or none
+    # The overlay (/overlay/simple/, index_server/overlay.py) of that upstream and this index:
+    upstream_max_stale: int = 600  # seconds an upstream page is served before it is revalidated
+    cooldown_days: float = 0.0  # hide upstream files uploaded less than this many days ago
+    cache_upstream_files: bool = False  # upstream files through /overlay/files/ (pull-through)
 
     @classmethod
     def from_env(cls) -> Config:
         """WHEELFARM_INDEX_DATA, WHEELFARM_INDEX_PRIVATE (1/true), WHEELFARM_INDEX_MAX_UPLOAD
-        (bytes), WHEELFARM_INDEX_BASE_URL, WHEELFARM_INDEX_STRICT, WHEELFARM_INDEX_UPSTREAM."""
+        (bytes), WHEELFARM_INDEX_BASE_URL, WHEELFARM_INDEX_STRICT, WHEELFARM_INDEX_UPSTREAM,
+        WHEELFARM_INDEX_UPSTREAM_MAX_STALE (s), WHEELFARM_INDEX_COOLDOWN_DAYS,
+        WHEELFARM_INDEX_CACHE_UPSTREAM_FILES (1/true)."""
         env = os.environ
         return cls(
             data=Path(env["WHEELFARM_INDEX_DATA"])
@@ -53,6 +59,9 @@ class Config:
             base_url=env.get("WHEELFARM_INDEX_BASE_URL", "").rstrip("/"),
             strict=_flag(env.get("WHEELFARM_INDEX_STRICT")),
             upstream=env.get("WHEELFARM_INDEX_UPSTREAM") or "pypi",
+            upstream_max_stale=int(env.get("WHEELFARM_INDEX_UPSTREAM_MAX_STALE") or 600),
+            cooldown_days=float(env.get("WHEELFARM_INDEX_COOLDOWN_DAYS") or 0),
+            cache_upstream_files=_flag(env.get("WHEELFARM_INDEX_CACHE_UPSTREAM_FILES")),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -63,6 +72,9 @@ class Config:
             "WHEELFARM_INDEX_BASE_URL": self.base_url,
             "WHEELFARM_INDEX_STRICT": "1" if self.strict else "",
             "WHEELFARM_INDEX_UPSTREAM": self.upstream,
+            "WHEELFARM_INDEX_UPSTREAM_MAX_STALE": str(self.upstream_max_stale),
+            "WHEELFARM_INDEX_COOLDOWN_DAYS": str(self.cooldown_days),
+            "WHEELFARM_INDEX_CACHE_UPSTREAM_FILES": "1" if self.cache_upstream_files else "",
         }
 
 

@@ -170,6 +170,9 @@ def build(
         click.echo(json.dumps({"results": [r.to_dict() for r in results]}, indent=2))
     else:
         Console().print(_table(results))
+        for r in results:  # e.g. a Debian library that needs a newer glibc than the target
+            for w in r.warnings:
+                click.echo(f"warning: {r.project} {r.version} {r.target}: {w}", err=True)
         # Failures in full, unwrapped: the first error line and the log to read.
         for r in results:
             if r.status is Outcome.FAILED:
