@@ -7,7 +7,8 @@ A prefix appears whole or not at all: the library is configured for its final pr
 DESTDIR into a staging folder and renamed into place, so the paths baked into .pc and CMake files are
 right. A second build with the same entry and toolchain reuses it without running anything.
 
-Build systems: "autotools" (`configure --host`), "cmake" (a generated toolchain file), "make" (CC/AR
+Build systems: "autotools" (`configure --host`), "configure" (a hand-written `./configure` that takes
+the compiler from CC/CFLAGS, like zlib's: `--prefix` and `--libdir` only), "cmake" (a generated toolchain file), "make" (CC/AR
 overrides, PREFIX/DESTDIR install), "openssl" (OpenSSL's own `Configure`), "mklove" (librdkafka's
 `configure`) and "debian-binary" (Debian's arm64 packages unpacked into the prefix, with a warning when
 their glibc symbol versions need a newer glibc than the target).
@@ -42,7 +43,7 @@ from elftools.elf.gnuversions import GNUVerNeedSection
 
 from builder.paths import cache_dir
 
-BUILD_SYSTEMS = ("autotools", "cmake", "make", "openssl", "mklove", "debian-binary")
+BUILD_SYSTEMS = ("autotools", "configure", "cmake", "make", "openssl", "mklove", "debian-binary")
 DEFAULT_SUITE = "bookworm"
 MARKER = ".wheelfarm-native.json"
 # Variables that hold search paths: the prefixes' entries go first, the caller's stay after them.
@@ -457,6 +458,7 @@ def cmake_toolchain_file(
 # Host (x86_64) Debian packages each build system runs; installed on first use.
 HOST_PACKAGES = {
     "autotools": ("make", "pkg-config"),  # + autoconf, automake, libtool when there is no configure
+    "configure": ("make",),
     "cmake": ("cmake", "make", "pkg-config"),
     "make": ("make",),
     "openssl": ("make", "perl"),
@@ -528,6 +530,12 @@ def _build_from_source(
             ],
             src,
         )
+        run(["make", "-j", _jobs()], src)
+        run(["make", "install", dest_arg], src)
+    elif bs == "configure":
+        # Not autotools (zlib's, for one): no --host/--build; CC, AR, CFLAGS come from the
+        # environment, which holds the cross toolchain.
+        run(["./configure", f"--prefix={final}", f"--libdir={final / 'lib'}", *spec.args], src)
         run(["make", "-j", _jobs()], src)
         run(["make", "install", dest_arg], src)
     elif bs == "cmake":

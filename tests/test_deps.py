@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support.libsrc import write_cmake_library, write_make_library
+from support.libsrc import write_cmake_library, write_configure_library, write_make_library
 
 from builder import deps
 from builder.paths import cache_dir
@@ -69,6 +69,20 @@ def test_make_library_is_cross_built_once_and_reused(cache: Path, tmp_path: Path
     # A different recipe entry (args) is a different prefix.
     other = deps.build_native(lib("wfsum", src, "make", ("V=1",)), None, TARGET)
     assert other.built and other.path != first.path
+
+
+def test_hand_written_configure_library_takes_the_compiler_from_the_environment(
+    cache: Path, tmp_path: Path
+) -> None:
+    src = write_configure_library(tmp_path / "wfsum-configure", token=uuid.uuid4().hex)
+    prefix = deps.build_native(lib("wfsum", src, "configure"), None, TARGET)
+    so = prefix.path / "lib" / "libwfsum.so.1"
+    assert deps.elf_machine(so) == "EM_AARCH64" and prefix.glibc == (2, 17)
+    assert (prefix.path / "include" / "wfsum.h").is_file()
+    log = prefix.log.read_text()
+    assert "--host" not in log  # the configure would refuse it, as zlib's does
+    compiler = log.split("building with ", 1)[1].splitlines()[0]  # CC from the environment
+    assert "aarch64-linux-gnu.2.17/bin/cc -O2" in compiler
 
 
 def test_cmake_library_and_the_build_environment(cache: Path, tmp_path: Path) -> None:
