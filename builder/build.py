@@ -26,7 +26,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from builder.backends import BuildError, BuildLog, get_backend
 from builder.paths import cache_dir, data_dir
 from builder.plan import Job
-from builder.recipes import BuildOptions, Recipe, TestSpec
+from builder.recipes import BuildOptions, ParitySpec, Recipe, TestSpec
 from builder.targets import parse_target, supported_tags
 from builder.toolchain import CrossToolchain, ToolchainError, cross_target, test_sysroot
 
@@ -56,6 +56,7 @@ class BuildResult:
     grafted: tuple[str, ...] = ()  # libraries auditwheel copied into the wheel
     duration: float = 0.0
     sdist_sha256: str = ""
+    parity: str = ""  # the parity gate's summary ("" when it did not run)
 
     @property
     def ok(self) -> bool:
@@ -323,8 +324,14 @@ def build_sdist(
     run_test: bool = True,
     sdist_sha256: str = "",
     progress: Progress | None = None,
+    parity: ParitySpec | None = None,
+    parity_index: str | None = None,
 ) -> BuildResult:
-    """Build, repair, verify and test one sdist for (python, target); never raises for a failure."""
+    """Build, repair, verify and test one sdist for (python, target); never raises for a failure.
+
+    With `parity` (a recipe's [parity]) or `parity_index` (the upstream index), the parity gate runs
+    before the wheel is kept: a difference from upstream's wheel of the same release fails the build.
+    """
     options = options or BuildOptions()
     start = time.monotonic()
     log_path = _log_path(log_dir or default_log_dir(), project, version, python, target)
@@ -397,12 +404,24 @@ def build_sdist(
                         project_dir=src_dirs[0] if src_dirs else None,
                     )
                     status, message = TESTED, "tested under qemu-aarch64"
+            parity_summary = ""
+            if parity is not None or parity_index is not None:
+                parity_summary = parity_gate(
+                    repaired, python, target, test, parity, parity_index, workdir, log, say
+                )
             out_dir.mkdir(parents=True, exist_ok=True)
             final = out_dir.resolve() / repaired.name
             shutil.copy2(repaired, final.with_name(final.name + ".part"))
             os.replace(final.with_name(final.name + ".part"), final)
             log.section(f"result: {status}: {final}")
-            return result(status, wheel=final, message=message, tags=tags, grafted=grafted)
+            return result(
+                status,
+                wheel=final,
+                message=message,
+                tags=tags,
+                grafted=grafted,
+                parity=parity_summary,
+            )
         except BuildError as exc:
             log.section(f"result: failed at {exc.step}: {exc.summary}")
             return result(
@@ -419,6 +438,39 @@ def build_sdist(
             )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def parity_gate(
+    wheel: Path,
+    python: str,
+    target: str,
+    test: TestSpec | None,
+    spec: ParitySpec | None,
+    index: str | None,
+    workdir: Path,
+    log: BuildLog,
+    say: Progress,
+) -> str:
+    """Compare `wheel` with upstream's wheel of the same release (builder.check.parity_run);
+    raise BuildError("parity") on a difference the recipe does not accept; return the summary."""
+    from builder.check.parity_run import compare_with_upstream
+
+    say(f"comparing {wheel.name} with upstream's wheel")
+    report = compare_with_upstream(
+        wheel,
+        log=log,
+        spec=spec,
+        requires=test.test_requires if test else (),
+        platforms=parse_target(target).platforms,
+        python=python,
+        index_url=index,
+    )
+    summary = report.summary()
+    log.section(f"parity: {summary}")
+    if not report.ok:
+        first = next(f for f in report.findings if f.severity == "error")
+        raise BuildError("parity", f"{first.rule}: {first.message}", log.path)
+    return summary
 
 
 def build_url(
@@ -500,10 +552,13 @@ def build_job(
     run_test: bool = True,
     progress: Progress | None = None,
     backend: str | None = None,
+    parity_index: str | None = None,
 ) -> BuildResult:
     """Build one planned job: fetch its sdist (sha256-verified), native libraries, then the wheel.
 
-    `backend` forces that backend (no fallback) instead of the recipe's choice."""
+    `backend` forces that backend (no fallback) instead of the recipe's choice. `parity_index`
+    (the upstream index, "pypi" for PyPI) turns on the parity gate against upstream's wheels;
+    a recipe with [parity] turns it on against PyPI when no index is given."""
     from builder.recipes import RecipeError, load_recipe
 
     common = {
@@ -540,6 +595,8 @@ def build_job(
         run_test=run_test,
         progress=progress,
         out_dir=out_dir,
+        parity=recipe.parity,
+        parity_index=parity_index or ("pypi" if recipe.parity is not None else None),
         **common,
     )
 
@@ -590,6 +647,7 @@ def build_jobs(
     progress: Progress | None = None,
     on_result: Callable[[BuildResult], None] | None = None,
     backend: str | None = None,
+    parity_index: str | None = None,
 ) -> list[BuildResult]:
     """Build every job in turn; a failing job is a failed result and the others still run."""
     results = []
@@ -602,6 +660,7 @@ def build_jobs(
                 run_test=run_test,
                 progress=progress,
                 backend=backend,
+                parity_index=parity_index,
             )
         except Exception as exc:  # a bug in one job must not cost the others their builds
             r = _early_failure(

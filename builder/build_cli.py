@@ -202,6 +202,13 @@ def _upstream_sdist(recipe, version: str | None, index: str | None) -> tuple[str
     type=click.Choice(["cross", "emulated"]),
     help="Force this backend (no fallback) instead of the recipe's [build] backend.",
 )
+@click.option(
+    "--parity/--no-parity",
+    default=True,
+    show_default=True,
+    help="Gate each wheel on parity with upstream's wheel of the same release for another "
+    "platform (on --index), when upstream has one or the recipe has [parity].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def build(
     recipe: Path | None,
@@ -216,6 +223,7 @@ def build(
     log_dir: Path | None,
     no_test: bool,
     backend: str | None,
+    parity: bool,
     as_json: bool,
 ) -> None:
     """Cross-build RECIPE (or every job of --plan) into repaired, checked, tested wheels.
@@ -252,11 +260,15 @@ def build(
             progress=step,
             on_result=done,
             backend=backend,
+            parity_index=(index or "pypi") if parity else None,
         )
     if as_json:
         click.echo(json.dumps({"results": [r.to_dict() for r in results]}, indent=2))
     else:
         Console().print(_table(results))
+        for r in results:
+            if r.parity:
+                click.echo(f"parity: {r.project} {r.version} cp{r.python} {r.target}: {r.parity}")
         # Failures in full, unwrapped: the first error line and the log to read.
         for r in results:
             if r.status == FAILED:

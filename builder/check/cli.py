@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import click
 
@@ -22,12 +23,45 @@ from .report import Report, exit_code, render, to_json
     "(default: the newest release). URL may be 'pypi' or 'pip' (pip's configured index).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report instead of tables.")
-def check(paths: tuple[str, ...], index_url: str | None, as_json: bool) -> None:
+@click.option(
+    "--parity",
+    is_flag=True,
+    help="Compare each wheel with upstream's wheel of the same release for another platform "
+    "(found on --index, default PyPI): inventory, and the recipe's [parity] probe run natively "
+    "with upstream's wheel and under qemu with ours.",
+)
+@click.option(
+    "--recipe",
+    "recipe_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="With --parity: the recipe whose [parity] probe and accepted differences apply "
+    "(default: recipes/<project>.toml when it exists).",
+)
+@click.option(
+    "--upstream",
+    "upstream_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="With --parity: compare with this wheel file instead of looking on the index.",
+)
+def check(
+    paths: tuple[str, ...],
+    index_url: str | None,
+    as_json: bool,
+    parity: bool,
+    recipe_path: Path | None,
+    upstream_path: Path | None,
+) -> None:
     """Prove that wheels are what their tags say.
 
     PATHS are wheel files or folders of wheels (or, with --index, projects). Exit status: 0 all good,
     1 a finding, 2 a wheel or index could not be read.
     """
+    if parity:
+        from .parity_cli import run_parity
+
+        sys.exit(run_parity(paths, index_url, recipe_path, upstream_path, as_json))
+    if recipe_path or upstream_path:
+        raise click.UsageError("--recipe and --upstream go with --parity")
     # auditwheel logs its own guesses (e.g. the host's musl version) as warnings; the report says it all.
     logging.getLogger("auditwheel").setLevel(logging.ERROR)
 
