@@ -200,16 +200,18 @@ def _source_identity(spec: NativeSpec) -> str:
     return f"local {h.hexdigest()}"
 
 
-def prefix_key(spec: NativeSpec, toolchain: Toolchain) -> str:
-    entry = json.dumps(
-        {
-            "name": spec.name,
-            "source": _source_identity(spec),
-            "build-system": spec.build_system,
-            "args": list(spec.args),
-        },
-        sort_keys=True,
-    )
+def prefix_key(spec: NativeSpec, toolchain: Toolchain, roots: Sequence[Path] = ()) -> str:
+    """The prefix's identity: the entry, the toolchain and the earlier prefixes it was built against
+    (their folder names hold their own keys, so a rebuilt OpenSSL means a rebuilt curl after it)."""
+    fields: dict[str, Any] = {
+        "name": spec.name,
+        "source": _source_identity(spec),
+        "build-system": spec.build_system,
+        "args": list(spec.args),
+    }
+    if roots:
+        fields["built-against"] = [Path(r).name for r in roots]
+    entry = json.dumps(fields, sort_keys=True)
     return hashlib.sha256((entry + "\n" + toolchain_key(toolchain)).encode()).hexdigest()[:16]
 
 
@@ -689,7 +691,7 @@ def build_native(
     arch = target_arch(target)
     floor = target_glibc(target)
     root = prefix_root(target)
-    key = prefix_key(spec, toolchain)
+    key = prefix_key(spec, toolchain, roots)
     final = root / f"{spec.name}-{key}"
     log = root / f"{spec.name}-{key}.log"
     if (final / MARKER).exists():

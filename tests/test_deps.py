@@ -85,6 +85,22 @@ def test_hand_written_configure_library_takes_the_compiler_from_the_environment(
     assert "aarch64-linux-gnu.2.17/bin/cc -O2" in compiler
 
 
+def test_a_library_is_rebuilt_when_an_earlier_one_changes(cache: Path, tmp_path: Path) -> None:
+    first_src = write_make_library(tmp_path / "first", token=uuid.uuid4().hex)
+    second_src = write_cmake_library(tmp_path / "second", token=uuid.uuid4().hex)
+
+    def chain(*args: str) -> list[deps.NativePrefix]:
+        specs = [lib("first", first_src, "make", args), lib("second", second_src, "cmake")]
+        return list(deps.prepare_natives(specs, None, TARGET).prefixes)
+
+    a = chain()
+    b = chain("V=1")  # the first library's entry changed: the second was built against the old one
+    assert b[0].path != a[0].path and b[1].path != a[1].path
+    assert b[1].built and a[0].path.name in a[1].log.read_text()
+    again = chain("V=1")
+    assert [p.path for p in again] == [p.path for p in b] and not any(p.built for p in again)
+
+
 def test_cmake_library_and_the_build_environment(cache: Path, tmp_path: Path) -> None:
     src = write_cmake_library(tmp_path / "wfsum-cmake", token=uuid.uuid4().hex)
     result = deps.prepare_natives([lib("wfsum", src, "cmake")], None, TARGET)
