@@ -207,7 +207,8 @@ def _upstream_sdist(recipe, version: str | None, index: str | None) -> tuple[str
     default=True,
     show_default=True,
     help="Gate each wheel on parity with upstream's wheel of the same release for another "
-    "platform (on --index), when upstream has one or the recipe has [parity].",
+    "platform (on --index), when upstream has one or the recipe has [parity]. With --sdist, "
+    "only when --index is given.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def build(
@@ -260,7 +261,8 @@ def build(
             progress=step,
             on_result=done,
             backend=backend,
-            parity_index=(index or "pypi") if parity else None,
+            # A local --sdist is not necessarily upstream's release: compare only when asked where.
+            parity_index=(index or "pypi") if parity and (index or not sdist) else None,
         )
     if as_json:
         click.echo(json.dumps({"results": [r.to_dict() for r in results]}, indent=2))
