@@ -29,6 +29,7 @@ test-debs:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test: install test-debs lint
 	$(BIN)/pytest

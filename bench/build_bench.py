@@ -37,8 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from packaging.utils import parse_wheel_filename
 
-from builder.backends import BuildLog
-from builder.backends.cross import (
+from builder.build.backends.cross import (
     build_env,
     build_requires,
     cross_build_environment,
@@ -46,9 +45,10 @@ from builder.backends.cross import (
     unpack_sdist,
     venv_environment,
 )
-from builder.fetch import fetch_sdist
-from builder.paths import cache_dir
-from builder.toolchain import ensure_host_packages
+from builder.build.toolchain.host import ensure_host_packages
+from builder.common.buildlog import BuildLog
+from builder.common.fetch import fetch_sdist
+from builder.common.paths import cache_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emulated_column import run_emulated
@@ -108,7 +108,7 @@ def libyaml_env(kind: str) -> dict[str, str]:
     if kind == "native":
         ensure_host_packages(["libyaml-dev"])
         return {}
-    from builder.debian import sysroot
+    from builder.build.toolchain.debian import sysroot
 
     root = sysroot("bookworm", ["libyaml-dev"], "arm64")
     # -idirafter: yaml.h is found, but never ahead of zig's glibc 2.17 headers.

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from builder.check import check_wheel
 from builder.check.wheelzip import scan
-from builder.paths import cache_dir
+from builder.common.paths import cache_dir
 
 TAG = "cp311-cp311-manylinux_2_34_x86_64"  # the venv's own ELF files need up to glibc 2.34
 

@@ -2,7 +2,7 @@
 
 `run_emulated(prep, python, workdir, log) -> (wheel, seconds)` has the signature of the bench's other
 columns. As there, only the build command is timed: `pip wheel --no-deps --no-build-isolation` in
-the Debian arm64 chroot (builder.backends.emulated), with its cached root filesystem and build env
+the Debian arm64 chroot (builder.build.backends.emulated), with its cached root filesystem and build env
 made beforehand (the bench's warm-up run makes them); the namespace, binfmt_misc and mount set-up
 of every run is part of the time, as it is part of every emulated build.
 """
@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder.backends import BuildLog
-from builder.backends.emulated import built_wheel, prepare
-from builder.recipes import BuildOptions
+from builder.build.backends.emulated import built_wheel, prepare
+from builder.common.buildlog import BuildLog
+from builder.recipes.recipe import BuildOptions
 
 # Debian arm64 -dev packages a bench sdist links to, installed into its root filesystem (the
 # emulated counterpart of the host's libyaml-dev natively and the arm64 sysroot when cross).

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.projects import make_dummy_wheel  # noqa: E402
 
-from builder.paths import cache_dir  # noqa: E402
+from builder.common.paths import cache_dir  # noqa: E402
 from index_server.cli import WORKER_ARGS  # noqa: E402
 
 PYPISERVER = "pypiserver[cache]==2.4.2"

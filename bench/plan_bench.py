@@ -29,9 +29,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from support.static_index import FileSpec, write_static_index  # noqa: E402
 
-from builder.httpcache import HttpCache  # noqa: E402
-from builder.plan import load_recipes, plan  # noqa: E402
-from builder.upstream import ACCEPT, IndexClient  # noqa: E402
+from builder.common.httpcache import HttpCache  # noqa: E402
+from builder.common.upstream import ACCEPT, IndexClient  # noqa: E402
+from builder.plan.planner import load_recipes, plan  # noqa: E402
 
 PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 TARGETS = ["manylinux_2_28_aarch64", "macosx_11_0_arm64"]

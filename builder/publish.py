@@ -27,8 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from packaging.utils import parse_wheel_filename
 
-from builder.fetch import sha256_file
-from builder.upstream import IndexClient, ProjectNotFound, UpstreamError
+from builder.common.fetch import sha256_file
+from builder.common.upstream import IndexClient, ProjectNotFound, UpstreamError
 
 TOKEN_ENV = "WHEELFARM_INDEX_TOKEN"
 

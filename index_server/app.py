@@ -23,7 +23,7 @@ DEFAULT_MAX_UPLOAD = 512 << 20
 
 
 def default_data_dir() -> Path:
-    from builder.paths import data_dir
+    from builder.common.paths import data_dir
 
     return data_dir() / "index"
 

@@ -1,6 +1,6 @@
 """What the build farm tells the index: its status document, build logs and wheel provenance.
 
-The nightly pushes them (builder/farm_client.py -> index_server/farm_api.py); the index only stores
+The nightly pushes them (builder/farm/client.py -> index_server/farm_api.py); the index only stores
 and shows them. Storage layout (keys of index_server.storage, next to the catalog's):
   farm/status.json                         the farm's whole state (farm_status.schema.json)
   farm/logs/<project>/<log id>.log         a build log, as sent
@@ -10,7 +10,7 @@ Every write bumps the catalog's generation file, so each worker notices it with 
 already makes per request: `Farm.refresh()` does nothing until the generation changes, then re-reads
 the status document (only if it changed) and the stamps of the logs and provenance folders.
 
-This module does not import Flask: builder/farm_client.py reads the limits and patterns from here.
+This module does not import Flask. The limits shared with the farm are in builder/common/farm_protocol.py.
 """
 
 from __future__ import annotations
@@ -37,14 +37,11 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from builder.common.outcome import LABELS
 from index_server.catalog import RACY_NS, Catalog
 from index_server.storage import Stat, Storage
 
 log = logging.getLogger(__name__)
-
-MAX_STATUS_BYTES = 32 << 20
-MAX_LOG_BYTES = 8 << 20
-MAX_PROVENANCE_BYTES = 1 << 20
 
 STATUS_KEY = "farm/status.json"
 LOGS = "farm/logs"
@@ -52,18 +49,8 @@ PROVENANCE = "farm/provenance"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colours in build logs: noise in a page
 LOG_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 
-# Display order and wording of the cell statuses.
-STATUS_LABELS = {
-    "published": "published",
-    "tested": "tested",
-    "built": "built",
-    "not-tested": "built, not tested",
-    "ours": "in this index",
-    "up-to-date": "up to date",
-    "upstream": "not needed (upstream has it)",
-    "skipped": "skipped",
-    "failed": "failed",
-}
+# Display order and wording of the cell statuses: the farm's one vocabulary.
+STATUS_LABELS = LABELS
 
 
 class FarmDataError(ValueError):

@@ -18,13 +18,11 @@ import logging
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.wsgi import LimitedStream
 
+from builder.common.farm_protocol import MAX_LOG_BYTES, MAX_PROVENANCE_BYTES, MAX_STATUS_BYTES
 from index_server import distfile
 from index_server.app import drain_body, state, text_error, unauthorized
 from index_server.auth import TokenRefused, require_upload_token
 from index_server.farm import (
-    MAX_LOG_BYTES,
-    MAX_PROVENANCE_BYTES,
-    MAX_STATUS_BYTES,
     STATUS_KEY,
     FarmDataError,
     check_log_id,

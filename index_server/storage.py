@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from builder.atomic import fsync_dir
+from builder.common.atomic import fsync_dir
 
 CHUNK = 1 << 20
 

@@ -11,6 +11,7 @@ from support.index_server import create_token, start_server
 from support.static_index import FileSpec, StaticIndexServer, write_static_index
 from support.wheels import assemble_wheel
 
+from builder.common.upstream import IndexClient
 from builder.publish import (
     PRESENT,
     REFUSED,
@@ -20,7 +21,6 @@ from builder.publish import (
     PublishError,
     publish,
 )
-from builder.upstream import IndexClient
 
 PURE = {"demo/__init__.py": b"VALUE = 1\n"}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder.backends.cibuildwheel import RUNNERS
+from builder.build.backends.cibuildwheel import RUNNERS
 from builder.cli import SUBCOMMANDS
 
 ROOT = Path(__file__).parents[1]

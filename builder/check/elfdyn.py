@@ -10,12 +10,13 @@ auditwheel's own `ldd` and `elfutils` readings on real files.
 
 from __future__ import annotations
 
+import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
-SHT_NOTE, SHT_DYNSYM, SHT_GNU_VERNEED = 7, 11, 0x6FFFFFFE
+SHT_NOTE, SHT_DYNSYM, SHT_GNU_VERNEED, SHT_GNU_VERSYM = 7, 11, 0x6FFFFFFE, 0x6FFFFFFF
 DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_RPATH, DT_RUNPATH = 0, 1, 5, 10, 15, 29
 NT_GNU_PROPERTY_TYPE_0 = 5
 GNU_PROPERTY_X86_ISA_1_NEEDED = 0xC0008002
@@ -24,6 +25,15 @@ STT_NOTYPE, STT_FUNC = 0, 2
 SHN_UNDEF = 0
 _MAX_TABLE = 1 << 28  # a header claiming a table this large is corrupt, not a real library
 _MAX_OFFSET = 1 << 48
+
+
+_GLIBC = re.compile(r"GLIBC_(\d+)\.(\d+)(?:\.\d+)?")
+
+
+def glibc_version(name: str) -> tuple[int, int] | None:
+    """(2, 17) for "GLIBC_2.17", None for any other version name."""
+    m = _GLIBC.fullmatch(name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 class ElfReadError(ValueError):
@@ -36,6 +46,7 @@ class Symbol:
     undefined: bool
     weak: bool
     kind: int  # STT_*
+    version: str | None = None  # the version it needs (e.g. GLIBC_2.17), for undefined symbols
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,21 @@ class ElfFacts:
     version_needs: tuple[tuple[str, str], ...]  # (library file, version name) from .gnu.version_r
     symbols: tuple[Symbol, ...]  # the dynamic symbol table, empty unless asked for
     x86_isa_needed: int | None  # GNU_PROPERTY_X86_ISA_1_NEEDED, when the notes carry it
+
+    def glibc_versions(self) -> set[tuple[int, int]]:
+        """The GLIBC_x.y versions this file needs."""
+        return {v for _, name in self.version_needs if (v := glibc_version(name))}
+
+    def symbols_above(self, floor: tuple[int, int]) -> list[str]:
+        """`symbol@GLIBC_x.y` for the undefined symbols that need a glibc newer than `floor`
+        (needs the file read with symbols=True)."""
+        return sorted(
+            {
+                f"{s.name}@{s.version}"
+                for s in self.symbols
+                if s.undefined and s.version and (glibc_version(s.version) or (0, 0)) > floor
+            }
+        )
 
     @property
     def undefined(self) -> frozenset[str]:
@@ -109,16 +135,25 @@ def _read_elf(f: BinaryIO, symbols: bool) -> ElfFacts:
             break
     needed, rpath, runpath = _dynamic(f, lay, segments)
 
-    version_needs: list[tuple[str, str]] = []
+    version_needs: list[tuple[str, str, int]] = []
     dynsym: list[Symbol] = []
+    versym: tuple[int, ...] = ()
     isa: int | None = None
     for sh_type, offset, size, link, info, entsize, align in sections:
         if sh_type == SHT_GNU_VERNEED:
             version_needs += _version_needs(f, lay, offset, size, info, sections, link)
         elif sh_type == SHT_DYNSYM and symbols:
             dynsym += _symbols(f, lay, offset, size, entsize, sections, link)
+        elif sh_type == SHT_GNU_VERSYM and symbols:
+            versym = lay.unpack(f"{size // 2}H", _read(f, offset, size - size % 2, ".gnu.version"))
         elif sh_type == SHT_NOTE:
             isa = _x86_isa(_read(f, offset, size, "note"), lay, align, isa)
+    if versym and len(versym) == len(dynsym):
+        names = {index: name for _, name, index in version_needs}
+        dynsym = [
+            replace(s, version=names.get(v & 0x7FFF)) if s.undefined else s
+            for s, v in zip(dynsym, versym, strict=True)
+        ]
     return ElfFacts(
         bits,
         order == "<",
@@ -129,7 +164,7 @@ def _read_elf(f: BinaryIO, symbols: bool) -> ElfFacts:
         needed,
         rpath,
         runpath,
-        tuple(version_needs),
+        tuple((library, name) for library, name, _ in version_needs),
         tuple(dynsym),
         isa,
     )
@@ -229,7 +264,8 @@ def _linked_strings(f: BinaryIO, sections: list, link: int) -> bytes:
 
 def _version_needs(
     f: BinaryIO, lay: _Layout, offset: int, size: int, count: int, sections: list, link: int
-) -> list[tuple[str, str]]:
+) -> list[tuple[str, str, int]]:
+    """(library, version name, version index) for each needed version."""
     data = _read(f, offset, size, ".gnu.version_r")
     strings = _linked_strings(f, sections, link)
     out = []
@@ -239,8 +275,8 @@ def _version_needs(
         library = _string(strings, file)
         aux_at = at + aux
         for _ in range(cnt):
-            _, _, _, name, aux_next = lay.unpack("IHHII", data, aux_at)
-            out.append((library, _string(strings, name)))
+            _, _, index, name, aux_next = lay.unpack("IHHII", data, aux_at)
+            out.append((library, _string(strings, name), index))
             aux_at += aux_next
         if nxt == 0:
             break

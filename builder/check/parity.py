@@ -19,11 +19,10 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import parse_wheel_filename
-
-from builder.recipes import Accepted
 
 from .findings import Finding, error, warning
 
@@ -36,6 +35,20 @@ PROBE_FAILED = "WF025-parity-probe-failed"
 ACCEPTED = "WF026-parity-accepted"
 EXTRA = "WF027-parity-extra"
 NOT_COMPARED = "WF028-parity-not-compared"
+
+
+class Accepted(Protocol):
+    """An accepted difference, as `builder.recipes.recipe.Accepted` holds one from a recipe."""
+
+    @property
+    def kind(self) -> str: ...  # "key" | "line" | "file" | "requirement"
+
+    @property
+    def value(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
 
 # Extension module file names: the part before these is the module's path.
 _EXT_SUFFIX = re.compile(

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from builder.upstream import DistFile, IndexClient
+from builder.common.upstream import DistFile, IndexClient
 
 from .core import check_wheel
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.paths import cache_dir
+from builder.common.paths import cache_dir
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "confluent-kafka.toml"
 SDIST_SHA256 = "3b342ea4226ed105ca8bc035b0877e4dc2f115ffda74e3a350f363683356515b"

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.backends import BuildLog
-from builder.runtest import prepare_site, target_env
-from builder.toolchain import ensure_qemu, test_sysroot
+from builder.build.runtest import prepare_site, target_env
+from builder.build.toolchain.host import ensure_qemu, test_sysroot
+from builder.common.buildlog import BuildLog
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "uamqp.toml"
 SDIST_SHA256 = "6bab2fb249cb2ca312795093747227de3f09648f8dad77f432b49a45e5bc403d"

@@ -14,8 +14,9 @@ from index_http import request
 from support.index_server import Server, create_token, start_server, twine_upload
 from support.projects import make_dummy_wheel
 
-from builder.farm_client import FarmClient, FarmClientError, log_tail
-from index_server.farm import MAX_LOG_BYTES, MAX_PROVENANCE_BYTES, MAX_STATUS_BYTES, strip_ansi
+from builder.common.farm_protocol import MAX_LOG_BYTES, MAX_PROVENANCE_BYTES, MAX_STATUS_BYTES
+from builder.farm.client import FarmClient, FarmClientError, log_tail
+from index_server.farm import strip_ansi
 
 PROJECT = "farm-demo"
 TARGET = "manylinux_2_17_aarch64"

@@ -71,9 +71,6 @@ def test_filenames_are_parsed_with_packaging() -> None:
 def test_a_second_catalog_sees_changes_within_one_clock_tick(tmp_path: Path) -> None:
     """Two processes' catalogs over one folder: changes made back to back (same mtime tick) are
     all seen, not only the first."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent.parent))
     from support.projects import make_dummy_wheel
 
     writer, reader = Catalog(LocalStorage(tmp_path / "s")), Catalog(LocalStorage(tmp_path / "s"))

@@ -54,7 +54,7 @@ def expected_checksum(data: bytes) -> int:
 
 def build_wfdemo(prefix: Path, target: str = "manylinux_2_17_aarch64") -> Path:
     """Cross-compile libwfdemo.so.1 for `target` into `prefix` with wheelfarm's toolchain."""
-    from builder.toolchain import CrossToolchain
+    from builder.build.toolchain.host import CrossToolchain
 
     tc = CrossToolchain(target)
     env = {**os.environ, **tc.env()}

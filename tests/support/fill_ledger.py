@@ -20,7 +20,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 
-from builder.ledger import Inputs, Ledger, LedgerError, Outcome
+from builder.farm.ledger import Inputs, Ledger, LedgerError, Outcome
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Tiny C library sources for builder.deps tests: a plain Makefile, CMake, a zlib-style configure.
+"""Tiny C library sources for builder.build.natives tests: a plain Makefile, CMake, a zlib-style
+configure.
 
 Each is written from scratch into a folder; the library `wfsum` has `int wfsum_add(int, int)` and
 `wfsum_len` (strlen: a versioned glibc symbol) and

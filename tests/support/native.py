@@ -1,6 +1,6 @@
 """Real native objects for the checker's tests: zig cross-compiles ELF, Mach-O and PE files here.
 
-zig's caches live in builder.paths.cache_dir()/"zig" (the builder's toolchain uses the same folder), so
+zig's caches live in builder.common.paths.cache_dir()/"zig" (the builder's toolchain uses the same folder), so
 only the first run pays for building glibc/libSystem stubs. A fat Mach-O is written by hand from two
 thin ones: the format is a big-endian header, one fat_arch entry per slice, and page-aligned slices.
 """
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from builder.paths import cache_dir
+from builder.common.paths import cache_dir
 
 EXTENSION_C = textwrap.dedent(
     """

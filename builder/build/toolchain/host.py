@@ -1,0 +1,560 @@
+"""The cross toolchain: zig as the aarch64 C/C++ compiler, host interpreters, qemu and test sysroots.
+
+Everything is found or installed on first use and cached under `cache_dir()`:
+- zig comes from the `ziglang` wheel (a pip dependency); its caches live in cache_dir()/"zig".
+- `CrossToolchain(target)` writes small wrapper scripts (cc, c++, ar, ranlib, strip) under
+  cache_dir()/"toolchain"/<triple>/bin, so build systems that want one program per tool get one.
+  The triple carries the glibc floor of the target tag (`aarch64-linux-gnu.2.17`): zig then links
+  against that glibc's symbol versions and auditwheel can tag the result manylinux_2_17.
+- `sysconfigdata(python, target)` writes the aarch64 `_sysconfigdata` module that makes a host CPython
+  build aarch64 extensions (suffix, SOABI, compiler) when selected with `_PYTHON_SYSCONFIGDATA_NAME`.
+- `find_python("3.11")` finds a host interpreter (PATH, pyenv, uv); `ensure_qemu()` finds or installs
+  qemu-user; `test_sysroot("3.11")` is a Debian arm64 folder with that Python to run tests in.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.common.atomic import atomic_write_text, atomic_writer
+from builder.common.paths import cache_dir
+from builder.common.targets import Target, parse_target
+
+# Debian suites whose arm64 archive carries a given CPython (the package is `python3.X`), checked
+# with `apt-cache policy` in each suite: bullseye has 3.9, bookworm 3.11, trixie 3.13, sid 3.13,
+# 3.14 and 3.15. No Debian release or sid ships 3.10 or 3.12 any more (each lived only in
+# testing/sid between releases), so wheels for them are built but not run.
+TEST_SUITES: dict[str, str] = {
+    "3.9": "bullseye",
+    "3.11": "bookworm",
+    "3.13": "trixie",
+    "3.14": "sid",
+    "3.15": "sid",
+}
+APT_LOCK_TIMEOUT = "600"  # seconds: other processes (other builds, unattended upgrades) may hold it
+
+Progress = Callable[[str], None]
+
+
+class ToolchainError(RuntimeError):
+    """A tool the build needs is missing and could not be installed; the message says which."""
+
+
+class PythonNotFound(ToolchainError):
+    """No host interpreter for a requested Python version."""
+
+
+# --------------------------------------------------------------------------------------------
+# Targets
+
+
+@dataclass(frozen=True)
+class CrossTarget:
+    """What the compiler needs to know about a Linux target tag."""
+
+    target: Target
+    libc: str  # "gnu" | "musl"
+
+    @property
+    def arch(self) -> str:
+        return self.target.arch
+
+    @property
+    def multiarch(self) -> str:
+        """The GNU triplet Debian and CPython use: aarch64-linux-gnu / aarch64-linux-musl."""
+        return f"{self.arch}-linux-{self.libc}"
+
+    @property
+    def zig_triple(self) -> str:
+        """zig's -target: the glibc floor is part of it (musl is linked statically by version)."""
+        if self.libc == "gnu":
+            major, minor = self.target.version
+            return f"{self.arch}-linux-gnu.{major}.{minor}"
+        return f"{self.arch}-linux-musl"
+
+
+def cross_target(tag: str) -> CrossTarget:
+    """Parse a Linux target tag (manylinux_2_17_aarch64, manylinux2014_aarch64, musllinux_1_2_aarch64)."""
+    target = parse_target(tag)
+    if target.os == "manylinux":
+        return CrossTarget(target, "gnu")
+    if target.os == "musllinux":
+        return CrossTarget(target, "musl")
+    raise ToolchainError(f"{tag}: the cross toolchain builds Linux targets only, not {target.os}")
+
+
+def zig_triple(tag: str) -> str:
+    """`manylinux_2_17_aarch64` -> `aarch64-linux-gnu.2.17`."""
+    return cross_target(tag).zig_triple
+
+
+# --------------------------------------------------------------------------------------------
+# zig
+
+
+def zig_cache_dirs() -> dict[str, str]:
+    base = cache_dir() / "zig"
+    return {"ZIG_GLOBAL_CACHE_DIR": str(base), "ZIG_LOCAL_CACHE_DIR": str(base)}
+
+
+@functools.cache
+def zig_command() -> tuple[str, ...]:
+    """The zig executable shipped in the `ziglang` wheel (or `python -m ziglang` as a fallback)."""
+    spec = importlib.util.find_spec("ziglang")
+    if spec is None or spec.origin is None:
+        raise ToolchainError(
+            "the `ziglang` package is not installed in "
+            f"{sys.prefix}: pip install ziglang (it is a wheelfarm dependency)"
+        )
+    exe = Path(spec.origin).parent / "zig"
+    # Calling the binary directly saves a Python start per compiler call.
+    return (str(exe),) if os.access(exe, os.X_OK) else (sys.executable, "-m", "ziglang")
+
+
+def zig_version() -> str:
+    proc = subprocess.run(
+        [*zig_command(), "version"], capture_output=True, text=True, env=_zig_env()
+    )
+    if proc.returncode != 0:
+        raise ToolchainError(f"zig version failed: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def _zig_env() -> dict[str, str]:
+    return {**os.environ, **zig_cache_dirs()}
+
+
+# Flags Debian's or pyenv's sysconfig (or build scripts) pass that zig's linker rejects.
+_DROPPED_FLAGS = ("-Wl,-Bsymbolic-functions",)
+
+
+class CrossToolchain:
+    """zig wrappers for one target, generated on first use under cache_dir()/"toolchain"/<triple>/bin."""
+
+    TOOLS = ("cc", "c++", "ar", "ranlib", "strip")
+
+    def __init__(self, target: str) -> None:
+        self.target_tag = target
+        self.cross = cross_target(target)
+        self.triple = self.cross.zig_triple
+        self.root = cache_dir() / "toolchain" / self.triple
+        self.bin = self.root / "bin"
+
+    def tool(self, name: str) -> Path:
+        """Path of one wrapper (cc, c++, ar, ranlib, strip), generating the wrappers if needed."""
+        if name not in self.TOOLS:
+            raise KeyError(name)
+        self.ensure()
+        return self.bin / name
+
+    def ensure(self, progress: Progress | None = None) -> Path:
+        """Write the wrapper scripts (idempotent); return the bin folder."""
+        zig = " ".join(_sh_quote(p) for p in zig_command())
+        caches = "".join(f"export {k}={_sh_quote(v)}\n" for k, v in zig_cache_dirs().items())
+        drop = " ".join(_sh_quote(f) for f in _DROPPED_FLAGS)
+        # The compiler wrappers drop flags zig rejects, then hand everything else to zig.
+        filter_args = (
+            'for a in "$@"; do shift; skip=0\n'
+            f'  for d in {drop}; do [ "$a" = "$d" ] && skip=1; done\n'
+            '  [ $skip = 1 ] || set -- "$@" "$a"\n'
+            "done\n"
+        )
+        scripts = {
+            "cc": f'{filter_args}exec {zig} cc -target {self.triple} "$@"\n',
+            "c++": f'{filter_args}exec {zig} c++ -target {self.triple} "$@"\n',
+            "ar": f'exec {zig} ar "$@"\n',
+            "ranlib": f'exec {zig} ranlib "$@"\n',
+        }
+        self.bin.mkdir(parents=True, exist_ok=True)
+        for name, body in scripts.items():
+            text = f"#!/bin/sh\n# generated by wheelfarm for {self.triple}\n{caches}{body}"
+            path = self.bin / name
+            if not path.exists() or path.read_text() != text:
+                # Executable before the rename: a concurrent build must never run a 0644 wrapper.
+                with atomic_writer(path) as fh:
+                    os.fchmod(fh.fileno(), 0o755)
+                    fh.write(text.encode())
+        strip = self.bin / "strip"
+        host_strip = ensure_cross_strip(self.cross.arch, progress)
+        if not strip.is_symlink() or os.readlink(strip) != str(host_strip):
+            tmp = self.bin / ".strip.tmp"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(host_strip)
+            os.replace(tmp, strip)
+        return self.bin
+
+    def env(self) -> dict[str, str]:
+        """Variables that make C/C++ build systems use this toolchain (add to a build's environment).
+
+        CFLAGS carries an optimisation level and -fno-sanitize=undefined: zig without -O builds
+        Debug with UBSan. Include paths belong in CPPFLAGS (never CPATH, which overrides zig's libc
+        headers).
+        """
+        self.ensure()
+        flags = "-O2 -fno-sanitize=undefined"
+        b = self.bin
+        return {
+            "CC": str(b / "cc"),
+            "CXX": str(b / "c++"),
+            "AR": str(b / "ar"),
+            "RANLIB": str(b / "ranlib"),
+            "STRIP": str(b / "strip"),
+            "LDSHARED": f"{b / 'cc'} -shared",
+            "LDCXXSHARED": f"{b / 'c++'} -shared",
+            "CFLAGS": flags,
+            "CXXFLAGS": flags,
+            "PATH": f"{b}{os.pathsep}{os.environ.get('PATH', '')}",
+            **zig_cache_dirs(),
+        }
+
+    def sysconfigdata(self, python: Path) -> tuple[str, Path]:
+        """(module name, folder) of the aarch64 `_sysconfigdata` for the host interpreter `python`."""
+        return sysconfigdata(python, self)
+
+
+def _sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+# --------------------------------------------------------------------------------------------
+# Host packages (apt-get)
+
+
+def missing_host_packages(packages: Sequence[str]) -> list[str]:
+    missing = []
+    for pkg in packages:
+        proc = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True
+        )
+        if proc.returncode != 0 or "install ok installed" not in proc.stdout:
+            missing.append(pkg)
+    return missing
+
+
+def ensure_host_packages(packages: Sequence[str], progress: Progress | None = None) -> list[str]:
+    """Install the Debian packages of `packages` that are missing; return those installed.
+
+    Waits for the dpkg lock (other installs may be running); raises ToolchainError with apt's
+    message when it cannot install (not root, unknown package, no network).
+    """
+    missing = missing_host_packages(packages)
+    if not missing:
+        return []
+    if shutil.which("apt-get") is None:
+        raise ToolchainError(f"missing host packages {', '.join(missing)} and no apt-get here")
+    if os.geteuid() != 0:
+        raise ToolchainError(
+            f"missing host packages {', '.join(missing)}: run "
+            f"`sudo apt-get install {' '.join(missing)}` (wheelfarm installs them only as root)"
+        )
+    if progress:
+        progress(f"installing Debian packages: {' '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    lock = ["-o", f"DPkg::Lock::Timeout={APT_LOCK_TIMEOUT}"]
+    install = ["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", *missing]
+    proc = subprocess.run(install, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:  # maybe stale package lists: refresh once and retry
+        subprocess.run(["apt-get", *lock, "update", "-q"], capture_output=True, env=env)
+        proc = subprocess.run(install, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("E:")]
+        raise ToolchainError(
+            f"apt-get install {' '.join(missing)} failed: "
+            + ("; ".join(errors) or proc.stderr.strip()[-400:])
+        )
+    return missing
+
+
+def ensure_cross_strip(arch: str = "aarch64", progress: Progress | None = None) -> Path:
+    """`aarch64-linux-gnu-strip` from Debian's binutils (host `strip` cannot read aarch64 ELF)."""
+    name = f"{arch}-linux-gnu-strip"
+    if found := shutil.which(name):
+        return Path(found)
+    ensure_host_packages([f"binutils-{arch.replace('_', '-')}-linux-gnu"], progress)
+    if found := shutil.which(name):
+        return Path(found)
+    raise ToolchainError(f"{name} not found after installing binutils-{arch}-linux-gnu")
+
+
+def find_qemu(arch: str = "aarch64") -> Path | None:
+    for name in (f"qemu-{arch}", f"qemu-{arch}-static"):
+        if found := shutil.which(name):
+            return Path(found)
+    return None
+
+
+def ensure_qemu(arch: str = "aarch64", progress: Progress | None = None) -> Path:
+    """qemu-user's `qemu-aarch64`, installed from Debian (`qemu-user`) when missing."""
+    if found := find_qemu(arch):
+        return found
+    ensure_host_packages(["qemu-user"], progress)
+    if found := find_qemu(arch):
+        return found
+    raise ToolchainError(f"qemu-{arch} not found after installing qemu-user")
+
+
+# --------------------------------------------------------------------------------------------
+# Host interpreters
+
+
+@dataclass(frozen=True)
+class HostPython:
+    """A host CPython usable for cross builds: right version, headers present, venv works."""
+
+    version: str  # "3.11"
+    executable: Path
+    full_version: str  # "3.11.7"
+    source: str  # "PATH" | "pyenv" | "uv"
+
+
+_PROBE = (
+    "import json, os, sys, sysconfig, importlib.util as u;"
+    "inc = sysconfig.get_config_var('INCLUDEPY') or '';"
+    "print(json.dumps({'v': '%d.%d' % sys.version_info[:2], 'full': sys.version.split()[0],"
+    " 'exe': getattr(sys, '_base_executable', sys.executable), 'headers': os.path.exists(os.path.join(inc, 'Python.h')),"
+    " 'venv': bool(u.find_spec('ensurepip')) and bool(u.find_spec('venv')),"
+    " 't': bool(sysconfig.get_config_var('Py_GIL_DISABLED'))}))"
+)
+
+
+def _probe(exe: str, version: str, source: str) -> HostPython | None:
+    try:
+        proc = subprocess.run(
+            [exe, "-c", _PROBE], capture_output=True, text=True, timeout=60, env=_clean_env()
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:  # e.g. a pyenv shim for a version that is not selected
+        return None
+    try:
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+    want_t = version.endswith("t")
+    if info["v"] != version.removesuffix("t") or info["t"] != want_t:
+        return None
+    if not (info["headers"] and info["venv"]):
+        return None
+    return HostPython(version, Path(info["exe"]), info["full"], source)
+
+
+def _clean_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for key in ("PYTHONPATH", "PYTHONHOME", "_PYTHON_SYSCONFIGDATA_NAME", "_PYTHON_HOST_PLATFORM"):
+        env.pop(key, None)
+    return env
+
+
+def _pyenv_root() -> Path:
+    if env := os.environ.get("PYENV_ROOT"):
+        return Path(env)
+    return Path.home() / ".pyenv"
+
+
+def _python_candidates(version: str) -> list[tuple[str, str]]:
+    name = f"python{version}"
+    out: list[tuple[str, str]] = []
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        exe = Path(folder or ".") / name
+        if exe.is_file() and os.access(exe, os.X_OK):
+            out.append((str(exe), "PATH"))
+    versions = _pyenv_root() / "versions"
+    if versions.is_dir():
+
+        def patch(p: Path) -> tuple[int, ...]:
+            return tuple(int(x) for x in re.findall(r"\d+", p.name)[:3])
+
+        base = version.removesuffix("t")
+        dirs = [d for d in versions.iterdir() if re.fullmatch(rf"{re.escape(base)}\.\d+t?", d.name)]
+        for d in sorted(dirs, key=patch, reverse=True):
+            exe = d / "bin" / name
+            if exe.exists():
+                out.append((str(exe), "pyenv"))
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    if os.access(uv, os.X_OK):
+        try:
+            proc = subprocess.run(
+                [uv, "python", "find", "--no-python-downloads", version],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=_clean_env(),
+            )
+            if proc.returncode == 0 and proc.stdout.strip():
+                out.append((proc.stdout.strip(), "uv"))
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return out
+
+
+@functools.cache
+def find_host_python(version: str) -> HostPython:
+    """The first usable host CPython `version` on PATH (python3.X), in pyenv, or known to uv."""
+    tried: list[str] = []
+    for exe, source in _python_candidates(version):
+        if found := _probe(exe, version, source):
+            return found
+        tried.append(exe)
+    where = f" (unusable: {', '.join(tried)}; they need Python.h and venv)" if tried else ""
+    raise PythonNotFound(
+        f"no host interpreter for Python {version}: looked for python{version} on PATH, in pyenv "
+        f"({_pyenv_root() / 'versions'}) and with `uv python find`{where}; install one, e.g. "
+        f"`pyenv install {version}` or `uv python install {version}`"
+    )
+
+
+def find_python(version: str) -> Path:
+    """The executable of a host CPython `version` ("3.11"); PythonNotFound names the version."""
+    return find_host_python(version).executable
+
+
+# --------------------------------------------------------------------------------------------
+# The aarch64 _sysconfigdata for a host interpreter
+
+_HOST_VARS = (
+    "import json, sys, sysconfig; "
+    "name = sysconfig._get_sysconfigdata_name(); "
+    "mod = __import__(name, fromlist=['build_time_vars']); "
+    "print(json.dumps({'name': name, 'vars': mod.build_time_vars}, default=str))"
+)
+
+
+def sysconfigdata(python: Path, toolchain: CrossToolchain) -> tuple[str, Path]:
+    """Write (once) the aarch64 `_sysconfigdata` module for `python`; return (module name, folder).
+
+    Select it with `_PYTHON_SYSCONFIGDATA_NAME=<name>`, `_PYTHON_HOST_PLATFORM=linux-<arch>` and the
+    folder on PYTHONPATH. The host's configure results are kept (the pyconfig.h of x86_64 and aarch64
+    Linux agree on every size); the target's suffix, SOABI and compilers replace the host's.
+    """
+    proc = subprocess.run(
+        [str(python), "-c", _HOST_VARS], capture_output=True, text=True, env=_clean_env()
+    )
+    if proc.returncode != 0:
+        raise ToolchainError(f"{python}: cannot read its sysconfig data: {proc.stderr.strip()}")
+    data = json.loads(proc.stdout)
+    host: dict = data["vars"]
+    cross = toolchain.cross
+    multiarch = cross.multiarch
+    version = host.get("VERSION", "")  # "3.11"
+    major_minor = version.replace(".", "")
+    threaded = "t" if host.get("Py_GIL_DISABLED") else ""
+    soabi = f"cpython-{major_minor}{threaded}-{multiarch}"
+    if cross.libc == "musl" and tuple(int(x) for x in version.split(".")) < (3, 13):
+        # CPython before 3.13 names musl builds' extensions ...-linux-gnu (gh-95855).
+        soabi = f"cpython-{major_minor}{threaded}-{cross.arch}-linux-gnu"
+    cc, cxx = str(toolchain.tool("cc")), str(toolchain.tool("c++"))
+    opt = "-DNDEBUG -fwrapv -O2 -Wall"
+    cflags = f"{host.get('BASECFLAGS', '')} {opt} -fno-sanitize=undefined".strip()
+    new = dict(host)
+    new.update(
+        {
+            "CC": cc,
+            "CXX": cxx,
+            "LDSHARED": f"{cc} -shared",
+            "BLDSHARED": f"{cc} -shared",
+            "LDCXXSHARED": f"{cxx} -shared",
+            "AR": str(toolchain.tool("ar")),
+            "ARFLAGS": "rcs",
+            "OPT": opt,
+            "CFLAGS": cflags,
+            "PY_CFLAGS": cflags,
+            "PY_CFLAGS_NODIST": "",
+            "CONFIGURE_CFLAGS": "",
+            "CONFIGURE_CPPFLAGS": "",
+            "CONFIGURE_LDFLAGS": "",
+            "CPPFLAGS": "",
+            "LDFLAGS": "",
+            "PY_LDFLAGS": "",
+            "PY_LDFLAGS_NODIST": "",
+            "LIBS": "",
+            "SHLIBS": "",
+            "CCSHARED": "-fPIC",
+            "EXT_SUFFIX": f".{soabi}.so",
+            "SOABI": soabi,
+            "MULTIARCH": multiarch,
+            "PLATFORM_TRIPLET": multiarch,
+            "HOST_GNU_TYPE": f"{cross.arch}-unknown-linux-{cross.libc}",
+            "MACHDEP": "linux",
+            # Extensions need no libpython on Linux; 0 keeps setuptools from adding -L<host libdir>.
+            "Py_ENABLE_SHARED": 0,
+        }
+    )
+    name = f"_sysconfigdata__linux_{multiarch}"
+    text = (
+        f"# Generated by wheelfarm from {python} ({data['name']}) for {toolchain.triple}.\n"
+        f"build_time_vars = {new!r}\n"
+    )
+    key = hashlib.sha256(f"{python.resolve()}\n{text}".encode()).hexdigest()[:12]
+    folder = toolchain.root / "sysconfig" / f"cp{major_minor}{threaded}-{key}"
+    path = folder / f"{name}.py"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    return name, folder
+
+
+def cross_env(python: Path, target: str) -> dict[str, str]:
+    """The environment that makes `python` (a host CPython) build extensions for `target`."""
+    tc = CrossToolchain(target)
+    name, folder = sysconfigdata(python, tc)
+    env = tc.env()
+    env.update(
+        {
+            "_PYTHON_SYSCONFIGDATA_NAME": name,
+            "_PYTHON_HOST_PLATFORM": f"linux-{tc.cross.arch}",
+            "PYTHONPATH": str(folder),
+        }
+    )
+    return env
+
+
+# --------------------------------------------------------------------------------------------
+# Test sysroots (Debian arm64 with the target CPython)
+
+
+def test_suite(python: str) -> str | None:
+    """The Debian suite whose arm64 archive has CPython `python`, or None (not testable)."""
+    return TEST_SUITES.get(python)
+
+
+def test_sysroot(python: str) -> Path | None:
+    """A cached Debian arm64 folder with /usr/bin/python3.X, or None when Debian has no such Python.
+
+    The sysroot holds the interpreter and its dependencies only: a wheel's grafted libraries are
+    not in it, so a test that passes proves the wheel brings its own.
+    """
+    from builder.build.toolchain.debian import sysroot
+
+    suite = test_suite(python)
+    if suite is None:
+        return None
+    root = sysroot(suite, [f"python{python}"], "arm64")
+    if not (root / "usr" / "bin" / f"python{python}").exists():
+        raise ToolchainError(f"{root}: no usr/bin/python{python} after extracting Debian {suite}")
+    return root
+
+
+test_sysroot.__test__ = False  # type: ignore[attr-defined]  # not a pytest test function
+
+
+def cached_test_sysroot(python: str) -> Path | None:
+    """The test sysroot if it is already in the cache (no download), else None."""
+    import hashlib as _h
+
+    suite = test_suite(python)
+    if suite is None:
+        return None
+    key = _h.sha256(f"python{python}".encode()).hexdigest()[:12]
+    root = cache_dir() / "sysroots" / f"{suite}-arm64-{key}"
+    return root if (root / ".complete").exists() else None

@@ -1,0 +1,168 @@
+"""`wheelfarm recipe lint|new`: check recipes against the schema, write a starting recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from builder.recipes import recipe as recipes
+
+
+@click.group()
+def recipe() -> None:
+    """Work with recipes (recipes/<normalized-name>.toml)."""
+
+
+@recipe.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def lint(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Check recipes (files or folders; default recipes/): unknown keys, types, specifiers, tags, names.
+
+    Every problem of every file is reported as FILE: KEY: MESSAGE; the exit status is 1 if any.
+    """
+    results = recipes.lint(paths or [Path("recipes")])
+    bad = [r for r in results if not r.ok]
+    if as_json:
+        doc = {"ok": not bad, "recipes": [r.to_dict() for r in results]}
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        for r in results:
+            for problem in r.problems:
+                click.echo(str(problem))
+        errors = sum(len(r.problems) for r in bad)
+        summary = f"{len(results)} recipe(s) checked, {len(bad)} with {errors} error(s)"
+        click.echo(summary if bad else f"{len(results)} recipe(s) checked, all clean", err=True)
+    if not results:
+        raise click.ClickException(
+            "no recipes found in " + ", ".join(map(str, paths or ["recipes"]))
+        )
+    if bad:
+        raise SystemExit(1)
+
+
+@recipe.command()
+@click.argument("name")
+@click.option(
+    "--index",
+    "--index-url",
+    "index",
+    metavar="URL",
+    help="Upstream index: a URL, 'pypi' (default) or 'pip'.",
+)
+@click.option(
+    "--dir",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("recipes"),
+    show_default=True,
+)
+@click.option(
+    "--python",
+    "pythons",
+    multiple=True,
+    metavar="X.Y",
+    help="Pythons (default: 3.9-3.13 that requires-python allows).",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="TAG",
+    help="Targets (default: manylinux_2_17_aarch64).",
+)
+@click.option(
+    "--version", "version", metavar="V", help="Pin one version instead of the newest releases."
+)
+@click.option(
+    "--latest",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Build the newest N releases.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing recipe.")
+def new(
+    name: str,
+    index: str | None,
+    out_dir: Path,
+    pythons: tuple[str, ...],
+    targets: tuple[str, ...],
+    version: str | None,
+    latest: int,
+    force: bool,
+) -> None:
+    """Write a starting recipe for NAME from the upstream index and its newest sdist."""
+    from builder.common.upstream import IndexClient, UpstreamError
+    from builder.plan.starting_recipe import DEFAULT_TARGETS, RecipeNewError, write_recipe
+
+    try:
+        with IndexClient(index) as client:
+            path = write_recipe(
+                name,
+                client,
+                out_dir,
+                pythons=pythons or None,
+                targets=targets or DEFAULT_TARGETS,
+                version=version,
+                latest=latest,
+                force=force,
+            )
+    except (RecipeNewError, UpstreamError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(str(path))
+
+
+@recipe.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--index", help="Upstream index: 'pypi' (default), 'pip' or a URL.")
+@click.option("--own-index", metavar="URL", help="wheelfarm's own index (its /simple/ URL).")
+@click.option("--json", "as_json", is_flag=True, help="Print one entry per recipe as JSON.")
+def status(
+    paths: tuple[Path, ...], index: str | None, own_index: str | None, as_json: bool
+) -> None:
+    """Which recipes are still needed: a recipe whose every cell upstream now covers is not.
+
+    Exit status 0; 1 when a recipe could not be planned.
+    """
+    from builder.common.upstream import IndexClient
+    from builder.plan.planner import BUILD, OURS, UPSTREAM, load_recipes, plan
+
+    loaded, errors = load_recipes(paths or [Path("recipes")])
+    with IndexClient(index) as up:
+        own = IndexClient(own_index) if own_index else None
+        result = plan(loaded, up, own, errors=errors)
+        if own:
+            own.close()
+    rows = []
+    for r in loaded:
+        cells = [d for d in result.decisions if d.project == r.canonical_name]
+        counts = {s: sum(d.status == s for d in cells) for s in (BUILD, OURS, UPSTREAM)}
+        caught_up = [d for d in cells if d.status == UPSTREAM and "caught up" in d.reason]
+        needed = bool(counts[BUILD] or counts[OURS]) or not counts[UPSTREAM]
+        rows.append(
+            {
+                "recipe": str(r.path),
+                "project": r.canonical_name,
+                "needed": needed,
+                "cells": counts,
+                "caught_up": [d.file for d in caught_up],
+            }
+        )
+    if as_json:
+        doc = {"recipes": rows, "errors": [e.to_dict() for e in result.errors]}
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        for row in rows:
+            c = row["cells"]
+            verdict = "needed" if row["needed"] else "no longer needed: upstream covers every cell"
+            click.echo(
+                f"{row['recipe']}: {verdict} "
+                f"(to build {c[BUILD]}, ours {c[OURS]}, upstream {c[UPSTREAM]})"
+            )
+        for e in result.errors:
+            click.echo(f"error: {e}", err=True)
+    if result.errors:
+        raise SystemExit(1)

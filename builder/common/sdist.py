@@ -1,0 +1,70 @@
+"""Source archives: unpack them safely, list them, and read their static build requirements.
+
+One implementation for every stage that opens an sdist (the backends, the starting-recipe inspector)
+or a library's source tarball (native libraries). Tarballs are extracted with the "data" filter (no
+absolute paths, no links out of the folder, no devices, no foreign owners); zip members that would land
+outside the folder are refused.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import zipfile
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+
+class SdistError(ValueError):
+    """An archive that cannot be unpacked or read; the message names the file and the problem."""
+
+
+def unpack(archive: Path, dest: Path) -> Path:
+    """Unpack `archive` (.tar.*, .tgz or .zip) into `dest`; return its single top folder, or `dest`
+    when the archive has several top-level entries (or a top-level setup.py)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        if archive.name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as zf:
+                root = dest.resolve()
+                for info in zf.infolist():
+                    if not (dest / info.filename).resolve().is_relative_to(root):
+                        raise SdistError(f"{archive.name}: unsafe path {info.filename!r}")
+                zf.extractall(dest)
+        else:
+            with tarfile.open(archive) as tf:
+                tf.extractall(dest, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
+        raise SdistError(f"{archive.name}: cannot unpack: {exc}") from None
+    entries = list(dest.iterdir())
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
+    return dest
+
+
+def members(archive: Path) -> list[str]:
+    """The member names of an sdist, without unpacking it."""
+    try:
+        if archive.name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as zf:
+                return zf.namelist()
+        with tarfile.open(archive) as tf:
+            return tf.getnames()
+    except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
+        reason = str(exc).splitlines()[0].rstrip(":") if str(exc) else type(exc).__name__
+        raise SdistError(f"{archive}: not a readable sdist ({reason})") from None
+
+
+def build_requirements(project: Path) -> list[str]:
+    """The static build requirements of an unpacked project: pyproject.toml's [build-system] requires,
+    with PEP 517's defaults when there is none (as pypa/build's ProjectBuilder reads them)."""
+    from build import BuildException, ProjectBuilder
+
+    try:
+        requires = sorted(ProjectBuilder(project).build_system_requires)
+    except BuildException as exc:
+        raise SdistError(f"{project / 'pyproject.toml'}: {exc}") from None
+    try:
+        return sorted({str(Requirement(r)) for r in requires})
+    except InvalidRequirement as exc:
+        raise SdistError(f"{project / 'pyproject.toml'}: {exc}") from None

@@ -1,0 +1,185 @@
+"""A real nightly over fixture recipes, a local upstream index and the real index server."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from support.index_server import create_token, start_server
+from support.projects import make_sdist
+from support.static_index import FileSpec, StaticIndexServer, write_static_index
+
+from builder.common.upstream import IndexClient
+from builder.farm.ledger import Ledger, Outcome
+from builder.farm.sandbox import namespaces_available
+
+pytestmark = pytest.mark.slow
+
+# What an sdist's own code could try during a build: read secrets, write into the index's storage.
+PROBE = """
+import os, pathlib
+if "NF_PROBE_OUT" in os.environ:  # only in the farm's build, not when the test makes the sdist
+    lines = ["token-seen=%s" % any("TOKEN" in k for k in os.environ)]
+    try:
+        pathlib.Path(os.environ["NF_INDEX_STORAGE"], "planted.txt").write_text("x")
+        lines.append("index-write=ok")
+    except OSError:
+        lines.append("index-write=refused")
+    pathlib.Path(os.environ["NF_PROBE_OUT"]).write_text(" ".join(lines))
+"""
+SLOW = """
+import os, time
+if os.path.exists(os.environ.get("NF_SLOW_MARKER", "/nonexistent")):
+    time.sleep(300)
+"""
+
+
+def recipe(name: str, call: str) -> str:
+    pkg = name.replace("-", "_")
+    return (
+        f'[project]\nname = "{name}"\npythons = ["3.11"]\ntargets = ["manylinux_2_17_aarch64"]\n'
+        f'[test]\nimports = ["{pkg}"]\ncall = "{call}"\n'
+    )
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("nightly")
+    sdists = tmp / "sdists"
+    specs = {
+        "nf-alpha": make_sdist(sdists, "nf-alpha", "1.0", c_extension=True, setup_prelude=PROBE),
+        "nf-broken": make_sdist(
+            sdists, "nf-broken", "1.0", c_extension=True, extra_c="\nthis is not C;\n"
+        ),
+        "nf-slow": make_sdist(sdists, "nf-slow", "1.0", c_extension=True, setup_prelude=SLOW),
+    }
+    write_static_index(
+        tmp / "upstream",
+        {name: [FileSpec(p.name, p.read_bytes())] for name, p in specs.items()},
+    )
+    recipes = tmp / "recipes"
+    recipes.mkdir()
+    for name in specs:
+        call = f"import {name.replace('-', '_')} as m; assert m.triangle(10) == 55"
+        (recipes / f"{name}.toml").write_text(recipe(name, call))
+    (recipes / "nf-bad.toml").write_text('[project]\nname = "nf-bad"\nflavour = "unknown key"\n')
+    data = tmp / "index"
+    token = create_token(data, "nightly")
+    server = start_server(data, workers=1)
+    with StaticIndexServer(tmp / "upstream") as upstream:
+        yield {"tmp": tmp, "recipes": recipes, "index": server, "token": token, "up": upstream}
+    server.stop()
+
+
+def nightly(farm, *recipes: str, background: bool = False):
+    tmp = farm["tmp"]
+    env = {
+        **os.environ,
+        "WHEELFARM_DATA": str(tmp / "data"),
+        "WHEELFARM_INDEX_TOKEN": farm["token"],
+        "NF_INDEX_STORAGE": str(farm["index"].data),
+        "NF_PROBE_OUT": str(tmp / "probe.txt"),
+        "NF_SLOW_MARKER": str(tmp / "slow.marker"),
+    }
+    args = [
+        "wheelfarm", "nightly", "--json", "--jobs", "2",
+        "--index", farm["index"].url, "--upstream", farm["up"].url,
+        "--ledger", str(tmp / "ledger.sqlite3"), "--protect", str(farm["index"].data),
+        *(str(farm["recipes"] / f"{r}.toml") for r in recipes),
+    ]  # fmt: skip
+    if background:
+        return subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode in (0, 1), done.stderr
+    report = json.loads(done.stdout)
+    return done.returncode, report, {c["project"]: c for c in report["cells"]}
+
+
+def ledger_rows(farm, project: str):
+    with Ledger.open(farm["tmp"] / "ledger.sqlite3") as ledger:
+        return ledger.history(project)
+
+
+def own_files(farm, project: str) -> list[str]:
+    with IndexClient(farm["index"].url + "/simple/", cache=False) as client:
+        return sorted(f.filename for f in client.project(project).files)
+
+
+def test_nightly_builds_publishes_then_does_nothing_and_rebuilds_a_changed_recipe(farm) -> None:
+    code, report, cells = nightly(farm, "nf-alpha", "nf-broken", "nf-bad")
+    assert code == 1  # a failed job and a bad recipe; the others still ran
+    assert cells["nf-alpha"]["status"] == "published", cells["nf-alpha"]
+    (wheel,) = own_files(farm, "nf-alpha")
+    assert wheel.startswith("nf_alpha-1.0-cp311-cp311-") and "manylinux_2_17_aarch64" in wheel
+    broken = cells["nf-broken"]
+    assert broken["status"] == "failed" and broken["failure_class"] == "compiler-error"
+    assert "error" in broken["key_line"] and Path(broken["log"]).is_file()
+    assert any("nf-bad.toml" in e and "flavour" in e for e in report["errors"])
+
+    # The sdist's own code ran without the token and could not write into the index storage.
+    probe = (farm["tmp"] / "probe.txt").read_text()
+    assert "token-seen=False" in probe
+    if namespaces_available():
+        assert "index-write=refused" in probe
+        assert not (farm["index"].data / "planted.txt").exists()
+
+    # The index's farm pages show it: counts, the failure's key line and log, the provenance.
+    assert report["warnings"] == []
+    status = html.unescape(httpx.get(farm["index"].url + "/status").text)
+    assert "nf-broken" in status and broken["key_line"] in status
+    log_page = httpx.get(f"{farm['index'].url}/project/nf-broken/logs/{Path(broken['log']).name}")
+    assert log_page.status_code == 200 and "compiler-error" in log_page.text
+    provenance = httpx.get(f"{farm['index'].url}/provenance/{wheel}.json").json()
+    assert provenance["sdist_url"].endswith("nf_alpha-1.0.tar.gz")
+    assert provenance["checker"]["ok"] is True and provenance["toolchain"]["zig"]
+    project_page = httpx.get(farm["index"].url + "/project/nf-alpha/").text
+    assert f"/provenance/{wheel}.json" in project_page
+
+    # Second run: nothing to do; the deterministic failure is not retried.
+    code, report, cells = nightly(farm, "nf-alpha", "nf-broken")
+    assert cells["nf-alpha"]["status"] == "ours"
+    assert cells["nf-broken"]["status"] == "failed"
+    assert "not retried" in cells["nf-broken"]["reason"]
+    assert report["warnings"] == []  # every run's status document is accepted by the index
+    assert len(ledger_rows(farm, "nf-alpha")) == 1 and len(ledger_rows(farm, "nf-broken")) == 1
+
+    # A changed recipe rebuilds only itself; the new wheel gets the next build tag.
+    path = farm["recipes"] / "nf-alpha.toml"
+    path.write_text(path.read_text().replace("== 55", "== 55 and m.triangle(4) == 10"))
+    code, report, cells = nightly(farm, "nf-alpha", "nf-broken")
+    assert cells["nf-alpha"]["status"] == "published", cells["nf-alpha"]
+    files = own_files(farm, "nf-alpha")
+    assert len(files) == 2 and any(f.startswith("nf_alpha-1.0-1-cp311") for f in files)
+    assert report["warnings"] == []
+    assert len(ledger_rows(farm, "nf-broken")) == 1
+
+
+def test_a_killed_nightly_resumes_without_redoing_or_duplicating(farm) -> None:
+    marker = farm["tmp"] / "slow.marker"
+    marker.touch()
+    proc = nightly(farm, "nf-slow", "nf-alpha", background=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if (farm["tmp"] / "ledger.sqlite3").exists() and ledger_rows(farm, "nf-slow"):
+            break
+        assert proc.poll() is None, "the nightly ended before it was killed"
+        time.sleep(0.5)
+    time.sleep(2)  # inside the build now
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (row,) = ledger_rows(farm, "nf-slow")
+    assert row.outcome is Outcome.RUNNING
+    marker.unlink()
+    code, report, cells = nightly(farm, "nf-slow", "nf-alpha")
+    assert code == 0, report
+    assert cells["nf-slow"]["status"] == "published"
+    assert cells["nf-alpha"]["status"] == "ours"
+    (row,) = ledger_rows(farm, "nf-slow")  # the interrupted attempt was resumed, not duplicated
+    assert row.outcome is Outcome.PUBLISHED and row.run_id == report["run_id"]
