@@ -1,6 +1,6 @@
 """Parity with upstream: is our wheel what upstream's wheel of the same release is, on another platform?
 
-Two comparisons, both pure functions over data (builder.check.parity_run runs the programs):
+Two comparisons, both pure functions over data (builder.build.parity runs the programs):
 
 - inventory (`inventory`, `compare_inventories`): the extension modules (by module name, without the
   platform suffix), the Python modules and packages, the data files and `Requires-Dist` of two wheels;
