@@ -91,7 +91,7 @@ def test_hand_written_configure_library_takes_the_compiler_from_the_environment(
     src = write_configure_library(tmp_path / "wfsum-configure", token=uuid.uuid4().hex)
     prefix = deps.build_native(lib("wfsum", src, "configure"), None, TARGET)
     so = prefix.path / "lib" / "libwfsum.so.1"
-    assert deps.elf_machine(so) == "EM_AARCH64" and prefix.glibc == (2, 17)
+    assert _machine(so) == EM_AARCH64 and prefix.glibc == (2, 17)
     assert (prefix.path / "include" / "wfsum.h").is_file()
     log = prefix.log.read_text()
     assert "--host" not in log  # the configure would refuse it, as zlib's does
