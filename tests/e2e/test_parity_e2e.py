@@ -54,7 +54,7 @@ def test_confluent_kafka_has_parity_with_pypis_x86_64_wheel(
     assert check.returncode == 0, check.stdout + check.stderr
     (report,) = json.loads(check.stdout)["parity"]
     assert report["upstream"] == PYPI_WHEEL and report["status"] == "matched"
-    upstream = cache_dir() / "files" / PYPI_SHA256[:2] / PYPI_WHEEL  # what the index client fetched
+    upstream = cache_dir() / "files" / PYPI_SHA256 / PYPI_WHEEL  # what the index client fetched
     assert hashlib.sha256(upstream.read_bytes()).hexdigest() == PYPI_SHA256
     assert report["probe_run"]
     ours, theirs = report["probe"]["ours"], report["probe"]["upstream"]
