@@ -153,7 +153,8 @@ def _embedded_index(serve: bool, port: int) -> Iterator[tuple[str, str | None, P
         yield url, secret, storage
     finally:
         tokens.revoke(record.id)
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have died on its own
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()
 
@@ -175,7 +176,7 @@ def _print(report: NightlyReport, console: Console) -> None:
     for c in report.cells:
         style = STYLE.get(c.status, "")
         why = c.key_line if c.status == Outcome.FAILED and c.key_line else c.reason
-        status = f"[{style}]{c.status}[/]" if style else c.status
+        status = f"[{style}]{c.label}[/]" if style else c.label
         table.add_row(c.project, c.version, c.python, c.target, status, why)
     console.print(table)
     for error in report.errors:
