@@ -181,6 +181,9 @@ def build(
         click.echo(json.dumps({"results": [r.to_dict() for r in results]}, indent=2))
     else:
         Console().print(_table(results))
+        for r in results:  # e.g. a Debian library that needs a newer glibc than the target
+            for w in r.warnings:
+                click.echo(f"warning: {r.project} {r.version} {r.target}: {w}", err=True)
         for r in results:
             if r.parity:
                 click.echo(f"parity: {r.project} {r.version} cp{r.python} {r.target}: {r.parity}")
