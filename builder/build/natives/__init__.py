@@ -7,8 +7,8 @@ A prefix appears whole or not at all: the library is configured for its final pr
 DESTDIR into a staging folder and renamed into place, so the paths baked into .pc and CMake files are
 right. A second build with the same entry and toolchain reuses it without running anything.
 
-Build systems are one module each in this folder (autotools, cmake, make, meson, openssl, mklove,
-debian_binary), registered in `registry.BUILD_SYSTEMS`; the recipe schema's `build-system` enum lists
+Build systems are one module each in this folder (autotools, configure, cmake, make, meson, openssl,
+mklove, debian_binary), registered in `registry.BUILD_SYSTEMS`; the recipe schema's `build-system` enum lists
 the same names. Every compile and link command a library build runs is scanned for host paths
 (builder.build.toolchain.leaks): a leak fails the build, naming the command.
 
@@ -179,16 +179,18 @@ def _source_identity(spec: NativeSpec) -> str:
     return f"local {h.hexdigest()}"
 
 
-def prefix_key(spec: NativeSpec, toolchain: Toolchain) -> str:
-    entry = json.dumps(
-        {
-            "name": spec.name,
-            "source": _source_identity(spec),
-            "build-system": spec.build_system,
-            "args": list(spec.args),
-        },
-        sort_keys=True,
-    )
+def prefix_key(spec: NativeSpec, toolchain: Toolchain, roots: Sequence[Path] = ()) -> str:
+    """The prefix's identity: the entry, the toolchain and the earlier prefixes it was built against
+    (their folder names hold their own keys, so a rebuilt OpenSSL means a rebuilt curl after it)."""
+    fields: dict[str, Any] = {
+        "name": spec.name,
+        "source": _source_identity(spec),
+        "build-system": spec.build_system,
+        "args": list(spec.args),
+    }
+    if roots:
+        fields["built-against"] = [Path(r).name for r in roots]
+    entry = json.dumps(fields, sort_keys=True)
     return hashlib.sha256((entry + "\n" + toolchain_key(toolchain)).encode()).hexdigest()[:16]
 
 
@@ -416,7 +418,7 @@ def build_native(
     arch = target_arch(target)
     floor = None if is_macos(target) else target_glibc(target)
     root = prefix_root(target)
-    key = prefix_key(spec, toolchain)
+    key = prefix_key(spec, toolchain, roots)
     final = root / f"{spec.name}-{key}"
     log = root / f"{spec.name}-{key}.log"
     if (final / MARKER).exists():

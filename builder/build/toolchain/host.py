@@ -32,8 +32,17 @@ from builder.common.atomic import atomic_write_text, atomic_writer
 from builder.common.paths import cache_dir
 from builder.common.targets import Target, parse_target
 
-# Debian suites whose arm64 archive carries a given CPython (the package is `python3.X`).
-TEST_SUITES: dict[str, str] = {"3.11": "bookworm", "3.13": "trixie"}
+# Debian suites whose arm64 archive carries a given CPython (the package is `python3.X`), checked
+# with `apt-cache policy` in each suite: bullseye has 3.9, bookworm 3.11, trixie 3.13, sid 3.13,
+# 3.14 and 3.15. No Debian release or sid ships 3.10 or 3.12 any more (each lived only in
+# testing/sid between releases), so wheels for them are built but not run.
+TEST_SUITES: dict[str, str] = {
+    "3.9": "bullseye",
+    "3.11": "bookworm",
+    "3.13": "trixie",
+    "3.14": "sid",
+    "3.15": "sid",
+}
 APT_LOCK_TIMEOUT = "600"  # seconds: other processes (other builds, unattended upgrades) may hold it
 
 Progress = Callable[[str], None]
