@@ -112,11 +112,12 @@ def running_index(
             wait_until_answering(url, proc, log)
             yield url
         finally:
-            if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # it may have died on its own
                 os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                proc.wait()
             signal.signal(signal.SIGTERM, previous)
