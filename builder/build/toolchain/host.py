@@ -228,6 +228,8 @@ class CrossToolchain:
                 "  if [ $skipnext = 1 ]; then skipnext=0; continue; fi\n"
                 f'  for d in {drop}; do [ "$a" = "$d" ] && skip=1; done\n'
                 '  case "$a" in --target=*) skip=1;; -target) skipnext=1; skip=1;;\n'
+                # libtool's -Wl,--version-script,FILE (libattr): zig takes only =FILE
+                '    -Wl,--version-script,*) a="-Wl,--version-script=${a#-Wl,--version-script,}";;\n'
                 f'    -x|-x*) hasx=1;; -) [ $hasx = 1 ] || set -- "$@" -x {lang};; esac\n'
                 '  [ $skip = 1 ] || set -- "$@" "$a"\n'
                 "done\n"
