@@ -235,6 +235,10 @@ class CrossToolchain:
                 # libtool's -Wl,--version-script,FILE (libattr): zig takes only =FILE
                 '    -Wl,--version-script,*) a="-Wl,--version-script=${a#-Wl,--version-script,}";;\n'
                 "    -Wl,--version-script) vs=1; skip=1;;\n"
+                # an implicit linker script given as an input (libattr: -Wl,libattr.lds): GNU ld
+                # takes it, lld does not; a version script it is
+                '    -Wl,*.lds|-Wl,*.map) f="${a#-Wl,}"; if [ -f "$f" ] && grep -q "global:" "$f";'
+                ' then a="-Wl,--version-script=$f"; fi;;\n'
                 f'    -x|-x*) hasx=1;; -) [ $hasx = 1 ] || set -- "$@" -x {lang};; esac\n'
                 '  [ $skip = 1 ] || set -- "$@" "$a"\n'
                 "done\n"
