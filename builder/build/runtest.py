@@ -44,10 +44,12 @@ def unpack_wheel(wheel: Path, site: Path) -> None:
 
 
 def grafted_libraries(wheel: Path) -> list[str]:
-    """Files in the wheel's `<pkg>.libs/` folders (what auditwheel grafted)."""
+    """Files in the wheel's `<pkg>.libs/` folders (auditwheel) or `.dylibs/` folders (delocate)."""
     with zipfile.ZipFile(wheel) as zf:
         return sorted(
-            n for n in zf.namelist() if n.split("/")[0].endswith(".libs") and not n.endswith("/")
+            n
+            for n in zf.namelist()
+            if not n.endswith("/") and (n.split("/")[0].endswith(".libs") or "/.dylibs/" in f"/{n}")
         )
 
 

@@ -42,6 +42,18 @@ RULES: dict[str, Rule] = {
             "the zip costs too much to read (entries, central directory, declared sizes or "
             "compression ratio over the checker's limits); nothing of it was inflated",
         ),
+        Rule(
+            "WF013-macos-code-signature",
+            "a Mach-O's code signature is missing (arm64) or a page/slot hash does not match",
+        ),
+        Rule(
+            "WF014-macos-undefined-symbol",
+            "a Mach-O's undefined symbol resolves nowhere dyld will look (Python, libSystem, dylibs)",
+        ),
+        Rule(
+            "WF015-macos-load-path",
+            "a Mach-O loads a dylib that is neither a system path nor a file inside the wheel",
+        ),
     )
 }
 

@@ -88,7 +88,7 @@ class NativeLib:
     """[[native]]: a C library built for, or fetched for, the target before the wheel is built."""
 
     name: str
-    source: str  # "debian:<source package>" or an http(s) URL
+    source: str  # "debian:<source package>[@<suite>]" (default bookworm) or an http(s) URL
     # "autotools" | "cmake" | "make" | "meson" | "openssl" | "mklove" | "debian-binary"
     build_system: str
     sha256: str | None = None  # required for URL sources
@@ -97,8 +97,10 @@ class NativeLib:
 
     @property
     def debian_package(self) -> str | None:
-        """The Debian source package for `debian:` sources, else None."""
-        return self.source.removeprefix("debian:") if self.source.startswith("debian:") else None
+        """The Debian source package for `debian:` sources (without an `@suite`), else None."""
+        if not self.source.startswith("debian:"):
+            return None
+        return self.source.removeprefix("debian:").partition("@")[0]
 
 
 @dataclass(frozen=True)

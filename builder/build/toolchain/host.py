@@ -303,6 +303,15 @@ class CrossToolchain:
         return sysconfigdata(python, self)
 
 
+def toolchain_for(target: str) -> CrossToolchain:
+    """The zig toolchain of a target tag: CrossToolchain for Linux, MacToolchain for macosx_*."""
+    if target.startswith("macosx_"):
+        from builder.build.toolchain.macos import MacToolchain
+
+        return MacToolchain(target)  # type: ignore[return-value]  # the same interface
+    return CrossToolchain(target)
+
+
 def _sh_quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
@@ -650,6 +659,10 @@ def python_host_dirs(python: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def cross_env(python: Path, target: str) -> dict[str, str]:
     """The environment that makes `python` (a host CPython) build extensions for `target`."""
+    if target.startswith("macosx_"):  # one cross backend: the target picks Linux or macOS
+        from builder.build.toolchain.macos import cross_env as macos_cross_env
+
+        return macos_cross_env(python, target)
     tc = CrossToolchain(target)
     name, folder = sysconfigdata(python, tc)
     env = tc.env()
