@@ -58,6 +58,18 @@ def test_a_passed_through_target_triple_is_replaced_by_the_floor(tmp_path: Path)
         assert out.read_bytes()[:4] == b"\x7fELF"
 
 
+def test_a_version_script_in_libtools_comma_form_links(tmp_path: Path) -> None:
+    tc = CrossToolchain(TARGET)
+    (tmp_path / "v.c").write_text("int wf_visible(void) { return 1; }\n")
+    (tmp_path / "v.lds").write_text("WF_1 { global: wf_visible; local: *; };\n")
+    out = tmp_path / "libv.so"
+    script = f"-Wl,--version-script,{tmp_path / 'v.lds'}"  # zig alone: unsupported linker arg
+    subprocess.run(
+        [tc.tool("cc"), "-shared", "-fPIC", script, tmp_path / "v.c", "-o", out], check=True
+    )
+    assert out.read_bytes()[:4] == b"\x7fELF"
+
+
 def test_the_default_system_folders_mean_the_targets(tmp_path: Path) -> None:
     # setup.py files add -I/usr/include -I/usr/local/include "to be safe" (PyAudio): dropped, so
     # zig's target headers are used; the command log (what the scan sees) no longer names them.

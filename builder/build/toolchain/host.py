@@ -233,10 +233,21 @@ class CrossToolchain:
         # zig's clang fails on its own triple; say the language.
         def filter_args(lang: str) -> str:
             return (
-                'skipnext=0; hasx=0\nfor a in "$@"; do shift; skip=0\n'
+                'skipnext=0; hasx=0; vs=0\nfor a in "$@"; do shift; skip=0\n'
                 "  if [ $skipnext = 1 ]; then skipnext=0; continue; fi\n"
+                # libtool splits -Wl,--version-script,FILE into two -Wl args (libattr)
+                '  if [ $vs = 1 ]; then vs=0; case "$a" in\n'
+                '    -Wl,*) a="-Wl,--version-script=${a#-Wl,}";;\n'
+                '    *) set -- "$@" -Wl,--version-script;; esac; fi\n'
                 f'  for d in {drop}; do [ "$a" = "$d" ] && skip=1; done\n'
                 '  case "$a" in --target=*) skip=1;; -target) skipnext=1; skip=1;;\n'
+                # libtool's -Wl,--version-script,FILE (libattr): zig takes only =FILE
+                '    -Wl,--version-script,*) a="-Wl,--version-script=${a#-Wl,--version-script,}";;\n'
+                "    -Wl,--version-script) vs=1; skip=1;;\n"
+                # an implicit linker script given as an input (libattr: -Wl,libattr.lds): GNU ld
+                # takes it, lld does not; a version script it is
+                '    -Wl,*.lds|-Wl,*.map) f="${a#-Wl,}"; if [ -f "$f" ] && grep -q "global:" "$f";'
+                ' then a="-Wl,--version-script=$f"; fi;;\n'
                 f'    -x|-x*) hasx=1;; -) [ $hasx = 1 ] || set -- "$@" -x {lang};; esac\n'
                 '  [ $skip = 1 ] || set -- "$@" "$a"\n'
                 "done\n"
