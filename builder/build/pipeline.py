@@ -57,6 +57,9 @@ class BuildResult:
     grafted: tuple[str, ...] = ()  # libraries auditwheel copied into the wheel
     duration: float = 0.0
     sdist_sha256: str = ""
+    # What will change the outcome later, found on the way: a library that raises the glibc floor,
+    # a test that cannot run for this Python, a fallback backend taken.
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -68,6 +71,7 @@ class BuildResult:
         data["log"] = str(self.log)
         data["tags"] = list(self.tags)
         data["grafted"] = list(self.grafted)
+        data["warnings"] = list(self.warnings)
         data["duration"] = round(self.duration, 2)
         return data
 
@@ -86,6 +90,7 @@ class BuildResult:
                 "log": Path(str(data["log"])),
                 "tags": tuple(data.get("tags") or ()),
                 "grafted": tuple(data.get("grafted") or ()),
+                "warnings": tuple(data.get("warnings") or ()),
             }
         )
 
@@ -322,12 +327,20 @@ def build_sdist(
     run_test: bool = True,
     sdist_sha256: str = "",
     progress: Progress | None = None,
+    warnings: Sequence[str] = (),
 ) -> BuildResult:
-    """Build, repair, verify and test one sdist for (python, target); never raises for a failure."""
+    """Build, repair, verify and test one sdist for (python, target); never raises for a failure.
+
+    `warnings` (e.g. the native libraries') are kept in the result with those found here."""
     options = options or BuildOptions()
     start = time.monotonic()
     log_path = _log_path(log_dir or default_log_dir(), project, version, python, target)
     say = progress or (lambda _msg: None)
+    found = list(warnings)
+
+    def warn(message: str) -> None:
+        found.append(message)
+        say(f"warning: {message}")
 
     def result(status: Outcome, **kw: object) -> BuildResult:
         return BuildResult(
@@ -340,6 +353,7 @@ def build_sdist(
             log=log_path,
             duration=time.monotonic() - start,
             sdist_sha256=sdist_sha256,
+            warnings=tuple(found),
             **kw,  # type: ignore[arg-type]
         )
 
@@ -362,6 +376,10 @@ def build_sdist(
             opts = _merge_pipeline_env(options, env)
             say(f"building {project} {version} for cp{python} {target}")
             raw, used = build_raw(sdist, python, target, opts, workdir / "backend", log, say)
+            if used != options.backend:
+                warn(
+                    f"built with the fallback backend {used}: the {options.backend} backend failed"
+                )
             options = dataclasses.replace(options, backend=used)  # the result names it
             say(f"repairing {raw.name}")
             lib_dirs = [d for p in prefixes for d in prefix_lib_dirs(p, target)]
@@ -386,6 +404,7 @@ def build_sdist(
                         f"checked, not run: no arm64 {libc}interpreter for Python {python} here"
                     )
                     log.section(message)
+                    warn(f"the test cannot run: no arm64 {libc}interpreter for Python {python}")
                 else:
                     say(f"testing {repaired.name} under qemu")
                     src_dirs = [p for p in (workdir / "backend" / "src").glob("*") if p.is_dir()]
@@ -463,9 +482,15 @@ def build_url(
 
 
 def native_prefixes(
-    recipe: Recipe, target: str, log: BuildLog, progress: Progress | None = None
+    recipe: Recipe,
+    target: str,
+    log: BuildLog,
+    progress: Progress | None = None,
+    warnings: list[str] | None = None,
 ) -> list[Path]:
-    """Prefixes holding the recipe's native libraries built for `target` (builder.build.natives)."""
+    """Prefixes holding the recipe's native libraries built for `target` (builder.build.natives).
+
+    The libraries' warnings (a reused prefix's too) are appended to `warnings`."""
     if not recipe.native:
         return []
     try:
@@ -491,6 +516,10 @@ def native_prefixes(
         log.write(f"  {p.name}: {p.path} ({'built' if p.built else 'reused'}; log {p.log})")
     for warning in native.warnings:
         log.write(f"  warning: {warning}")
+        if warnings is not None:
+            warnings.append(warning)
+        if progress is not None:  # a reused prefix's warning is news to this build too
+            progress(f"warning: {warning}")
     return [p.path for p in native.prefixes]
 
 
@@ -520,13 +549,14 @@ def build_job(
         recipe = recipe or load_recipe(job.recipe_path)
     except (RecipeError, OSError) as exc:
         return _early_failure("recipe", str(exc), **common)
+    native_warnings: list[str] = []
     if recipe.native:
         log_path = _log_path(
             log_dir or default_log_dir(), job.project, job.version, job.python, job.target
         )
         with BuildLog(log_path) as log:
             try:
-                prefixes = native_prefixes(recipe, job.target, log, progress)
+                prefixes = native_prefixes(recipe, job.target, log, progress, native_warnings)
             except BuildError as exc:
                 return _early_failure(exc.step, exc.summary, log_path=log_path, **common)
     else:
@@ -543,6 +573,7 @@ def build_job(
         run_test=run_test,
         progress=progress,
         out_dir=out_dir,
+        warnings=native_warnings,
         **common,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -78,7 +79,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
-def nightly(farm, *recipes: str, background: bool = False):
+def nightly(farm, *recipes: str, background: bool = False, as_json: bool = True):
     tmp = farm["tmp"]
     env = {
         **os.environ,
@@ -87,9 +88,10 @@ def nightly(farm, *recipes: str, background: bool = False):
         "NF_INDEX_STORAGE": str(farm["index"].data),
         "NF_PROBE_OUT": str(tmp / "probe.txt"),
         "NF_SLOW_MARKER": str(tmp / "slow.marker"),
+        "COLUMNS": "60",  # a narrow pipe: rich would cut table cells to fit 60 columns
     }
     args = [
-        "wheelfarm", "nightly", "--json", "--jobs", "2",
+        "wheelfarm", "nightly", *(["--json"] if as_json else []), "--jobs", "2",
         "--index", farm["index"].url, "--upstream", farm["up"].url,
         "--ledger", str(tmp / "ledger.sqlite3"), "--protect", str(farm["index"].data),
         *(str(farm["recipes"] / f"{r}.toml") for r in recipes),
@@ -98,6 +100,9 @@ def nightly(farm, *recipes: str, background: bool = False):
         return subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode in (0, 1), done.stderr
+    farm["stderr"], farm["stdout"] = done.stderr, done.stdout
+    if not as_json:
+        return done.returncode, done.stdout, done.stderr
     report = json.loads(done.stdout)
     return done.returncode, report, {c["project"]: c for c in report["cells"]}
 
@@ -122,6 +127,18 @@ def test_nightly_builds_publishes_then_does_nothing_and_rebuilds_a_changed_recip
     assert broken["status"] == "failed" and broken["failure_class"] == "compiler-error"
     assert "error" in broken["key_line"] and Path(broken["log"]).is_file()
     assert any("nf-bad.toml" in e and "flavour" in e for e in report["errors"])
+
+    # Not a terminal: one plain line per step change as it happens, nothing redrawn, and twine's
+    # output in the publish log rather than between our lines.
+    err = farm["stderr"]
+    alpha = "nf-alpha 1.0 cp3.11 manylinux_2_17_aarch64: "
+    for step in ("starting", "building nf-alpha 1.0 for cp3.11", "repairing", "testing"):
+        assert alpha + step in err, err
+    assert re.search(re.escape(alpha) + r"published in \d+ s \(\d+ done, ", err), err
+    assert "nf-broken 1.0 cp3.11 manylinux_2_17_aarch64: failed in" in err
+    assert "\r" not in err and "\x1b[" not in err and "Uploading" not in err
+    twine_log = (farm["tmp"] / "data" / "logs" / "publish.log").read_text()
+    assert "Uploading nf_alpha-1.0-cp311" in twine_log
 
     # The sdist's own code ran without the token and could not write into the index storage.
     probe = (farm["tmp"] / "probe.txt").read_text()
@@ -148,6 +165,12 @@ def test_nightly_builds_publishes_then_does_nothing_and_rebuilds_a_changed_recip
     assert cells["nf-broken"]["status"] == "failed"
     assert "not retried" in cells["nf-broken"]["reason"]
     assert report["warnings"] == []  # every run's status document is accepted by the index
+
+    # The summary written to a pipe: plain rows as wide as their content, nothing cut.
+    code, out, err = nightly(farm, "nf-alpha", "nf-broken", as_json=False)
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("nf-")}
+    assert rows["nf-alpha"][:5] == ["nf-alpha", "1.0", "3.11", "manylinux_2_17_aarch64", "ours"]
+    assert rows["nf-broken"][4] == "failed" and "\x1b[" not in out
     assert len(ledger_rows(farm, "nf-alpha")) == 1 and len(ledger_rows(farm, "nf-broken")) == 1
 
     # A changed recipe rebuilds only itself; the new wheel gets the next build tag.
