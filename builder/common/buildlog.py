@@ -47,12 +47,22 @@ _NOISE = re.compile(r"(subprocess-exited-with-error|legacy-install-failure|note:
 
 def first_error_line(text: str) -> str | None:
     """The first line of `text` that states a real error, skipping pip's wrapper noise."""
+    found = error_lines(text, limit=1)
+    return found[0] if found else None
+
+
+def error_lines(text: str, limit: int = 5) -> list[str]:
+    """Up to `limit` distinct lines that state real errors, the most specific kind first."""
     lines = [ln.strip() for ln in text.splitlines()]
+    found: list[str] = []
     for pattern in _ERROR_PATTERNS:
         for line in lines:
             if line and not _NOISE.search(line) and pattern.search(line):
-                return line[:300]
-    return None
+                if line[:300] not in found:
+                    found.append(line[:300])
+                if len(found) >= limit:
+                    return found
+    return found
 
 
 class BuildLog:
