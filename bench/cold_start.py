@@ -100,6 +100,7 @@ def main() -> int:
         "seconds": {k: round(v, 1) for k, v in marks.items()},
         "slowest_steps": _slowest(lines),
         "summary": [s.rstrip("\n") for s in summary],
+        "stderr_tail": [line for _, line in lines[-15:]],
         "load_average": os.getloadavg(),
     }
     print(json.dumps(doc, indent=2))

@@ -120,7 +120,7 @@ def nightly(
         else:
             _print(report, Console(file=sys.stdout, highlight=False))
         if serve:
-            console.print(f"still serving {cfg.index_url} (Ctrl-C stops)")
+            console.print(f"still serving {cfg.index_url} (Ctrl-C stops)", soft_wrap=True)
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
     sys.exit(0 if report.ok else 1)
@@ -165,7 +165,8 @@ def _embedded_index(
     try:
         _wait_for(url, proc)
         console.print(
-            f"serving {url} (the run's progress: {url}status; index log: {data_dir() / 'index.log'})"
+            f"serving {url} (the run's progress: {url}status; index log: {data_dir() / 'index.log'})",
+            soft_wrap=True,  # one line, wherever it goes
         )
         yield url, secret, storage
     finally:

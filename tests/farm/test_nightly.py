@@ -206,3 +206,48 @@ def test_a_killed_nightly_resumes_without_redoing_or_duplicating(farm) -> None:
     assert cells["nf-alpha"]["status"] == "ours"
     (row,) = ledger_rows(farm, "nf-slow")  # the interrupted attempt was resumed, not duplicated
     assert row.outcome is Outcome.PUBLISHED and row.run_id == report["run_id"]
+
+
+def test_serve_starts_the_index_first_and_says_so_at_once(tmp_path: Path) -> None:
+    """`nightly --serve` (what `make farm` runs): the index answers and the first line says where
+    before the run plans anything; the summary follows; the index keeps serving until SIGTERM."""
+    from support.index_server import free_port
+
+    write_static_index(
+        tmp_path / "up", {"nf-pure": [FileSpec("nf_pure-1.0-py3-none-any.whl", b"x")]}
+    )
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "nf-pure.toml").write_text(recipe("nf-pure", "import nf_pure"))
+    port = free_port()
+    env = {**os.environ, "WHEELFARM_DATA": str(tmp_path / "data"), "COLUMNS": "60"}
+    with StaticIndexServer(tmp_path / "up") as up:
+        proc = subprocess.Popen(
+            ["wheelfarm", "nightly", "--serve", "--port", str(port), "--upstream", up.url,
+             str(recipes)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            assert proc.stderr is not None and proc.stdout is not None
+            first = proc.stderr.readline()
+            url = f"http://127.0.0.1:{port}/"
+            assert first.startswith(f"serving {url} (the run's progress: {url}status"), first
+            assert httpx.get(url + "simple/").status_code == 200  # answering already
+            rest = []
+            for line in proc.stderr:
+                rest.append(line)
+                if line.startswith("still serving"):
+                    break
+            assert any(re.match(r"\d\d:\d\d:\d\d planning 1 recipes", ln) for ln in rest), rest
+            assert rest[-1] == f"still serving {url} (Ctrl-C stops)\n"
+            assert httpx.get(url + "status").status_code == 200
+            assert proc.poll() is None  # still serving after the run
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        summary = proc.stdout.read()
+        assert "nf-pure  1.0      3.11    manylinux_2_17_aarch64  upstream" in summary, summary
+        assert code == 128 + signal.SIGTERM
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url + "simple/", timeout=2)  # the index went with it
