@@ -49,6 +49,7 @@ from builder.recipes.recipe import Recipe
 
 Progress = Callable[[str], None]
 NOT_PUBLISHED = "not published: "  # a good wheel the index refused or could not take
+STATUS_INTERVAL = 5.0  # seconds between two pushes of the status during a run
 DEFAULT_TIMEOUT = 3 * 3600.0  # one job; a hung build is killed and recorded as a timeout
 
 
@@ -202,9 +203,15 @@ def run_nightly(
         by_name = {r.canonical_name: r for r in recipes}
         farm = _Farm(cfg, dest, upstream, own, ledger, wheelhouse, logs, say, farm_pages, events)
         cells, todo = farm.triage(planned.decisions, by_name)
+        # Recipes without native libraries first: they take seconds, so the first wheels reach the
+        # index early, while one with libraries waits on building them (once per target, locked).
+        todo.sort(key=lambda t: len(t.recipe.native) > 0)
         say(f"{len(todo)} job(s) to build, {len(cells)} cell(s) need nothing")
         for t in todo:
             farm.emit("queued", t.job)
+        # /status fills up while the run goes on: the plan now, each finished job as it comes.
+        farm.live = _LiveStatus(ledger.run_id, recipes, planned.errors, started, start, cells, todo)
+        farm.show_progress(force=True)
         if todo:
             # Host packages are installed here, outside the builds' sandbox (where apt cannot).
             from builder.build.toolchain.host import ensure_cross_strip, ensure_qemu
@@ -226,16 +233,17 @@ def run_nightly(
 
 
 def status_document(
-    report: NightlyReport, recipes: Sequence[Recipe], started: datetime
+    report: NightlyReport, recipes: Sequence[Recipe], started: datetime, finished: bool = True
 ) -> dict[str, object]:
-    """The farm's state for the index's /status and project pages (farm_status.schema.json)."""
+    """The farm's state for the index's /status and project pages (farm_status.schema.json);
+    `finished=False` while the run is going on (its cells to build are "running")."""
     now = datetime.now(UTC)
     return {
         "generated": now.isoformat(),
         "run": {
             "id": report.run_id,
             "started": started.isoformat(),
-            "finished": now.isoformat(),
+            "finished": now.isoformat() if finished else None,
             "duration": round(report.duration, 2),
             "counts": report.counts(),
         },
@@ -266,6 +274,42 @@ def status_document(
             if c.version  # "no release matches" cells have no version to show
         ],
     }
+
+
+class _LiveStatus:
+    """What /status shows during the run: every cell, the ones still to build as "running"."""
+
+    def __init__(
+        self,
+        run_id: str,
+        recipes: Sequence[Recipe],
+        errors: Sequence[object],
+        started: datetime,
+        start: float,
+        cells: Sequence[Cell],
+        todo: Sequence[_Todo],
+    ) -> None:
+        self.run_id, self.recipes, self.errors = run_id, recipes, errors
+        self.started, self.start = started, start
+        self.cells = {_key(c): c for c in cells}
+        for t in todo:
+            j = t.job
+            self.cells[_key(j)] = Cell(
+                j.project, j.version, j.python, j.target, Outcome.RUNNING, "queued"
+            )
+
+    def document(self) -> dict[str, object]:
+        report = NightlyReport(
+            run_id=self.run_id,
+            cells=tuple(self.cells.values()),
+            errors=tuple(str(e) for e in self.errors),
+            duration=time.monotonic() - self.start,
+        )
+        return status_document(report, self.recipes, self.started, finished=False)
+
+
+def _key(c: Cell | Job) -> tuple[str, str, str, str]:
+    return (c.project, c.version, c.python, c.target)
 
 
 @dataclass
@@ -300,6 +344,23 @@ class _Farm:
         self.warnings: list[str] = []
         self._publish_lock = threading.Lock()
         self._warn_lock = threading.Lock()
+        self.live: _LiveStatus | None = None
+        self._status_lock = threading.Lock()
+        self._last_status = 0.0
+
+    def show_progress(self, done: Cell | None = None, force: bool = False) -> None:
+        """Record a finished cell and push the run's status so far (at most every few seconds)."""
+        if self.live is None:
+            return
+        with self._status_lock:
+            if done is not None:
+                self.live.cells[_key(done)] = done
+            now = time.monotonic()
+            if not force and now - self._last_status < STATUS_INTERVAL:
+                return
+            self._last_status = now
+            doc = self.live.document()
+        self.push(lambda: self.pages.put_status(doc))
 
     def emit(self, kind: str, job: Job, text: str = "", duration: float = 0.0) -> None:
         self.events(
@@ -420,6 +481,7 @@ class _Farm:
         self.emit("start", job, "starting")
         cell = self._run_job(todo, cell, attempt)
         self.emit("finish", job, cell.status, cell.duration)
+        self.show_progress(cell)
         return cell
 
     def _run_job(self, todo: _Todo, cell: Cell, attempt: int) -> Cell:

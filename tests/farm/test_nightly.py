@@ -195,6 +195,10 @@ def test_a_killed_nightly_resumes_without_redoing_or_duplicating(farm) -> None:
         assert proc.poll() is None, "the nightly ended before it was killed"
         time.sleep(0.5)
     time.sleep(2)  # inside the build now
+    # /status fills up during the run: the cell being built shows as running, the run unfinished.
+    live = httpx.get(farm["index"].url + "/api/farm/status").json()
+    slow = [c for c in live["cells"] if c["project"] == "nf-slow"]
+    assert [c["status"] for c in slow] == ["running"] and live["run"]["finished"] is None, live
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     (row,) = ledger_rows(farm, "nf-slow")
