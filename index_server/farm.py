@@ -133,10 +133,11 @@ class Cell:
     wheel: str | None = None
     duration: float | None = None
     when: str | None = None
+    published: bool = False  # on this index; `status` still says how the wheel was proven
 
     @property
     def label(self) -> str:
-        return STATUS_LABELS[self.status]
+        return STATUS_LABELS[self.status] + (", published" if self.published else "")
 
     @property
     def column(self) -> tuple[str, str]:

@@ -8,6 +8,7 @@ log's path, so one failing job never stops the others (`build_jobs` runs a list)
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import platform
 import shutil
@@ -26,7 +27,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from builder.build.backends import get_backend
 from builder.build.toolchain.host import CrossToolchain, ToolchainError, cross_target, test_sysroot
 from builder.common.buildlog import BuildError, BuildLog
-from builder.common.outcome import Outcome
+from builder.common.outcome import Outcome, TestEvidence
 from builder.common.paths import cache_dir, data_dir
 from builder.common.targets import parse_target, supported_tags
 from builder.plan.planner import Job
@@ -57,6 +58,7 @@ class BuildResult:
     grafted: tuple[str, ...] = ()  # libraries auditwheel copied into the wheel
     duration: float = 0.0
     sdist_sha256: str = ""
+    test: TestEvidence | None = None  # what the outcome rests on (None when the build failed)
     # What will change the outcome later, found on the way: a library that raises the glibc floor,
     # a test that cannot run for this Python, a fallback backend taken.
     warnings: tuple[str, ...] = ()
@@ -73,6 +75,7 @@ class BuildResult:
         data["grafted"] = list(self.grafted)
         data["warnings"] = list(self.warnings)
         data["duration"] = round(self.duration, 2)
+        data["test"] = self.test.to_dict() if self.test else None
         return data
 
     @classmethod
@@ -81,7 +84,7 @@ class BuildResult:
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown BuildResult fields: {sorted(unknown)}")
-        wheel = data.get("wheel")
+        wheel, test = data.get("wheel"), data.get("test")
         return cls(
             **{
                 **data,
@@ -90,6 +93,7 @@ class BuildResult:
                 "log": Path(str(data["log"])),
                 "tags": tuple(data.get("tags") or ()),
                 "grafted": tuple(data.get("grafted") or ()),
+                "test": TestEvidence.from_dict(test) if isinstance(test, Mapping) else None,
                 "warnings": tuple(data.get("warnings") or ()),
             }
         )
@@ -388,11 +392,12 @@ def build_sdist(
             log.section(f"verify {repaired.name}: {'; '.join(problems) or 'ok'}")
             if problems:
                 raise BuildError("verify", "; ".join(problems), log.path)
-            from builder.build.runtest import grafted_libraries, run_wheel_test
+            from builder.build.runtest import describe_test, grafted_libraries, run_wheel_test
 
             grafted = tuple(grafted_libraries(repaired))
             tags = tuple(sorted(str(t) for t in parse_wheel_filename(repaired.name)[3]))
             status, message = Outcome.BUILT, "built, no test asked"
+            evidence = TestEvidence(Outcome.BUILT, reason="no test asked for (--no-test)")
             if run_test and test is not None:
                 # Debian's arm64 CPython is a glibc one: it cannot load musllinux wheels.
                 glibc = cross_target(target).libc == "gnu"
@@ -400,15 +405,15 @@ def build_sdist(
                 if sysroot is None:
                     status = Outcome.CHECKED_NOT_RUN
                     libc = "" if glibc else "musl "
-                    message = (
-                        f"checked, not run: no arm64 {libc}interpreter for Python {python} here"
-                    )
+                    why = f"no arm64 {libc}interpreter for Python {python} here"
+                    message = f"checked, not run: {why}"
+                    evidence = TestEvidence(status, command=describe_test(test), reason=why)
                     log.section(message)
                     warn(f"the test cannot run: no arm64 {libc}interpreter for Python {python}")
                 else:
                     say(f"testing {repaired.name} under qemu")
                     src_dirs = [p for p in (workdir / "backend" / "src").glob("*") if p.is_dir()]
-                    run_wheel_test(
+                    output = run_wheel_test(
                         repaired,
                         python,
                         test,
@@ -419,12 +424,20 @@ def build_sdist(
                         project_dir=src_dirs[0] if src_dirs else None,
                     )
                     status, message = Outcome.TESTED, "tested under qemu-aarch64"
+                    evidence = TestEvidence(
+                        status,
+                        interpreter=f"python{python} of {sysroot.name} under qemu-aarch64",
+                        command=describe_test(test),
+                        output_sha256=hashlib.sha256(output.encode()).hexdigest(),
+                    )
             out_dir.mkdir(parents=True, exist_ok=True)
             final = out_dir.resolve() / repaired.name
             shutil.copy2(repaired, final.with_name(final.name + ".part"))
             os.replace(final.with_name(final.name + ".part"), final)
             log.section(f"result: {status}: {final}")
-            return result(status, wheel=final, message=message, tags=tags, grafted=grafted)
+            return result(
+                status, wheel=final, message=message, tags=tags, grafted=grafted, test=evidence
+            )
         except BuildError as exc:
             log.section(f"result: failed at {exc.step}: {exc.summary}")
             return result(

@@ -113,6 +113,16 @@ def test_script(spec: TestSpec, grafted: Sequence[str]) -> str:
 test_script.__test__ = False  # type: ignore[attr-defined]
 
 
+def describe_test(spec: TestSpec) -> str:
+    """The recipe's test in one line, as provenance records it."""
+    parts = [f"import {', '.join(spec.imports)}"]
+    if spec.call:
+        parts.append(spec.call)
+    if spec.test_command:
+        parts.append(f"test-command: {spec.test_command}")
+    return "; ".join(parts)
+
+
 def run_wheel_test(
     wheel: Path,
     python: str,

@@ -171,7 +171,8 @@ def _embedded_index(
         yield url, secret, storage
     finally:
         tokens.revoke(record.id)
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have died on its own
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()
 
@@ -194,7 +195,7 @@ def _print(report: NightlyReport, console: Console) -> None:
     rows, styles = [], []
     for c in report.cells:
         why = c.key_line if c.status == Outcome.FAILED and c.key_line else c.reason
-        rows.append((c.project, c.version, c.python, c.target, str(c.status), why or ""))
+        rows.append((c.project, c.version, c.python, c.target, c.label, why or ""))
         styles.append(STYLE.get(c.status, ""))
     headers = ("project", "version", "python", "target", "status", "reason / key line")
     print_rows(console, headers, rows, styles)

@@ -9,6 +9,8 @@ Python, no Mac) is CHECKED_NOT_RUN, shown as "checked, not run" everywhere and n
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 
 
 class Outcome(enum.StrEnum):
@@ -51,3 +53,30 @@ LABELS: dict[str, str] = {
 }
 
 SUCCESS = frozenset({Outcome.BUILT, Outcome.TESTED, Outcome.CHECKED_NOT_RUN, Outcome.PUBLISHED})
+
+
+@dataclass(frozen=True)
+class TestEvidence:
+    """What a wheel's outcome rests on, recorded in its provenance: what ran, on which interpreter,
+    and a digest of what it printed; or why nothing ran."""
+
+    __test__ = False  # not a pytest class
+
+    outcome: Outcome  # TESTED, CHECKED_NOT_RUN or BUILT (no test asked for)
+    interpreter: str = ""  # e.g. "python3.11 of Debian bookworm arm64 under qemu-aarch64"
+    command: str = ""  # the recipe's test as it ran: imports, call, test-command
+    output_sha256: str = ""
+    reason: str = ""  # why it did not run (CHECKED_NOT_RUN, BUILT)
+
+    def to_dict(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> TestEvidence:
+        return cls(
+            outcome=Outcome(str(data["outcome"])),
+            interpreter=str(data.get("interpreter", "")),
+            command=str(data.get("command", "")),
+            output_sha256=str(data.get("output_sha256", "")),
+            reason=str(data.get("reason", "")),
+        )

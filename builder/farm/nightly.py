@@ -36,7 +36,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from builder.build.pipeline import BuildResult
 from builder.common.classify import classify
 from builder.common.fetch import sha256_file
-from builder.common.outcome import CellState, Outcome
+from builder.common.outcome import LABELS, CellState, Outcome, TestEvidence
 from builder.common.paths import data_dir
 from builder.common.upstream import IndexClient, UpstreamError
 from builder.farm.client import FarmClient, FarmClientError
@@ -49,6 +49,7 @@ from builder.recipes.recipe import Recipe
 
 Progress = Callable[[str], None]
 NOT_PUBLISHED = "not published: "  # a good wheel the index refused or could not take
+KEPT = "kept, not published: "  # the recipe does not publish wheels that could not be run
 STATUS_INTERVAL = 5.0  # seconds between two pushes of the status during a run
 DEFAULT_TIMEOUT = 3 * 3600.0  # one job; a hung build is killed and recorded as a timeout
 
@@ -87,6 +88,11 @@ class Cell:
     failure_class: str | None = None
     key_line: str | None = None
     duration: float = 0.0
+    published: bool = False  # its wheel is on our index; `status` still says how it was proven
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.status] + (", published" if self.published else "")
 
     def to_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -267,6 +273,7 @@ def status_document(
                 "key_line": (c.key_line or "")[:4000] or None,
                 "log": Path(c.log).name if c.log else None,
                 "wheel": c.wheel,
+                "published": c.published,
                 "duration": round(c.duration, 2),
                 "when": now.isoformat(),
             }
@@ -413,11 +420,27 @@ class _Farm:
                     # Built before but never published (the index was down, or the run was killed
                     # between build and publish): publish the kept wheel instead of rebuilding it.
                     kept = [self.wheelhouse / w.filename for w in prev.wheels]
+                    proven = replace(cell, status=prev.outcome)
+                    untested = prev.outcome is Outcome.CHECKED_NOT_RUN
+                    if untested and not recipe.test.publish_untested:
+                        why = f"{KEPT}checked, not run (publish-untested = false)"
+                        cells.append(replace(proven, reason=why, log=prev.log_path))
+                        continue
                     if kept and all(p.exists() for p in kept):
                         built_at = prev.finished_at or prev.started_at
+                        evidence = TestEvidence(
+                            prev.outcome, reason=f"recorded by attempt {prev.id} of the ledger"
+                        )
                         cells.append(
                             self._publish(
-                                prev.id, kept, cell, prev.log_path, d.job, inputs, built_at
+                                prev.id,
+                                kept,
+                                proven,
+                                prev.log_path,
+                                d.job,
+                                inputs,
+                                built_at,
+                                evidence,
                             )
                         )
                         continue
@@ -460,6 +483,11 @@ class _Farm:
         decision = self.ledger.decide(job, inputs)
         if decision.action is Action.SKIP and decision.reason != "done":
             return None  # the changed recipe already failed (or is backing off)
+        kept = (
+            decision.previous is not None and decision.previous.outcome is Outcome.CHECKED_NOT_RUN
+        )
+        if decision.action is Action.SKIP and kept and not recipe.test.publish_untested:
+            return None  # built with these inputs and kept off the index on purpose
         build_number = 1 + max(
             (_build_number(f.filename) for f in self._own_files(d.project, d.version)), default=0
         )
@@ -480,7 +508,7 @@ class _Farm:
         attempt = self.ledger.start_attempt(job, todo.inputs)
         self.emit("start", job, "starting")
         cell = self._run_job(todo, cell, attempt)
-        self.emit("finish", job, cell.status, cell.duration)
+        self.emit("finish", job, cell.label, cell.duration)
         self.show_progress(cell)
         return cell
 
@@ -521,8 +549,13 @@ class _Farm:
             wheels=[(wheel.name, sha256_file(wheel))],
             duration=result.duration,
         )
-        done = replace(cell, status=outcome.value, duration=result.duration, log=str(result.log))
-        return self._publish(attempt, [wheel], done, str(result.log), job, todo.inputs, time.time())
+        done = replace(cell, status=outcome, duration=result.duration, log=str(result.log))
+        if outcome is Outcome.CHECKED_NOT_RUN and not todo.recipe.test.publish_untested:
+            return replace(done, reason=f"{KEPT}{result.message} (publish-untested = false)")
+        evidence = result.test or TestEvidence(outcome)
+        return self._publish(
+            attempt, [wheel], done, str(result.log), job, todo.inputs, time.time(), evidence
+        )
 
     def _build_in_sandbox(self, job: Job) -> tuple[BuildResult, str]:
         """Run one job in a sandboxed worker process; a crash or timeout is a failed result."""
@@ -620,6 +653,7 @@ class _Farm:
         job: Job,
         inputs: Inputs,
         built_at: float,
+        evidence: TestEvidence,
     ) -> Cell:
         # twine's own output goes to the publish log, never between our progress lines.
         with self._publish_lock, (self.logs / "publish.log").open("a") as twine_log:
@@ -643,9 +677,10 @@ class _Farm:
                 "python": job.python,
                 "target": job.target,
                 "checker": r.checker or {"ok": False, "findings": []},
+                "test": evidence.to_dict(),
             }
             self.push(lambda r=r, record=record: self.pages.put_provenance(r.wheel.name, record))
-        return replace(cell, status=Outcome.PUBLISHED, wheel=wheels[0].name, log=log)
+        return replace(cell, published=True, wheel=wheels[0].name, log=log)
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,7 @@ class TestSpec:
     call: str = ""
     test_requires: tuple[str, ...] = ()
     test_command: str = ""  # cibuildwheel meaning: {project} / {package} placeholders
+    publish_untested: bool = True  # publish "checked, not run" wheels (marked as such)
 
 
 @dataclass(frozen=True)
@@ -429,6 +430,7 @@ def _build(path: Path, raw: bytes, data: dict[str, Any]) -> Recipe:
             call=test.get("call", ""),
             test_requires=_words(test.get("test-requires")),
             test_command=_joined(test.get("test-command")),
+            publish_untested=test.get("publish-untested", True),
         ),
     )
 

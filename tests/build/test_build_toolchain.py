@@ -112,7 +112,12 @@ def test_build_requires_and_env_merging(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["Cython >=3", "setuptools"]\n'
     )
-    assert build_requires(tmp_path, ["numpy>=2"]) == ("Cython>=3", "numpy>=2", "setuptools")
+    assert build_requires(tmp_path, ["numpy>=2"]) == (
+        "Cython>=3",
+        "numpy>=2",
+        "setuptools",
+        "wheel",
+    )
     legacy = tmp_path / "legacy"
     legacy.mkdir()
     (legacy / "setup.py").write_text("")

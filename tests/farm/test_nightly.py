@@ -60,6 +60,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory):
             sdists, "nf-broken", "1.0", c_extension=True, extra_c="\nthis is not C;\n"
         ),
         "nf-slow": make_sdist(sdists, "nf-slow", "1.0", c_extension=True, setup_prelude=SLOW),
+        "nf-py312": make_sdist(sdists, "nf-py312", "1.0", c_extension=True),
     }
     write_static_index(
         tmp / "upstream",
@@ -69,7 +70,10 @@ def farm(tmp_path_factory: pytest.TempPathFactory):
     recipes.mkdir()
     for name in specs:
         call = f"import {name.replace('-', '_')} as m; assert m.triangle(10) == 55"
-        (recipes / f"{name}.toml").write_text(recipe(name, call))
+        text = recipe(name, call)
+        if name == "nf-py312":  # Debian has no arm64 CPython 3.12: nothing here can run the wheel
+            text = text.replace('pythons = ["3.11"]', 'pythons = ["3.12"]')
+        (recipes / f"{name}.toml").write_text(text)
     (recipes / "nf-bad.toml").write_text('[project]\nname = "nf-bad"\nflavour = "unknown key"\n')
     data = tmp / "index"
     token = create_token(data, "nightly")
@@ -120,7 +124,7 @@ def own_files(farm, project: str) -> list[str]:
 def test_nightly_builds_publishes_then_does_nothing_and_rebuilds_a_changed_recipe(farm) -> None:
     code, report, cells = nightly(farm, "nf-alpha", "nf-broken", "nf-bad")
     assert code == 1  # a failed job and a bad recipe; the others still ran
-    assert cells["nf-alpha"]["status"] == "published", cells["nf-alpha"]
+    assert cells["nf-alpha"]["status"] == "tested" and cells["nf-alpha"]["published"], cells
     (wheel,) = own_files(farm, "nf-alpha")
     assert wheel.startswith("nf_alpha-1.0-cp311-cp311-") and "manylinux_2_17_aarch64" in wheel
     broken = cells["nf-broken"]
@@ -134,7 +138,7 @@ def test_nightly_builds_publishes_then_does_nothing_and_rebuilds_a_changed_recip
     alpha = "nf-alpha 1.0 cp3.11 manylinux_2_17_aarch64: "
     for step in ("starting", "building nf-alpha 1.0 for cp3.11", "repairing", "testing"):
         assert alpha + step in err, err
-    assert re.search(re.escape(alpha) + r"published in \d+ s \(\d+ done, ", err), err
+    assert re.search(re.escape(alpha) + r"tested, published in \d+ s \(\d+ done, ", err), err
     assert "nf-broken 1.0 cp3.11 manylinux_2_17_aarch64: failed in" in err
     assert "\r" not in err and "\x1b[" not in err and "Uploading" not in err
     twine_log = (farm["tmp"] / "data" / "logs" / "publish.log").read_text()
@@ -156,6 +160,10 @@ def test_nightly_builds_publishes_then_does_nothing_and_rebuilds_a_changed_recip
     provenance = httpx.get(f"{farm['index'].url}/provenance/{wheel}.json").json()
     assert provenance["sdist_url"].endswith("nf_alpha-1.0.tar.gz")
     assert provenance["checker"]["ok"] is True and provenance["toolchain"]["zig"]
+    test = provenance["test"]  # what "tested" rests on
+    assert test["outcome"] == "tested" and "python3.11" in test["interpreter"], test
+    assert "qemu-aarch64" in test["interpreter"] and "import nf_alpha" in test["command"]
+    assert len(test["output_sha256"]) == 64
     project_page = httpx.get(farm["index"].url + "/project/nf-alpha/").text
     assert f"/provenance/{wheel}.json" in project_page
 
@@ -168,16 +176,18 @@ def test_nightly_builds_publishes_then_does_nothing_and_rebuilds_a_changed_recip
 
     # The summary written to a pipe: plain rows as wide as their content, nothing cut.
     code, out, err = nightly(farm, "nf-alpha", "nf-broken", as_json=False)
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("nf-")}
-    assert rows["nf-alpha"][:5] == ["nf-alpha", "1.0", "3.11", "manylinux_2_17_aarch64", "ours"]
-    assert rows["nf-broken"][4] == "failed" and "\x1b[" not in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("nf-")}
+    assert rows["nf-alpha"].startswith(
+        "nf-alpha   1.0      3.11    manylinux_2_17_aarch64  in this index"
+    )
+    assert "manylinux_2_17_aarch64  failed" in rows["nf-broken"] and "\x1b[" not in out
     assert len(ledger_rows(farm, "nf-alpha")) == 1 and len(ledger_rows(farm, "nf-broken")) == 1
 
     # A changed recipe rebuilds only itself; the new wheel gets the next build tag.
     path = farm["recipes"] / "nf-alpha.toml"
     path.write_text(path.read_text().replace("== 55", "== 55 and m.triangle(4) == 10"))
     code, report, cells = nightly(farm, "nf-alpha", "nf-broken")
-    assert cells["nf-alpha"]["status"] == "published", cells["nf-alpha"]
+    assert cells["nf-alpha"]["status"] == "tested" and cells["nf-alpha"]["published"], cells
     files = own_files(farm, "nf-alpha")
     assert len(files) == 2 and any(f.startswith("nf_alpha-1.0-1-cp311") for f in files)
     assert report["warnings"] == []
@@ -206,10 +216,53 @@ def test_a_killed_nightly_resumes_without_redoing_or_duplicating(farm) -> None:
     marker.unlink()
     code, report, cells = nightly(farm, "nf-slow", "nf-alpha")
     assert code == 0, report
-    assert cells["nf-slow"]["status"] == "published"
+    assert cells["nf-slow"]["status"] == "tested" and cells["nf-slow"]["published"]
     assert cells["nf-alpha"]["status"] == "ours"
     (row,) = ledger_rows(farm, "nf-slow")  # the interrupted attempt was resumed, not duplicated
     assert row.outcome is Outcome.PUBLISHED and row.run_id == report["run_id"]
+
+
+def test_a_wheel_nothing_could_run_is_checked_not_run_everywhere(farm, tmp_path: Path) -> None:
+    """Built and checked for CPython 3.12, which has no arm64 interpreter here: published, but the
+    report, the ledger, the status page (in a real browser) and the provenance say "checked, not
+    run", never plain success. With publish-untested = false the recipe keeps it off the index."""
+    code, report, cells = nightly(farm, "nf-py312")
+    cell = cells["nf-py312"]
+    assert code == 0, report
+    assert cell["status"] == "checked-not-run" and cell["published"], cell
+    (wheel,) = own_files(farm, "nf-py312")
+    assert "-cp312-" in wheel
+    (row,) = ledger_rows(farm, "nf-py312")
+    assert row.outcome is Outcome.PUBLISHED  # the attempt reached the index ...
+    provenance = httpx.get(f"{farm['index'].url}/provenance/{wheel}.json").json()
+    assert provenance["test"]["outcome"] == "checked-not-run"  # ... as an unproven wheel
+    assert "no arm64 interpreter for Python 3.12" in provenance["test"]["reason"]
+    assert not provenance["test"]["output_sha256"]
+
+    from support.browser import chromium
+
+    with chromium(tmp_path / "profile") as browser:
+        browser.get(farm["index"].url + "/status")
+        shown = browser.find_element(
+            "css selector", 'td[data-status="checked-not-run"][data-python="3.12"]'
+        )
+        assert shown.text.splitlines()[0] == "checked, not run, published"  # then a log link
+        colour = shown.value_of_css_property("background-color")
+        others = browser.execute_script(
+            """return ["tested", "built"].map(s => {
+                 const e = document.createElement("td"); e.className = "cell st st-" + s;
+                 document.body.appendChild(e); return getComputedStyle(e).backgroundColor; });"""
+        )
+        assert colour not in others and len(set(others)) == 2, (colour, others)
+
+    # The same recipe, told not to publish what it could not run, keeps the next build off the index.
+    path = farm["recipes"] / "nf-py312.toml"
+    path.write_text(path.read_text() + "publish-untested = false\n")
+    code, report, cells = nightly(farm, "nf-py312")
+    cell = cells["nf-py312"]
+    assert cell["status"] == "checked-not-run" and not cell["published"], cell
+    assert cell["reason"].startswith("kept, not published: ") and code == 0
+    assert own_files(farm, "nf-py312") == [wheel]  # only the earlier, marked one
 
 
 def test_serve_starts_the_index_first_and_says_so_at_once(tmp_path: Path) -> None:
@@ -251,7 +304,8 @@ def test_serve_starts_the_index_first_and_says_so_at_once(tmp_path: Path) -> Non
             os.killpg(proc.pid, signal.SIGTERM)
             code = proc.wait(timeout=60)
         summary = proc.stdout.read()
-        assert "nf-pure  1.0      3.11    manylinux_2_17_aarch64  upstream" in summary, summary
+        row = "nf-pure  1.0      3.11    manylinux_2_17_aarch64  not needed (upstream has it)"
+        assert row in summary, summary
         assert code == 128 + signal.SIGTERM
     with pytest.raises(httpx.HTTPError):
         httpx.get(url + "simple/", timeout=2)  # the index went with it

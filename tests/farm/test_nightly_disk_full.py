@@ -92,7 +92,8 @@ def test_a_full_index_disk_keeps_the_wheel_and_a_later_run_publishes_it(tmp_path
             ballast.unlink()
             code, report, cell = nightly()
             assert code == 0 and report["warnings"] == [], report
-            assert cell["status"] == "published" and cell["wheel"] == kept.name, cell
+            assert cell["status"] == "tested" and cell["published"], cell
+            assert cell["wheel"] == kept.name, cell
             with Ledger.open(ledger_path) as ledger:
                 (attempt,) = ledger.history("nf-full")  # no second attempt: not rebuilt
             assert attempt.outcome is Outcome.PUBLISHED
