@@ -7,7 +7,10 @@ files), loads it into wheelfarm's storage (through the same Catalog.add an uploa
 pypiserver folder, serves both under gunicorn with the same number of workers (one per core) on
 loopback, and drives each with wrk (Debian's; installed with apt-get when missing) at 32
 connections: requests/s and p50/p99 latency for /simple/, a 20-file project page, the 2,000-file
-project page and one file download, then the ratio wheelfarm/pypiserver.
+project page and one file download, then the ratio wheelfarm/pypiserver. wheelfarm's upstream is a
+local static index (tests/support/static_index.py, max-age=600) holding 20 other files of the 20-file
+project: the overlay's page of it (40 files, upstream page warm in the cache) is measured too, next
+to /simple/ (pypiserver has no overlay).
 
 pypiserver (from PyPI, with its [cache] extra so it caches directory listings) lives in its own venv
 under the cache folder. Data sits on /dev/shm when there is one, so disk speed is out of the picture
@@ -37,13 +40,22 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.projects import make_dummy_wheel  # noqa: E402
+from support.static_index import FileSpec, StaticIndexServer, write_static_index  # noqa: E402
 
 from builder.common.paths import cache_dir  # noqa: E402
-from index_server.cli import WORKER_ARGS  # noqa: E402
+from index_server.serving import WORKER_ARGS  # noqa: E402
+
+# pypiserver under gunicorn's threaded workers, as before wheelfarm moved to gevent (its venv has no
+# gevent); wheelfarm runs exactly what `wheelfarm serve` runs.
+PYPISERVER_ARGS = ["--worker-class", "gthread", "--threads", "4"]
 
 PYPISERVER = "pypiserver[cache]==2.4.2"
 RAW_LOG: Path | None = None  # wrk's own output, for anyone who wants to check the parsing
 BIG = "big-project"
+OVERLAY_TAG = (
+    "cp311-cp311-manylinux_2_17_x86_64"  # the upstream's cells; the farm's are py3-none-any
+)
+OVERLAY_ROW = "overlay 40-file page"
 
 
 def free_port() -> int:
@@ -261,22 +273,37 @@ def main() -> None:
 
         results: dict[str, dict[str, Result]] = {}
         port = free_port()
+        upstream_files = [
+            make_dummy_wheel(work / "upstream-wheels", small_project, f"1.0.{v}", tag=OVERLAY_TAG)
+            for v in range(args.files_per_project)
+        ]
+        write_static_index(
+            work / "upstream",
+            {small_project: [FileSpec(w.name, w.read_bytes()) for w in upstream_files]},
+        )
+        upstream = StaticIndexServer(work / "upstream", cache_control="max-age=600, public")
+        upstream.__enter__()
         wf_cmd = [
             str(Path(sys.executable).parent / "wheelfarm"), "serve", "--data", str(work / "wheelfarm"),
-            "--port", str(port), "--workers", str(args.workers),
+            "--port", str(port), "--workers", str(args.workers), "--upstream", upstream.url,
         ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        print(f"wheelfarm (gunicorn, {args.workers} workers x 4 threads):", flush=True)
+        print(f"wheelfarm (gunicorn, {args.workers} gevent workers):", flush=True)
         results["wheelfarm"] = measure(
             wrk,
             lambda: serving(wf_cmd, port, env, work / "wheelfarm.log"),
-            {**paths, "file download": f"/files/{small_project}/{one_file.name}"},
+            {
+                **paths,
+                "file download": f"/files/{small_project}/{one_file.name}",
+                OVERLAY_ROW: f"/overlay/simple/{small_project}/",
+            },
             args,
         )
+        upstream.__exit__()
 
         port = free_port()
         pypi_cmd = [
-            str(venv / "bin" / "gunicorn"), "--workers", str(args.workers), *WORKER_ARGS,
+            str(venv / "bin" / "gunicorn"), "--workers", str(args.workers), *PYPISERVER_ARGS,
             "--bind", f"127.0.0.1:{port}",
             f"pypiserver:app(root={str(work / 'wheels')!r}, verbosity=0)",
         ]  # fmt: skip
@@ -294,12 +321,20 @@ def main() -> None:
     )
     print(
         f"{len(wheels)} files, wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
-        f"gunicorn -w {args.workers} {' '.join(WORKER_ARGS)} for both, {os.cpu_count()} cores"
+        f"gunicorn -w {args.workers}: wheelfarm {' '.join(WORKER_ARGS)}, pypiserver "
+        f"{' '.join(PYPISERVER_ARGS)}, {os.cpu_count()} cores"
     )
     print("| endpoint | wheelfarm req/s | p50 / p99 ms | pypiserver req/s | p50 / p99 ms | ratio |")
     print("|---|---:|---:|---:|---:|---:|")
     for label in results["wheelfarm"]:
-        w, p = results["wheelfarm"][label], results["pypiserver"][label]
+        w, p = results["wheelfarm"][label], results["pypiserver"].get(label)
+        if p is None:  # the overlay: against wheelfarm's own 20-file /simple/ page
+            ref = results["wheelfarm"]["20-file page"]
+            print(
+                f"| {label} | {w.rps:.0f} | {_lat(w, args)} | (/simple/ 20-file page: "
+                f"{ref.rps:.0f}) | {_lat(ref, args)} | {w.rps / ref.rps:.2f}x of /simple/ |"
+            )
+            continue
         # Not one answer in the run means fewer than 1/duration per second.
         ratio = f"{w.rps / p.rps:.1f}x" if p.rps > 0 else f"> {w.rps * args.duration:.0f}x"
         print(

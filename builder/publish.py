@@ -2,7 +2,9 @@
 
 For each wheel, in order:
 1. the wheel checker must pass (`builder.check.check_wheel`): a rejected wheel is never uploaded;
-2. the upstream index must not already hold a file of the same name: with the same bytes, ours is not
+2. the wheel must not shadow a public project: when the upstream index has the project, it must
+   have this version too (the index's own upload rule, builder.common.upstream.shadowing_refusal);
+   the upstream index must not already hold a file of the same name: with the same bytes, ours is not
    needed; with other bytes, publishing ours would give one filename two hashes across the two indexes
    that users combine with --extra-index-url, which breaks hash-pinned lock files. wheelfarm refuses
    (it does not re-tag with a build number, because a build tag would make pip prefer our copy over
@@ -30,7 +32,13 @@ from packaging.utils import parse_wheel_filename
 
 from builder.common.farmconfig import index_base_url
 from builder.common.fetch import sha256_file
-from builder.common.upstream import IndexClient, ProjectNotFound, UpstreamError
+from builder.common.upstream import (
+    IndexClient,
+    ProjectNotFound,
+    UpstreamError,
+    project_or_none,
+    shadowing_refusal,
+)
 
 TOKEN_ENV = "WHEELFARM_INDEX_TOKEN"
 
@@ -128,6 +136,9 @@ def publish(
                 results.append(PublishResult(wheel, REFUSED, reason, checked))
                 continue
             digest = sha256_file(wheel)
+            if upstream is not None and (why := _shadowing(upstream, wheel.name)):
+                results.append(PublishResult(wheel, REFUSED, why, checked))
+                continue
             if upstream is not None:
                 there = _existing(upstream, wheel.name)
                 if there is not None:
@@ -196,6 +207,16 @@ def _refusal(wheel: Path, check: bool) -> tuple[str | None, dict[str, object] | 
             f"{f.rule} {f.path}: {f.message}" for f in errors[:3]
         ), verdict
     return None, verdict
+
+
+def _shadowing(upstream: IndexClient, filename: str) -> str | None:
+    """The index's public-name shadowing rule, applied before uploading (builder.common.upstream)."""
+    name, version, _build, _tags = parse_wheel_filename(filename)
+    try:
+        page = project_or_none(upstream, name)
+    except UpstreamError as exc:
+        raise PublishError(f"cannot read {exc}") from exc
+    return shadowing_refusal(page, version, upstream.index_url)
 
 
 def _existing(client: IndexClient, filename: str) -> str | None:

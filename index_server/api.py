@@ -11,8 +11,9 @@ import logging
 
 from flask import Blueprint, Response, jsonify, request
 
-from index_server.app import state, text_error, unauthorized
 from index_server.auth import TokenRefused, require_upload_token
+from index_server.errors import text_error, unauthorized
+from index_server.state import get_state
 
 bp = Blueprint("api", __name__)
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 def _change(project: str, reason: str | None) -> Response:
     try:
         token = require_upload_token(
-            state().tokens,
+            get_state().tokens,
             request.headers.get("Authorization"),
             missing="yanking needs an upload token: HTTP Basic with user __token__",
             verb="yank",
@@ -36,7 +37,7 @@ def _change(project: str, reason: str | None) -> Response:
         if not isinstance(reason, str):
             return text_error(400, "reason must be a string")
     try:
-        changed = state().catalog.set_yanked(project, body["target"], reason)
+        changed = get_state().catalog.set_yanked(project, body["target"], reason)
     except LookupError as exc:
         return text_error(404, str(exc.args[0]))
     log.info(

@@ -21,6 +21,7 @@ from index_server.catalog import RACY_NS, now_iso
 from index_server.storage import Stat, Storage
 
 TOKENS = "auth/tokens.json"
+LOCK = "tokens"
 PREFIX = "wf_"
 Scope = Literal["upload", "read"]
 SCOPES: tuple[Scope, ...] = ("upload", "read")
@@ -71,15 +72,19 @@ class TokenStore:
             raise ValueError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
         secret = PREFIX + secrets.token_urlsafe(32)
         token = Token(secrets.token_hex(4), name, scope, _digest(secret), now_iso())
-        self._write([*self._read(), token])
+        # Read, change and replace under one lock: two processes that both read the old list would
+        # otherwise each write it back with only their own change (a lost token, an undone revoke).
+        with self.storage.locked(LOCK):
+            self._write([*self._read(), token])
         return token, secret
 
     def revoke(self, token_id: str) -> Token:
-        tokens = self._read()
-        for t in tokens:
-            if t.id == token_id or t.name == token_id:
-                self._write([u for u in tokens if u is not t])
-                return t
+        with self.storage.locked(LOCK):
+            tokens = self._read()
+            for t in tokens:
+                if t.id == token_id or t.name == token_id:
+                    self._write([u for u in tokens if u is not t])
+                    return t
         raise LookupError(f"no token with id or name {token_id!r}")
 
     def check(self, secret: str) -> Token | None:

@@ -40,6 +40,10 @@ def file_key(project: str, filename: str) -> str:
     return f"files/{project}/{filename}"
 
 
+def _project_lock(project: str) -> str:
+    return f"project-{project}"
+
+
 def record_key(project: str, filename: str) -> str:
     return f"records/{project}/{filename}.json"
 
@@ -147,6 +151,8 @@ class Catalog:
         with self.storage.open(file_key(project, filename)) as fh:
             info = distfile.inspect(fh, filename)
             sha256, size = distfile.hash_file(fh)
+        # Recorded under the name it is stored as (files stored before names were canonical).
+        info = replace(info, name=replace(info.name, filename=filename))
         st = self.storage.stat(file_key(project, filename))
         when = datetime.fromtimestamp((st.mtime_ns if st else 0) / 1e9, UTC)
         record = self._make_record(info, sha256, size, when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
@@ -270,21 +276,29 @@ class Catalog:
         record = self._make_record(info, sha256, size, now_iso())
         fh.seek(0)
         key = file_key(record.project, record.filename)
-        self.storage.put_atomic(key, fh, overwrite=False)
-        try:
-            # After the file: a losing concurrent upload must not replace the winner's .metadata.
-            self._store_metadata(record, info)
-            self.storage.put_bytes(record_key(record.project, record.filename), record.to_json())
-            if notify:
-                self._bump()
-        except BaseException:
-            # The disk filled up (or the process is stopping) between the file and its record: take
-            # the upload back, so that what the index lists is exactly what was answered 200.
-            for k in (record_key(record.project, record.filename), key + ".metadata", key):
-                self.storage.delete(k)
-            with contextlib.suppress(StorageError, OSError):
-                self._bump()  # in case another process saw the record in between
-            raise
+        # The project's lock is held from the file to its record: a file without a record while
+        # nobody holds the lock is an orphan of a killed writer (see existing()).
+        with self.storage.locked(_project_lock(record.project)):
+            clash = self._same_distribution(info.name)
+            if clash is not None:
+                raise AlreadyExists(file_key(record.project, clash))
+            self.storage.put_atomic(key, fh, overwrite=False)
+            try:
+                # After the file: a losing concurrent upload must not replace the winner's .metadata.
+                self._store_metadata(record, info)
+                self.storage.put_bytes(
+                    record_key(record.project, record.filename), record.to_json()
+                )
+                if notify:
+                    self._bump()
+            except BaseException:
+                # The disk filled up (or the process is stopping) between the file and its record:
+                # take the upload back, so that what the index lists is exactly what was answered 200.
+                for k in (record_key(record.project, record.filename), key + ".metadata", key):
+                    self.storage.delete(k)
+                with contextlib.suppress(StorageError, OSError):
+                    self._bump()  # in case another process saw the record in between
+                raise
         if notify:
             self.refresh()
         return record
@@ -294,18 +308,58 @@ class Catalog:
         self._bump()
         self.refresh()
 
+    def _same_distribution(self, name: distfile.DistName) -> str | None:
+        """The stored filename that is the same distribution as `name` under another spelling
+        (Foo_Bar / foo.bar, 1.0 / 1.0.0): same normalized name, version, build and tags."""
+        for entry in self.storage.list(f"records/{name.project}"):
+            stored = entry.removesuffix(".json")
+            if stored != name.filename and distfile.dist_key(stored) == name.key:
+                return stored
+        return None
+
+    def conflict(self, name: distfile.DistName) -> FileRecord | None:
+        """The stored file an upload of `name` would duplicate: the same canonical filename, or
+        the same distribution under another spelling (see _same_distribution); else None."""
+        found = self.existing(name.project, name.filename)
+        if found is not None:
+            return found
+        other = self._same_distribution(name)
+        if other is None:
+            return None
+        with contextlib.suppress(FileNotFoundError):
+            return FileRecord.from_json(self.storage.read_bytes(record_key(name.project, other)))
+        return self.existing(name.project, other)
+
     def existing(self, project: str, filename: str) -> FileRecord | None:
-        """The record of a stored file, looked up in storage (not the cache) to be exact."""
+        """The record of a stored file, looked up in storage (not the cache) to be exact.
+
+        A stored file without a record is an upload in flight (its writer holds the project's lock)
+        or the orphan of a writer killed between the two writes: that one is published here, by the
+        first worker that meets it, as the master does at start (a file nobody can see must not
+        block its own re-upload)."""
         key = file_key(project, filename)
         if not self.storage.exists(key):
             return None
-        try:
+        with contextlib.suppress(FileNotFoundError):
             return FileRecord.from_json(self.storage.read_bytes(record_key(project, filename)))
-        except FileNotFoundError:
-            # Stored but not yet recorded (an upload in flight or cut short): hash it here.
-            with self.storage.open(key) as fh:
-                sha256, size = distfile.hash_file(fh)
-            return FileRecord(NormalizedName(project), filename, "0", sha256, size, "")
+        with self.storage.locked(_project_lock(project)):  # waits for an upload in flight
+            if not self.storage.exists(key):
+                return None
+            with contextlib.suppress(FileNotFoundError):
+                return FileRecord.from_json(self.storage.read_bytes(record_key(project, filename)))
+            try:
+                self._record_existing(NormalizedName(project), filename)
+            except distfile.InvalidDistribution as exc:
+                log.warning("removing unpublished file %s/%s: %s", project, filename, exc)
+                for k in (key + ".metadata", key):
+                    self.storage.delete(k)
+                return None
+            log.warning(
+                "published %s/%s, left unpublished by an interrupted upload", project, filename
+            )
+            self._bump()
+        self.refresh()
+        return FileRecord.from_json(self.storage.read_bytes(record_key(project, filename)))
 
     def set_yanked(self, project: str, selector: str, reason: str | None) -> list[FileRecord]:
         """Yank (reason is a string, maybe empty) or un-yank (None) a file or every file of a

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from index_server.app import DEFAULT_MAX_UPLOAD, Config, default_data_dir
+from index_server.state import DEFAULT_MAX_UPLOAD, Config, default_data_dir
 
 data_option = click.option(
     "--data",
@@ -23,37 +21,6 @@ data_option = click.option(
 
 def _data(data: Path | None) -> Path:
     return data if data is not None else default_data_dir()
-
-
-# Threaded workers keep connections alive (pip and uv reuse them) and a slow upload holds one thread,
-# not a whole worker; the app itself is thread-safe (the catalog refreshes under a lock).
-WORKER_ARGS = ["--worker-class", "gthread", "--threads", "4"]
-
-
-def gunicorn_argv(
-    config: Config, host: str, port: int, workers: int, access_log: bool = False
-) -> list[str]:
-    """The production command: gunicorn with the app factory; configuration travels in the env."""
-    import gunicorn
-
-    # gunicorn 27 opens a control socket at one fixed path per user; several indexes would collide.
-    extra = ["--no-control-socket"] if gunicorn.version_info >= (27,) else []
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        *extra,
-        "--workers",
-        str(workers),
-        *WORKER_ARGS,
-        "--bind",
-        f"{host}:{port}",
-        "--preload",
-        *(["--access-logfile", "-"] if access_log else []),
-        "--timeout",
-        "300",  # slow uploads of big wheels
-        "index_server.app:create_app()",
-    ]
 
 
 @click.command()
@@ -75,6 +42,33 @@ def gunicorn_argv(
 )
 @click.option("--access-log", is_flag=True, help="Log every request to stdout.")
 @click.option(
+    "--upstream",
+    default="pypi",
+    show_default=True,
+    help="The public index whose names uploads must not shadow: 'pypi', 'pip', a PEP 691/503 "
+    "index URL, or 'none' (air-gapped: no check).",
+)
+@click.option(
+    "--upstream-max-stale",
+    type=click.IntRange(min=0),
+    default=600,
+    show_default=True,
+    help="Seconds the overlay (/overlay/simple/) serves an upstream page before revalidating it.",
+)
+@click.option(
+    "--cooldown-days",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="The overlay hides upstream files uploaded less than this many days ago (0: off).",
+)
+@click.option(
+    "--cache-upstream-files",
+    is_flag=True,
+    help="The overlay links upstream files through /overlay/files/: each is downloaded once into "
+    "the index storage, verified by its sha256 (air-gapped clients, CI).",
+)
+@click.option(
     "--strict",
     is_flag=True,
     help="Refuse (422, with the findings) wheels that fail the wheel checker (wheelfarm check).",
@@ -90,9 +84,30 @@ def serve(
     max_upload: int,
     access_log: bool,
     strict: bool,
+    upstream: str,
+    upstream_max_stale: int,
+    cooldown_days: float,
+    cache_upstream_files: bool,
 ) -> None:
     """Serve the package index (simple API, uploads at /legacy/, pages at /)."""
-    config = Config(_data(data), private, max_upload, base_url.rstrip("/"), strict)
+    if upstream.lower() != "none":
+        from builder.common.upstream import UpstreamError, resolve_index_url
+
+        try:
+            resolve_index_url(upstream)
+        except UpstreamError as exc:
+            raise click.BadParameter(str(exc), param_hint="--upstream") from None
+    config = Config(
+        _data(data),
+        private,
+        max_upload,
+        base_url.rstrip("/"),
+        strict,
+        upstream,
+        upstream_max_stale,
+        cooldown_days,
+        cache_upstream_files,
+    )
     config.data.mkdir(parents=True, exist_ok=True)
     click.echo(f"wheelfarm index: http://{host}:{port}/ serving {config.data}", err=True)
     if embedded or (shutil.which("gunicorn") is None and not _has_gunicorn()):
@@ -100,9 +115,9 @@ def serve(
 
         create_app(config).run(host=host, port=port, threaded=True)
         return
-    env = {**os.environ, **config.to_env()}
-    argv = gunicorn_argv(config, host, port, workers or os.cpu_count() or 1, access_log)
-    os.execve(sys.executable, argv, env)
+    from index_server.serving import exec_gunicorn
+
+    exec_gunicorn(config, host, port, workers, access_log)
 
 
 def _has_gunicorn() -> bool:

@@ -46,7 +46,17 @@ log = logging.getLogger(__name__)
 STATUS_KEY = "farm/status.json"
 LOGS = "farm/logs"
 PROVENANCE = "farm/provenance"
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colours in build logs: noise in a page
+# Terminal control in build logs (ECMA-48): noise in a page at best, a hidden link or a retitled
+# terminal for whoever copies it at worst. Strings (OSC, DCS, SOS, PM, APC, 7- or 8-bit, terminated
+# by BEL or ST or not at all), CSI sequences of every kind, ESC with intermediates and a final byte,
+# then any C1 control or C0 control but tab, newline and carriage return that is left. An
+# unterminated string ends at the end of its line.
+_TERMINAL_CONTROL = re.compile(
+    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|\x1b[ -/]*[0-~]?"
+    r"|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+)
 LOG_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 
 # Display order and wording of the cell statuses: the farm's one vocabulary.
@@ -371,7 +381,8 @@ class Farm:
 
 
 def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
+    """The text without terminal control sequences or control characters (tab and newlines stay)."""
+    return _TERMINAL_CONTROL.sub("", text)
 
 
 def find_key_line(text: str, key_line: str | None) -> tuple[str, str, str]:

@@ -20,8 +20,8 @@ from werkzeug.wsgi import LimitedStream
 
 from builder.common.farm_protocol import MAX_LOG_BYTES, MAX_PROVENANCE_BYTES, MAX_STATUS_BYTES
 from index_server import distfile
-from index_server.app import drain_body, state, text_error, unauthorized
 from index_server.auth import TokenRefused, require_upload_token
+from index_server.errors import BODY_READ, refuse_unread, text_error, unauthorized
 from index_server.farm import (
     STATUS_KEY,
     FarmDataError,
@@ -34,6 +34,7 @@ from index_server.farm import (
     provenance_key,
     validate,
 )
+from index_server.state import get_state
 
 bp = Blueprint("farm_api", __name__)
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class Refused(Exception):
 def _token_name() -> str:
     try:
         token = require_upload_token(
-            state().tokens,
+            get_state().tokens,
             request.headers.get("Authorization"),
             missing="the farm API needs an upload token: HTTP Basic with user __token__",
             verb="write farm data",
@@ -70,7 +71,7 @@ def _body(limit: int, what: str, mimetypes: tuple[str, ...]) -> bytes:
         raise Refused(413, f"{what} too large: {length} bytes, the limit is {limit} bytes")
     # Read the WSGI stream ourselves: the app-wide limit is the upload limit, not this one.
     data = LimitedStream(request.environ["wsgi.input"], length).read()
-    request.environ["wheelfarm.body_read"] = True
+    request.environ[BODY_READ] = True
     if len(data) != length:
         raise Refused(400, f"{what}: the body ended after {len(data)} of {length} bytes")
     return data
@@ -82,13 +83,11 @@ def _answer(handler, *args) -> Response:
     except (Refused, FarmDataError) as exc:
         code, message = (exc.code, exc.message) if isinstance(exc, Refused) else (400, str(exc))
         log.warning("refused %s %s (%d): %s", request.method, request.path, code, message)
-        if not request.environ.get("wheelfarm.body_read"):
-            drain_body()
-        return unauthorized(message) if code == 401 else text_error(code, message)
+        return refuse_unread(unauthorized(message) if code == 401 else text_error(code, message))
 
 
 def _url(path: str) -> str:
-    return state().config.base_url + path
+    return get_state().config.base_url + path
 
 
 # -- status --------------------------------------------------------------------------------------
@@ -101,7 +100,7 @@ def _put_status() -> Response:
     token = _token_name()
     data = _body(MAX_STATUS_BYTES, "the status document", ("application/json",))
     status = parse_status(data)
-    st = state()
+    st = get_state()
     st.storage.put_bytes(STATUS_KEY, data)
     st.farm.stored()
     log.info("farm status stored: %d cells (token %s)", len(status.cells), token)
@@ -119,10 +118,10 @@ def _put_status() -> Response:
 def get_status() -> Response:
     """The stored status document as pushed (readable like /status)."""
     try:
-        data = state().storage.read_bytes(STATUS_KEY)
+        data = get_state().storage.read_bytes(STATUS_KEY)
     except FileNotFoundError:
         return text_error(404, "no farm status has been pushed to this index")
-    scope = "private" if state().config.private else "public"
+    scope = "private" if get_state().config.private else "public"
     return Response(
         data, content_type="application/json", headers={"Cache-Control": f"{scope}, max-age=60"}
     )
@@ -139,7 +138,7 @@ def _put_log(project: str, log_id: str) -> Response:
     name = project_name(project)
     check_log_id(log_id)
     data = _body(MAX_LOG_BYTES, "the log", ("text/plain",))
-    st = state()
+    st = get_state()
     st.storage.put_bytes(log_key(name, log_id), data)
     st.farm.stored()
     log.info("farm log %s/%s stored (%d bytes, token %s)", name, log_id, len(data), token)
@@ -172,9 +171,10 @@ def put_provenance(filename: str) -> Response:
 def _put_provenance(filename: str) -> Response:
     token = _token_name()
     name = _wheel_name(filename)
-    st = state()
+    st = get_state()
     project = st.catalog.project(name.project)
-    stored = project.get(filename) if project else None
+    # Stored under its canonical filename (distfile.DistName); the farm may name it as built.
+    stored = (project.get(filename) or project.get(name.filename)) if project else None
     if stored is None:
         raise Refused(404, f"no wheel {filename} in this index: upload it before its provenance")
     record = parse_json(
@@ -183,8 +183,9 @@ def _put_provenance(filename: str) -> Response:
     )
     validate(record, "provenance.schema.json", "the provenance record")
     check_time(record["build_time"], "build_time")
-    if record.get("wheel", filename) != filename:
+    if record.get("wheel", filename) not in (filename, stored.filename):
         raise FarmDataError(f"the record names wheel {record['wheel']!r}, not {filename!r}")
+    filename = stored.filename
     if record.get("wheel_sha256", stored.sha256) != stored.sha256:
         raise Refused(
             409,
@@ -207,12 +208,12 @@ def get_provenance(filename: str) -> Response:
         if wheel == filename:
             raise FarmDataError(f"provenance URLs end in .json: /provenance/{filename}.json")
         name = _wheel_name(wheel)
-        data = state().storage.read_bytes(provenance_key(name.project, wheel))
+        data = get_state().storage.read_bytes(provenance_key(name.project, wheel))
     except FarmDataError as exc:
         return text_error(404, str(exc))
     except FileNotFoundError:
         return text_error(404, f"no provenance record for {wheel} in this index")
-    scope = "private" if state().config.private else "public"
+    scope = "private" if get_state().config.private else "public"
     return Response(
         data,
         content_type="application/json",

@@ -11,8 +11,9 @@ from flask import Blueprint, Response, request
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
-from index_server.app import state, text_error
 from index_server.catalog import file_key
+from index_server.errors import text_error
+from index_server.state import get_state
 
 bp = Blueprint("files", __name__)
 
@@ -22,10 +23,24 @@ def content_type(filename: str) -> str:
         return "text/plain; charset=utf-8"
     if filename.endswith(".whl"):
         return "application/zip"
-    if filename.endswith(".tar.gz"):
-        # A gzip file, served as is: no Content-Encoding, or clients would unpack it in transit.
-        return "application/gzip"
+    # Compressed files are served as they are: no Content-Encoding, or clients would unpack them
+    # in transit.
+    for ext, ctype in ARCHIVE_TYPES.items():
+        if filename.endswith(ext):
+            return ctype
     return "application/octet-stream"
+
+
+ARCHIVE_TYPES = {
+    ".tar.gz": "application/gzip",
+    ".tgz": "application/gzip",
+    ".tar.bz2": "application/x-bzip2",
+    ".tbz": "application/x-bzip2",
+    ".tar.xz": "application/x-xz",
+    ".txz": "application/x-xz",
+    ".tar": "application/x-tar",
+    ".zip": "application/zip",
+}
 
 
 def _find(st, project: str, filename: str):
@@ -58,7 +73,7 @@ def _headers(st, record, filename: str) -> dict[str, str]:
 
 @bp.get("/files/<project>/<filename>")
 def serve(project: str, filename: str) -> Response:
-    st = state()
+    st = get_state()
     found = _find(st, project, filename)
     if found is None:
         return text_error(404, f"no file {project}/{filename} in this index")

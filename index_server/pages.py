@@ -11,11 +11,12 @@ from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from flask import Blueprint, Response, redirect, render_template, request
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
-from index_server.app import state, text_error
+from index_server import distfile
 from index_server.catalog import FileRecord
+from index_server.errors import text_error
 from index_server.farm import (
     FarmDataError,
     check_log_id,
@@ -25,6 +26,7 @@ from index_server.farm import (
 )
 from index_server.logview import view
 from index_server.simple import file_url
+from index_server.state import get_state
 
 bp = Blueprint("pages", __name__)
 
@@ -93,7 +95,7 @@ def file_row(f: FileRecord) -> FileRow:
         python, platform, arch = "source", "any", "any"
     return FileRow(
         filename=f.filename,
-        url=file_url(state(), f),
+        url=file_url(get_state(), f),
         kind=f.kind,
         python=python,
         platform=platform,
@@ -105,16 +107,17 @@ def file_row(f: FileRecord) -> FileRow:
 
 
 def _base() -> str:
-    return state().config.base_url or request.host_url.rstrip("/")
+    return get_state().config.base_url or request.host_url.rstrip("/")
 
 
 def _html(body: str) -> Response:
-    private = state().config.private
-    return Response(
-        body,
-        content_type="text/html; charset=utf-8",
-        headers={"Cache-Control": "private, max-age=60" if private else "max-age=60, public"},
-    )
+    config = get_state().config
+    headers = {"Cache-Control": "private, max-age=60" if config.private else "max-age=60, public"}
+    if not config.base_url:
+        # Without --base-url the pages name the host that was asked (the Host header): a shared
+        # cache must not hand one client's Host to another.
+        headers = {"Cache-Control": "private, max-age=60", "Vary": "Host"}
+    return Response(body, content_type="text/html; charset=utf-8", headers=headers)
 
 
 _home_cache: dict[tuple, str] = {}
@@ -122,7 +125,7 @@ _home_cache: dict[tuple, str] = {}
 
 @bp.get("/")
 def home() -> Response:
-    st = state()
+    st = get_state()
     key = (id(st), st.catalog.version, _base())
     if key not in _home_cache:
         _home_cache.clear()
@@ -149,28 +152,31 @@ def home() -> Response:
 
 @bp.get("/project/<name>/")
 def project(name: str) -> Response:
-    normalized = canonicalize_name(name)
+    normalized = distfile.project_name(name)
+    if normalized is None:
+        return text_error(404, f"no project named {name!r} in this index (not a valid name)")
     if normalized != name:
         return redirect(f"/project/{normalized}/", code=301)
-    st = state()
+    st = get_state()
     proj = st.catalog.project(normalized)
     farm = st.farm.status
     if proj is None and not (farm and farm.has_project(normalized)):
         return text_error(404, f"no project named {normalized!r} in this index")
     # Cached with the project (uploads and yanks replace it) and keyed by the farm data's version.
     cache = proj.cache if proj is not None else _farm_only_cache
-    key = ("page", id(st), normalized, _base(), st.farm.version)
+    shadowed = bool(st.upstream.shadowed([normalized]))
+    key = ("page", id(st), normalized, _base(), st.farm.version, shadowed)
     if key not in cache:
         for stale in [k for k in cache if isinstance(k, tuple) and k[0] == "page"]:
             del cache[stale]
-        cache[key] = _render_project(st, normalized, proj)
+        cache[key] = _render_project(st, normalized, proj, shadowed)
     return _html(cache[key])
 
 
 _farm_only_cache: dict[tuple, str] = {}
 
 
-def _render_project(st, name: str, proj) -> str:
+def _render_project(st, name: str, proj, shadowed: bool) -> str:
     with_provenance = st.farm.provenance_of(name)
     by_version: dict[str, list[FileRow]] = {}
     for f in proj.files if proj else ():
@@ -194,18 +200,23 @@ def _render_project(st, name: str, proj) -> str:
         logs=st.farm.logs_of(name),
         provenance=with_provenance,
         files=bool(by_version),
+        shadowed=shadowed,
+        upstream=st.upstream.index_url if shadowed else "",
     )
 
 
 @bp.get("/status")
 def status() -> Response:
-    st = state()
-    key = (id(st), st.farm.version, _base())
+    st = get_state()
+    shadowed = tuple(st.upstream.shadowed([p.name for p in st.catalog.projects()]))
+    key = (id(st), st.farm.version, _base(), shadowed)
     if key not in _status_cache:
         _status_cache.clear()
         farm = st.farm.status
         _status_cache[key] = render_template(
             "status.html",
+            shadowed=shadowed,
+            upstream=st.upstream.index_url if shadowed else "",
             farm=farm,
             grid=make_grid(list(farm.cells)) if farm and farm.cells else None,
             failures=farm.failures() if farm else [],
@@ -219,15 +230,17 @@ _status_cache: dict[tuple, str] = {}
 
 @bp.get("/project/<name>/logs/<log_id>")
 def build_log(name: str, log_id: str) -> Response:
-    normalized = canonicalize_name(name)
+    normalized = distfile.project_name(name)
+    if normalized is None:
+        return text_error(404, f"no project named {name!r} in this index (not a valid name)")
     if normalized != name:
         return redirect(f"/project/{normalized}/logs/{quote(log_id)}", code=301)
     try:
         check_log_id(log_id)
-        data = state().storage.read_bytes(log_key(normalized, log_id))
+        data = get_state().storage.read_bytes(log_key(normalized, log_id))
     except (FarmDataError, FileNotFoundError):
         return text_error(404, f"no build log {log_id!r} for project {normalized!r} in this index")
-    farm = state().farm.status
+    farm = get_state().farm.status
     cell = farm.by_log.get((normalized, log_id)) if farm else None
     text = strip_ansi(data.decode("utf-8", errors="replace"))
     shown = view(text, cell.key_line if cell else None)
@@ -248,12 +261,14 @@ def build_log(name: str, log_id: str) -> Response:
 @bp.get("/project/<name>/logs/<log_id>/raw")
 def raw_build_log(name: str, log_id: str) -> Response:
     """The log as it was pushed, as plain text (UTF-8; the browser never sniffs it as HTML)."""
-    normalized = canonicalize_name(name)
+    normalized = distfile.project_name(name)
+    if normalized is None:
+        return text_error(404, f"no project named {name!r} in this index (not a valid name)")
     if normalized != name:
         return redirect(f"/project/{normalized}/logs/{quote(log_id)}/raw", code=301)
     try:
         check_log_id(log_id)
-        data = state().storage.read_bytes(log_key(normalized, log_id))
+        data = get_state().storage.read_bytes(log_key(normalized, log_id))
     except (FarmDataError, FileNotFoundError):
         return text_error(404, f"no build log {log_id!r} for project {normalized!r} in this index")
     resp = Response(data, mimetype="text/plain")

@@ -15,8 +15,10 @@ from urllib.parse import quote
 from flask import Blueprint, Response, redirect, request
 from packaging.utils import canonicalize_name
 
-from index_server.app import State, state, text_error
+from index_server import distfile
 from index_server.catalog import FileRecord, Project
+from index_server.errors import text_error
+from index_server.state import State, get_state
 
 API_VERSION = "1.1"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -77,7 +79,7 @@ def negotiate(accept: str | None) -> str | None:
 
 
 def file_url(st: State, record: FileRecord) -> str:
-    return f"{st.config.base_url}/files/{record.project}/{quote(record.filename)}"
+    return f"{st.config.base_url}/files/{quote(record.project)}/{quote(record.filename)}"
 
 
 def _etag(body: bytes) -> str:
@@ -95,7 +97,8 @@ def _head(title: str) -> str:
 def render_index_html(st: State, projects: list[Project]) -> bytes:
     base = st.config.base_url
     links = "".join(
-        f'    <a href="{base}/simple/{p.name}/">{escape(p.name)}</a><br>\n' for p in projects
+        f'    <a href="{escape(base)}/simple/{escape(quote(p.name))}/">{escape(p.name)}</a><br>\n'
+        for p in projects
     )
     return (_head("Simple index") + links + "  </body>\n</html>\n").encode()
 
@@ -108,14 +111,15 @@ def render_index_json(projects: list[Project]) -> bytes:
 def render_project_html(st: State, project: Project) -> bytes:
     lines = []
     for f in project.files:
-        attrs = [f'href="{escape(file_url(st, f))}#sha256={f.sha256}"']
+        attrs = [f'href="{escape(file_url(st, f))}#sha256={escape(f.sha256)}"']
         if f.requires_python:
             attrs.append(f'data-requires-python="{escape(f.requires_python)}"')
         if f.yanked is not None:
             attrs.append(f'data-yanked="{escape(f.yanked)}"')
         if f.metadata_sha256:
-            attrs.append(f'data-dist-info-metadata="sha256={f.metadata_sha256}"')
-            attrs.append(f'data-core-metadata="sha256={f.metadata_sha256}"')
+            digest = escape(f.metadata_sha256)
+            attrs.append(f'data-dist-info-metadata="sha256={digest}"')
+            attrs.append(f'data-core-metadata="sha256={digest}"')
         lines.append(f"    <a {' '.join(attrs)}>{escape(f.filename)}</a><br>\n")
     return (_head(f"Links for {project.name}") + "".join(lines) + "  </body>\n</html>\n").encode()
 
@@ -249,19 +253,21 @@ def index() -> Response:
     media = negotiate(request.headers.get("Accept"))
     if media is None:
         return _not_acceptable()
-    st = state()
+    st = get_state()
     return _answer(st, cached_page(st, None, media), media)  # type: ignore[arg-type]
 
 
 @bp.get("/simple/<name>/")
 def project(name: str) -> Response:
-    normalized = canonicalize_name(name)
+    normalized = distfile.project_name(name)
+    if normalized is None:
+        return text_error(404, f"no project named {name!r} in this index (not a valid name)")
     if normalized != name:
-        return redirect(f"{state().config.base_url}/simple/{normalized}/", code=301)
+        return redirect(f"{get_state().config.base_url}/simple/{normalized}/", code=301)
     media = negotiate(request.headers.get("Accept"))
     if media is None:
         return _not_acceptable()
-    st = state()
+    st = get_state()
     hit = cached_page(st, normalized, media)
     if hit is None:
         return text_error(404, f"no project named {normalized!r} in this index")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from typing import BinaryIO
 from builder.common.atomic import fsync_dir
 
 CHUNK = 1 << 20
+_process_locks: dict[str, threading.Lock] = {}
 
 
 class StorageError(Exception):
@@ -96,6 +99,16 @@ class Storage(ABC):
         """A filesystem path for `key` when the store has one (lets the server use sendfile)."""
         return None
 
+    @contextlib.contextmanager
+    def locked(self, name: str) -> Iterator[None]:
+        """Hold the exclusive lock `name` for a read-modify-write of small keys.
+
+        This default only serialises the threads of one process; a store shared by several
+        processes must override it (LocalStorage: flock; an object store: conditional writes).
+        """
+        with _process_locks.setdefault(name, threading.Lock()):
+            yield
+
     def sweep_partials(self) -> int:
         """Remove temporary leftovers of writes that were killed midway; return how many."""
         return 0
@@ -112,6 +125,7 @@ class LocalStorage(Storage):
     """A folder on the local disk. Writes go to a hidden temporary file, are fsynced, then renamed."""
 
     PART_SUFFIX = ".part"
+    LOCKS = ".locks"
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -208,6 +222,20 @@ class LocalStorage(Storage):
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    @contextlib.contextmanager
+    def locked(self, name: str) -> Iterator[None]:
+        """An flock on <root>/.locks/<name>: exclusive across processes and threads (each holder
+        opens its own descriptor), released by the kernel if the holder dies."""
+        check_key(name)
+        folder = self.root / self.LOCKS
+        folder.mkdir(exist_ok=True)
+        fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def sweep_partials(self) -> int:
         removed = 0

@@ -24,8 +24,10 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from index_server import distfile
-from index_server.app import drain_body, state, text_error, unauthorized
 from index_server.auth import TokenRefused, require_upload_token
+from index_server.errors import BODY_READ, refuse_unread, text_error, unauthorized
+from index_server.shadowing import SHADOWING_POLICY, UpstreamError
+from index_server.state import get_state
 from index_server.storage import AlreadyExists
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ def _check_digest(fh, field: str, algorithm: str) -> None:
 def _require_upload_token() -> str:
     try:
         token = require_upload_token(
-            state().tokens,
+            get_state().tokens,
             request.headers.get("Authorization"),
             missing="uploads need a token: HTTP Basic with user __token__",
             verb="upload",
@@ -71,8 +73,11 @@ def handle_upload() -> Response:
     g.token_name = _require_upload_token()
     if request.mimetype != "multipart/form-data":
         raise UploadError(400, f"expected multipart/form-data, got {request.mimetype or 'no body'}")
-    g.body_read = True
-    form, files = request.form, request.files  # parsing may raise 413
+    limit = get_state().config.max_upload
+    if (request.content_length or 0) > limit:  # refused on the header, before any byte is read
+        raise UploadError(413, f"upload too large: the limit is {limit} bytes")
+    request.environ[BODY_READ] = True
+    form, files = request.form, request.files  # parsing may still raise 413 (chunked bodies)
     if not form and not files:
         raise UploadError(400, "malformed multipart/form-data body: no fields could be read")
     action = form.get(":action")
@@ -84,7 +89,7 @@ def handle_upload() -> Response:
     name = distfile.parse_filename(upload.filename)
     if form.get("name") and canonicalize_name(form["name"]) != name.project:
         raise UploadError(
-            400, f"form field name={form['name']!r} does not match the filename {name.filename!r}"
+            400, f"form field name={form['name']!r} does not match the filename {name.given!r}"
         )
     if form.get("version"):
         try:
@@ -93,29 +98,51 @@ def handle_upload() -> Response:
         except InvalidVersion:
             raise UploadError(
                 400,
-                f"form field version={form['version']!r} does not match the filename {name.filename!r}",
+                f"form field version={form['version']!r} does not match the filename {name.given!r}",
             ) from None
+    private = _require_no_shadowing(name)
     fh = upload.stream
     sha256, size = distfile.hash_file(fh)
     if size == 0:
-        raise UploadError(400, f"{name.filename}: the file is empty")
-    if size > state().config.max_upload:
-        raise UploadError(413, f"upload too large: the limit is {state().config.max_upload} bytes")
+        raise UploadError(400, f"{name.given}: the file is empty")
+    if size > get_state().config.max_upload:
+        raise UploadError(
+            413, f"upload too large: the limit is {get_state().config.max_upload} bytes"
+        )
     _check_digest(fh, "sha256_digest", "sha256")
     _check_digest(fh, "md5_digest", "md5")
     _check_digest(fh, "blake2_256_digest", "blake2_256")
-    catalog = state().catalog
+    catalog = get_state().catalog
     _refuse_existing(name, sha256)
     info = distfile.inspect(fh, name.filename)
-    if state().config.strict and name.filename.endswith(".whl"):
+    if get_state().config.strict and name.filename.endswith(".whl"):
         _require_checker_pass(fh, name.filename)
     try:
         catalog.add(info, fh, sha256, size)
     except AlreadyExists:
         _refuse_existing(name, sha256)  # another upload of the same name won the race
         raise
+    if private:
+        get_state().upstream.mark_private(name.project)
     log.info("stored %s (%d bytes, sha256 %s, token %s)", name.filename, size, sha256, g.token_name)
     return Response(f"OK: stored {name.filename}\n", mimetype="text/plain")
+
+
+def _require_no_shadowing(name: distfile.DistName) -> bool:
+    """403 when the upload would shadow a public project (index_server/shadowing.py); 503 when
+    the upstream cannot tell. True when the upstream lacks the project (a private one)."""
+    upstream = get_state().upstream
+    try:
+        why, private = upstream.refusal(name.project, name.version)
+    except UpstreamError as exc:
+        raise UploadError(
+            503,
+            f"cannot check {name.given} against the upstream index (policy {SHADOWING_POLICY}): "
+            f"{exc}; try again, or run the index with --upstream none if it is air-gapped",
+        ) from None
+    if why:
+        raise UploadError(403, f"{name.given} refused: {why}")
+    return private
 
 
 # The checker runs auditwheel, which changes the working directory of the whole process: one at a time.
@@ -150,14 +177,23 @@ def _require_checker_pass(fh, filename: str) -> None:
 
 
 def _refuse_existing(name: distfile.DistName, sha256: str) -> None:
-    existing = state().catalog.existing(name.project, name.filename)
+    existing = get_state().catalog.conflict(name)
     if existing is None:
         return
+    if existing.filename == name.given:
+        same = ""
+    elif existing.filename == name.filename:
+        same = f" (stored as {existing.filename})"
+    else:
+        same = (
+            f": the stored {existing.filename} is the same distribution"
+            " (normalized name, version and tags)"
+        )
     if existing.sha256 == sha256:
-        raise UploadError(409, f"File already exists: {name.filename} (identical content)")
+        raise UploadError(409, f"File already exists: {name.given}{same} (identical content)")
     raise UploadError(
         409,
-        f"File already exists: {name.filename} with different content (stored sha256 "
+        f"File already exists: {name.given}{same} with different content (stored sha256 "
         f"{existing.sha256}); files are never overwritten, upload a new version instead",
     )
 
@@ -168,11 +204,9 @@ def upload() -> Response:
         return handle_upload()
     except UploadError as exc:
         log.warning("refused upload (%d): %s", exc.code, exc.message)
-        if not g.get("body_read"):
-            drain_body()
-        if exc.code == 401:
-            return unauthorized(exc.message)
-        return text_error(exc.code, exc.message)
+        return refuse_unread(
+            unauthorized(exc.message) if exc.code == 401 else text_error(exc.code, exc.message)
+        )
     except distfile.InvalidDistribution as exc:
         log.warning("refused upload (400): %s", exc)
         return text_error(400, str(exc))

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -25,7 +26,13 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from builder.build.backends import get_backend
-from builder.build.toolchain.host import CrossToolchain, ToolchainError, cross_target, test_sysroot
+from builder.build.toolchain.host import (
+    TARGET_BIN_VAR,
+    CrossToolchain,
+    ToolchainError,
+    cross_target,
+    test_sysroot,
+)
 from builder.common.buildlog import BuildError, BuildLog
 from builder.common.outcome import Outcome, TestEvidence
 from builder.common.paths import cache_dir, data_dir
@@ -58,10 +65,10 @@ class BuildResult:
     grafted: tuple[str, ...] = ()  # libraries auditwheel copied into the wheel
     duration: float = 0.0
     sdist_sha256: str = ""
-    test: TestEvidence | None = None  # what the outcome rests on (None when the build failed)
     # What will change the outcome later, found on the way: a library that raises the glibc floor,
     # a test that cannot run for this Python, a fallback backend taken.
     warnings: tuple[str, ...] = ()
+    test: TestEvidence | None = None  # what the outcome rests on (None when the build failed)
 
     @property
     def ok(self) -> bool:
@@ -93,8 +100,8 @@ class BuildResult:
                 "log": Path(str(data["log"])),
                 "tags": tuple(data.get("tags") or ()),
                 "grafted": tuple(data.get("grafted") or ()),
-                "test": TestEvidence.from_dict(test) if isinstance(test, Mapping) else None,
                 "warnings": tuple(data.get("warnings") or ()),
+                "test": TestEvidence.from_dict(test) if isinstance(test, Mapping) else None,
             }
         )
 
@@ -232,12 +239,44 @@ def prefix_env(prefixes: Sequence[Path], target: str) -> dict[str, str]:
         for d in [*(lib / "pkgconfig" for lib in libs), *(p / "share/pkgconfig" for p in prefixes)]
         if d.is_dir()
     )
-    return {
+    env = {
         "CPPFLAGS": " ".join(f"-I{d}" for d in includes),
         "LDFLAGS": " ".join(f"-L{d}" for d in libs),
-        "PKG_CONFIG_PATH": pkgconfig,
-        "PKG_CONFIG_LIBDIR": pkgconfig,  # never the host's .pc files
+        # The host's *-config stand-ins run the target's copy from these (a script that runs here).
+        TARGET_BIN_VAR: os.pathsep.join(str(p / "bin") for p in prefixes if (p / "bin").is_dir()),
     }
+    if tools := config_tools_dir(prefixes, target):  # curl-config & co. on PATH, nothing else
+        env["PATH"] = str(tools)
+    if pkgconfig:  # never the host's .pc files (the toolchain's env points at an empty folder)
+        env["PKG_CONFIG_PATH"] = env["PKG_CONFIG_LIBDIR"] = pkgconfig
+    return env
+
+
+def config_tools_dir(prefixes: Sequence[Path], target: str) -> Path | None:
+    """A folder of links to the prefixes' `*-config` scripts (curl-config, xml2-config ...), for
+    PATH: the prefixes' bin/ folders themselves hold aarch64 programs that would shadow host tools."""
+    tools = sorted(
+        t
+        for p in prefixes
+        if (p / "bin").is_dir()
+        for t in (p / "bin").iterdir()
+        if re.search(r"[-_]config$", t.name) and t.is_file() and t.read_bytes()[:2] == b"#!"
+    )
+    if not tools:
+        return None
+    key = hashlib.sha256("\n".join(map(str, tools)).encode()).hexdigest()[:16]
+    folder = cache_dir() / "prefix" / target / f"config-tools-{key}"
+    if not folder.is_dir():
+        tmp = folder.with_name(f".{folder.name}.{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for t in tools:
+            (tmp / t.name).symlink_to(t)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another build made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def prefix_lib_dirs(prefix: Path, target: str) -> list[Path]:
@@ -263,6 +302,31 @@ def _merge_pipeline_env(options: BuildOptions, extra: Mapping[str, str]) -> Buil
 # Backend selection
 
 
+def _worth_falling_back(err: BuildError) -> bool:
+    """False when another backend would fail the same way: the project's own C does not compile
+    for this CPython or has an error of its own (a relative path in the compiler's line)."""
+    from builder.common.classify import FailureClass, classify
+
+    if err.step != "build":
+        return True
+    cls = classify(err.summary).cls
+    if cls is FailureClass.PYTHON_INCOMPATIBLE:
+        return False
+    own_source = re.match(
+        r"^(?!/)[^:\s]+\.(c|cc|cpp|cxx|pyx|h|hpp):\d+(:\d+)?: error: ", err.summary
+    )
+    return not (cls is FailureClass.COMPILER_ERROR and own_source)
+
+
+def _combined(first: BuildError, first_name: str, last: BuildError, last_name: str) -> BuildError:
+    """The primary backend's error first, then the fallback's (the first explains more)."""
+    return BuildError(
+        first.step,
+        f"{first_name}: {first.summary}; then {last_name}: {last.step}: {last.summary}",
+        first.log or last.log,
+    )
+
+
 def build_raw(
     sdist: Path,
     python: str,
@@ -278,6 +342,7 @@ def build_raw(
     the next one (in a fresh `workdir`); the last one's failure is raised. Returns (wheel, backend).
     """
     names = [options.backend, *(n for n in options.fallback if n != options.backend)]
+    first: BuildError | None = None  # the primary backend's error: shown first, always
     for i, name in enumerate(names):
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
@@ -295,10 +360,22 @@ def build_raw(
                 raise BuildError("verify", f"pure wheel {raw.name} from a native build", log.path)
             return raw, name
         except (BuildError, KeyError) as exc:
+            err = exc if isinstance(exc, BuildError) else BuildError("setup", str(exc), log.path)
+            if first is None:
+                first = err
+            elif i == len(names) - 1 or not _worth_falling_back(err):
+                raise _combined(first, names[0], err, name) from None
             if i == len(names) - 1:
-                raise
-            why = f"{exc.step}: {exc.summary}" if isinstance(exc, BuildError) else str(exc)
-            log.section(f"backend {name} failed ({why}); falling back to {names[i + 1]}")
+                raise err from None
+            if not _worth_falling_back(err):
+                log.section(
+                    f"backend {name} failed ({err.step}: {err.summary}); no fallback: "
+                    "the error is in the project's own source and would recur"
+                )
+                raise err from None
+            log.section(
+                f"backend {name} failed ({err.step}: {err.summary}); falling back to {names[i + 1]}"
+            )
     raise AssertionError("unreachable")
 
 
@@ -562,14 +639,14 @@ def build_job(
         recipe = recipe or load_recipe(job.recipe_path)
     except (RecipeError, OSError) as exc:
         return _early_failure("recipe", str(exc), **common)
-    native_warnings: list[str] = []
+    lib_warnings: list[str] = []  # the libraries' own, reused prefixes' included
     if recipe.native:
         log_path = _log_path(
             log_dir or default_log_dir(), job.project, job.version, job.python, job.target
         )
         with BuildLog(log_path) as log:
             try:
-                prefixes = native_prefixes(recipe, job.target, log, progress, native_warnings)
+                prefixes = native_prefixes(recipe, job.target, log, progress, lib_warnings)
             except BuildError as exc:
                 return _early_failure(exc.step, exc.summary, log_path=log_path, **common)
     else:
@@ -586,7 +663,7 @@ def build_job(
         run_test=run_test,
         progress=progress,
         out_dir=out_dir,
-        warnings=native_warnings,
+        warnings=lib_warnings,
         **common,
     )
 

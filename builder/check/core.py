@@ -13,11 +13,13 @@ from packaging.tags import Tag
 from packaging.utils import BuildTag, InvalidWheelFilename, NormalizedName, parse_wheel_filename
 from packaging.version import Version
 
-from . import rules, wheelinfo
+from . import rules, wheelinfo, ziplimits
 from .binaries import Binary, Read, identify
 from .findings import Finding
 from .report import Report
 from .wheelzip import Member, WheelReadError, safe_name, scan
+
+ZIP_BOMB = "WF012-zip-bomb"
 
 
 def check_wheel(path: str | os.PathLike[str], *, workers: int | None = None) -> Report:
@@ -31,12 +33,31 @@ def check_wheel(path: str | os.PathLike[str], *, workers: int | None = None) -> 
     except InvalidWheelFilename as exc:
         raise WheelReadError(f"{path}: {exc}") from exc
     try:
+        with open(path, "rb") as fh:
+            try:
+                ziplimits.central_directory(fh)
+            except ziplimits.ZipLimitError as exc:
+                return _refused(path, tags, [("", str(exc))])
         with zipfile.ZipFile(path) as zf:
+            bombs = ziplimits.bombs(zf.infolist())
+            if bombs:  # judged on the declared sizes: nothing is inflated, hashed or spilled
+                return _refused(path, tags, bombs)
             return _check(path, zf, project, version, build, tags, workers)
     except WheelReadError as exc:
         raise WheelReadError(f"{path}: {exc}") from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:  # unreadable, not a zip, cut short
         raise WheelReadError(f"{path}: {exc}") from exc
+
+
+def _refused(path: Path, tags: frozenset[Tag], why: list[tuple[str, str]]) -> Report:
+    return Report(
+        wheel=str(path),
+        tags=tuple(sorted(map(str, tags))),
+        findings=tuple(
+            Finding(ZIP_BOMB, "error", name, f"{name or 'the wheel'}: {message}")
+            for name, message in why
+        ),
+    )
 
 
 def _check(

@@ -37,6 +37,11 @@ RULES: dict[str, Rule] = {
             "RECORD misses a file, lists a missing one, or has a wrong hash/size; bad zip entries",
         ),
         Rule("WF011-bad-binary", "a file starts like a binary but its headers are unreadable"),
+        Rule(
+            "WF012-zip-bomb",
+            "the zip costs too much to read (entries, central directory, declared sizes or "
+            "compression ratio over the checker's limits); nothing of it was inflated",
+        ),
     )
 }
 

@@ -6,10 +6,8 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,7 +94,11 @@ def nightly(
             "farm configuration (wheelfarm init)"
         )
     console = stderr_console()
-    with _embedded_index(serve, port, console) as (served_url, served_token, storage):
+    with _embedded_index(serve, port, farm.upstream, console) as (
+        served_url,
+        served_token,
+        storage,
+    ):
         cfg = NightlyConfig(
             recipes=recipes or (farm.recipes,),
             index_url=(index_url or served_url) if serve else str(farm.own_index),
@@ -137,56 +139,35 @@ def _protected(storage: Path | None, ledger: str | None) -> tuple[Path, ...]:
 
 @contextlib.contextmanager
 def _embedded_index(
-    serve: bool, port: int, console: Console
+    serve: bool, port: int, upstream: str, console: Console
 ) -> Iterator[tuple[str, str | None, Path | None]]:
     """With --serve: the local index under gunicorn and a token of this run's own. It serves from
     the first seconds, and says so at once: /status fills up as the run goes."""
     if not serve:
         yield "", None, None
         return
-    # SIGTERM (systemd, kill) must run the cleanup below, or the index server would outlive us.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    from index_server.app import default_data_dir
     from index_server.auth import TokenStore
+    from index_server.serving import IndexStartError, running_index
+    from index_server.state import Config, default_data_dir
     from index_server.storage import LocalStorage
 
     storage = default_data_dir()
     storage.mkdir(parents=True, exist_ok=True)
     tokens = TokenStore(LocalStorage(storage))
     record, secret = tokens.create(f"nightly-{int(time.time())}", "upload")
-    log = (data_dir() / "index.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "builder.cli", "serve", "--data", str(storage), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/"
     try:
-        _wait_for(url, proc)
-        console.print(
-            f"serving {url} (the run's progress: {url}status; index log: {data_dir() / 'index.log'})",
-            soft_wrap=True,  # one line, wherever it goes
-        )
-        yield url, secret, storage
+        config = Config(storage, upstream=upstream)  # its uploads are rebuilds of upstream releases
+        with running_index(config, port, data_dir() / "index.log") as url:
+            console.print(
+                f"serving {url} (the run's progress: {url}status; "
+                f"index log: {data_dir() / 'index.log'})",
+                soft_wrap=True,  # one line, wherever it goes
+            )
+            yield url, secret, storage
+    except IndexStartError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         tokens.revoke(record.id)
-        with contextlib.suppress(ProcessLookupError):  # it may have died on its own
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
-
-
-def _wait_for(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise click.ClickException(f"the index did not start (see {data_dir() / 'index.log'})")
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(url + "simple/", timeout=2).close()
-            return
-        time.sleep(0.2)
-    raise click.ClickException(f"the index did not answer at {url} within 30 s")
 
 
 def _print(report: NightlyReport, console: Console) -> None:

@@ -147,6 +147,13 @@ def _print_plan(result: Plan) -> None:
     help="With -r: write starting recipes for pins that lack wheels and a recipe.",
 )
 @click.option(
+    "--build",
+    "explore",
+    is_flag=True,
+    help="With --write-recipes: build each written recipe (first Python and target), adding the "
+    "native libraries it was missing and testing its extension modules (as recipe new --build).",
+)
+@click.option(
     "--wheel-check",
     metavar="MODULE:FUNC",
     help="Callable(DistFile, target) -> reason|None that checks an upstream wheel's binaries.",
@@ -175,6 +182,7 @@ def plan_command(
     requirements: Path | None,
     recipes_dir: Path | None,
     write_recipes: Path | None,
+    explore: bool,
     wheel_check: str | None,
     check_upstream: bool,
     refresh: bool,
@@ -199,11 +207,11 @@ def plan_command(
         cfg = cfg.with_options(pythons=("--python", pythons), targets=("--target", targets))
         _plan_requirements(
             requirements, index, own_index, cfg.pythons, cfg.targets, cfg.recipes,
-            write_recipes, refresh, timeout, as_json,
+            write_recipes, refresh, timeout, as_json, explore,
         )  # fmt: skip
         return
-    if write_recipes:
-        raise click.UsageError("--write-recipes goes with -r/--requirements")
+    if write_recipes or explore:
+        raise click.UsageError("--write-recipes and --build go with -r/--requirements")
     if check_upstream:
         if wheel_check:
             raise click.UsageError(
@@ -257,6 +265,7 @@ def _plan_requirements(
     refresh: bool,
     timeout: float,
     as_json: bool,
+    explore: bool = False,
 ) -> None:
     from builder.plan.pins import PinsError, plan_pins, read_pins
 
@@ -292,11 +301,25 @@ def _plan_requirements(
                         errors += (PlanError(report.pin.source, str(exc)),)
     if own:
         own.close()
+    built: list[dict[str, object]] = []
+    if explore and written:
+        from builder.build.explore import explore_recipe
+
+        for p in written:
+            found = explore_recipe(p, python=pythons[0], target=targets[0], index=index)
+            r = found.result
+            built.append(
+                {"recipe": str(p), "status": str(r.status), "error": r.error,
+                 "natives": found.natives, "extension_modules": found.extension_modules}
+            )  # fmt: skip
+            if not r.ok:
+                errors += (PlanError(str(p), f"built as written: {r.step}: {r.error}"),)
     if as_json:
         doc = {
             "pins": [r.to_dict() for r in reports],
             "notes": notes,
             "written": [str(p) for p in written],
+            "built": built,
             "errors": [e.to_dict() for e in errors],
         }
         click.echo(json.dumps(doc, indent=2))
@@ -313,6 +336,8 @@ def _plan_requirements(
         click.echo(f"{len(reports)} pin(s), {lacking} lack wheels for the targets", err=True)
         for p in written:
             click.echo(f"wrote {p}", err=True)
+        for b in built:
+            click.echo(f"built {b['recipe']}: {b['status']}", err=True)
     for err in errors:
         click.echo(f"error: {err}", err=True)
     if errors:

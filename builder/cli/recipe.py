@@ -85,6 +85,14 @@ def lint(paths: tuple[Path, ...], as_json: bool) -> None:
     help="Build the newest N releases.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing recipe.")
+@click.option(
+    "--build",
+    "explore",
+    is_flag=True,
+    help="Build it (first Python and target): add the native libraries the build was missing "
+    "(found in Debian's Contents index) and test every extension module of the wheel.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was found as JSON.")
 def new(
     name: str,
     index: str | None,
@@ -94,6 +102,8 @@ def new(
     version: str | None,
     latest: int,
     force: bool,
+    explore: bool,
+    as_json: bool,
 ) -> None:
     """Write a starting recipe for NAME from the upstream index and its newest sdist."""
     from builder.cli.config import farm_config
@@ -117,10 +127,59 @@ def new(
                 version=version,
                 latest=latest,
                 force=force,
+                note=lambda msg: click.echo(msg, err=True),
             )
     except (RecipeNewError, UpstreamError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(str(path))
+    if not explore:
+        if as_json:
+            click.echo(json.dumps({"recipe": str(path)}))
+        else:
+            click.echo(str(path))
+        return
+    import sys
+
+    from rich.console import Console
+
+    from builder.build.explore import explore_recipe
+
+    err = Console(stderr=True)
+    with err.status("building") as status:
+        try:
+            found = explore_recipe(
+                path,
+                python=(pythons or ("3.11",))[0],
+                target=(targets or DEFAULT_TARGETS)[0],
+                index=index,
+                say=status.update,
+            )
+        except RecipeNewError as exc:
+            raise click.ClickException(str(exc)) from None
+    r = found.result
+    report = {
+        "recipe": str(path),
+        "status": str(r.status),
+        "error": r.error,
+        "log": str(r.log),
+        "wheel": str(r.wheel) if r.wheel else None,
+        "sdist_sha256": r.sdist_sha256,
+        "natives": found.natives,
+        "extension_modules": found.extension_modules,
+        "unresolved": [f"{m.kind} {m.name}" for m in found.unresolved],
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(str(path))
+        for entry in found.natives:
+            click.echo(f"  native: {entry['name']} ({entry['source']}, {entry['build-system']})")
+        for module in found.extension_modules:
+            click.echo(f"  extension module tested: {module}")
+        for m in found.unresolved:
+            click.echo(f"  not found in Debian: {m.kind} {m.name}")
+        click.echo(f"  {r.status}" + (f": {r.step}: {r.error} (log: {r.log})" if r.error else ""))
+    if not r.ok:
+        sys.exit(1)
 
 
 @recipe.command()

@@ -5,12 +5,15 @@ the first real error line of that command's output (`first_error_line`).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
 import subprocess
 import time
+import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -26,42 +29,56 @@ class BuildError(RuntimeError):
         self.log = log
 
 
-# Lines that state the real cause, most specific first. A compiler's "error:" beats the
-# "error: command '...' failed" and "subprocess-exited-with-error" lines that follow it.
-_ERROR_PATTERNS = [
-    re.compile(r"^\S+:\d+(:\d+)?: (fatal )?error: .+"),  # file.c:3:5: error: ...
-    re.compile(r"^\S+\.(pyx|pxd|pxi):\d+:\d+: .+"),  # Cython: file.pyx:3:5: message
-    re.compile(r"\b(fatal error|undefined reference to|undefined symbol)\b.*", re.I),
-    re.compile(r"^ld(\.lld)?: error: .+"),
-    re.compile(r"^CMake Error.*"),
-    re.compile(r"^(\w+\.)*\w*(Error|Exception): .+"),  # Python tracebacks' last line
-    re.compile(r"^error: (?!command '|subprocess-exited|metadata-generation).+", re.I),
-    re.compile(r"^E: .+"),
-    re.compile(r"^configure: error: .+"),
-    re.compile(r"No rule to make target .+"),
-    re.compile(r"\*\*\* .*Error \d+"),
-    re.compile(r"\bcommand not found\b"),
-]
-_NOISE = re.compile(r"(subprocess-exited-with-error|legacy-install-failure|note: This error)")
+RULES_FILE = Path(__file__).with_name("error_lines.toml")
+
+
+@dataclass(frozen=True)
+class _Rule:
+    tool: str
+    pattern: re.Pattern[str]
+    following: bool
+
+
+@functools.cache
+def _rules(path: Path = RULES_FILE) -> tuple[tuple[_Rule, ...], re.Pattern[str]]:
+    data = tomllib.loads(path.read_text())
+    rules = tuple(
+        _Rule(r["tool"], re.compile(r["pattern"]), bool(r.get("following", False)))
+        for r in data["rule"]
+    )
+    noise = re.compile("|".join(f"(?:{n})" for n in data["noise"]))
+    return rules, noise
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def first_error_line(text: str) -> str | None:
-    """The first line of `text` that states a real error, skipping pip's wrapper noise."""
+    """The line of `text` that states the real error (rules and noise: error_lines.toml)."""
     found = error_lines(text, limit=1)
     return found[0] if found else None
 
 
 def error_lines(text: str, limit: int = 5) -> list[str]:
-    """Up to `limit` distinct lines that state real errors, the most specific kind first."""
-    lines = [ln.strip() for ln in text.splitlines()]
+    """Up to `limit` distinct lines that state real errors, the most specific rule first."""
+    rules, noise = _rules()
+    lines = [_ANSI.sub("", ln).strip() for ln in text.splitlines()]
     found: list[str] = []
-    for pattern in _ERROR_PATTERNS:
-        for line in lines:
-            if line and not _NOISE.search(line) and pattern.search(line):
-                if line[:300] not in found:
-                    found.append(line[:300])
-                if len(found) >= limit:
-                    return found
+    for rule in rules:
+        for number, line in enumerate(lines):
+            if not line or noise.search(line) or not rule.pattern.search(line):
+                continue
+            if rule.following:
+                message = []
+                for nxt in lines[number + 1 :]:
+                    if not nxt or noise.search(nxt):
+                        break
+                    message.append(nxt)
+                line = " ".join(message) or line
+            if line[:300] not in found:
+                found.append(line[:300])
+            if len(found) >= limit:
+                return found
     return found
 
 

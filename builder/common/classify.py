@@ -22,6 +22,8 @@ class FailureClass(enum.StrEnum):
     KILLED = "killed"
     TIMEOUT = "timeout"
     TEST_FAILURE = "test-failure"
+    HOST_LEAK = "host-leak"
+    PYTHON_INCOMPATIBLE = "python-incompatible"
     MISSING_HEADER = "missing-header"
     MISSING_LIBRARY = "missing-library"
     COMPILER_ERROR = "compiler-error"

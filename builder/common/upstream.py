@@ -371,11 +371,36 @@ class IndexClient:
 
     def project(self, name: str) -> ProjectPage:
         """The project's page; raise ProjectNotFound (404) or UpstreamError (anything else wrong)."""
+        return self.project_entry(name)[0]
+
+    def project_entry(
+        self, name: str, *, max_stale: float | None = None
+    ) -> tuple[ProjectPage, CachedResponse]:
+        """The project's page and the response it came from (its stored time and max-age).
+
+        `max_stale` bounds how old a cached page may be before it is revalidated, whatever max-age
+        the index gave (an overlay serving the page on must not hand out hour-old pages)."""
         url = self.project_url(name)
-        resp = self.get(url, ACCEPT)
-        shown = redact(url)
+        resp = self.get(url, ACCEPT, max_stale=max_stale)
         if resp.status == 404:
-            raise ProjectNotFound(shown, f"no project {name!r} on this index (404)")
+            raise ProjectNotFound(redact(url), f"no project {name!r} on this index (404)")
+        return self._parse(name, resp), resp
+
+    def last_good(self, name: str) -> tuple[ProjectPage, CachedResponse] | None:
+        """The project's page as last stored in the cache, however old (no request): what to serve,
+        marked stale, while the index cannot answer. None when nothing usable is stored."""
+        if self.cache is None:
+            return None
+        cached = self.cache.get(self.project_url(name), ACCEPT)
+        if cached is None or cached.status != 200:
+            return None
+        try:
+            return self._parse(name, cached), cached
+        except UpstreamError:
+            return None
+
+    def _parse(self, name: str, resp: CachedResponse) -> ProjectPage:
+        shown = redact(resp.url)
         if resp.status != 200:
             raise UpstreamError(shown, f"HTTP {resp.status}")
         ctype = resp.content_type.split(";")[0].strip().lower()
@@ -403,10 +428,14 @@ class IndexClient:
         with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
             return dict(zip(unique, pool.map(one, unique), strict=True))
 
-    def get(self, url: str, accept: str) -> CachedResponse:
-        """GET through the cache; 2xx, 304 and 404 are answers, 5xx/network errors are retried."""
+    def get(self, url: str, accept: str, *, max_stale: float | None = None) -> CachedResponse:
+        """GET through the cache; 2xx, 304 and 404 are answers, 5xx/network errors are retried.
+        `max_stale`: a cached entry older than this many seconds is revalidated even if fresh."""
         cached = self.cache.get(url, accept) if self.cache else None
-        if cached and not self.refresh and cached.fresh():
+        young = max_stale is None or (
+            cached is not None and time.time() - cached.stored_at < max_stale
+        )
+        if cached and not self.refresh and cached.fresh() and young:
             with self._lock:
                 self._stats.fresh_hits += 1
             return cached
@@ -453,6 +482,36 @@ class IndexClient:
         return fetch_verified(
             file.url, file.sha256 or None, cache=cache, filename=file.filename, http=self._http
         )
+
+
+SHADOWING_POLICY = "public-name-shadowing"
+
+
+def shadowing_refusal(page: ProjectPage | None, version: Version, index_url: str) -> str | None:
+    """Why publishing `version` of a project next to the index at `index_url` would shadow a public
+    project, or None when it may be published. `page` is the project's page there (None: 404).
+
+    The rule (a dependency-confusion guard, the same for `wheelfarm publish` and the index's
+    uploads): a project the upstream index has may be published only in versions the upstream has
+    (a rebuild of a public release); a project it lacks is private to our index.
+    """
+    if page is None or version in page.releases():
+        return None
+    return (
+        f"{canonicalize_name(page.name)} is a public project on {redact(index_url)}, which has no "
+        f"version {version}: a version of a public name that only this index has would shadow it "
+        f"for installers that use both (policy {SHADOWING_POLICY}; publish private projects "
+        "under names the upstream index does not have)"
+    )
+
+
+def project_or_none(client: IndexClient, name: str) -> ProjectPage | None:
+    """The project's page on the client's index, None when it has no such project (404);
+    UpstreamError when the index cannot answer."""
+    try:
+        return client.project(name)
+    except ProjectNotFound:
+        return None
 
 
 def get_project(name: str, index_url: str | None = None, **client_options: Any) -> ProjectPage:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -19,6 +19,7 @@ from packaging.version import Version
 from builder.common.atomic import atomic_write_text
 from builder.common.sdist import SdistError, members
 from builder.common.upstream import IndexClient, ProjectPage
+from builder.plan.compat import Compat, check_sdist
 from builder.plan.planner import python_excluded
 from builder.recipes.recipe import RecipeError, parse_recipe
 
@@ -99,9 +100,13 @@ def render_recipe(
     targets: Sequence[str],
     version: str | None,
     latest: int,
+    compat: Sequence[Compat] = (),
 ) -> str:
     """A lint-clean starting recipe, with comments saying what was found."""
     name = page.name
+    blocked = {c.python: c for c in compat if not c.ok}
+    if blocked and len(blocked) < len(pythons):
+        pythons = [py for py in pythons if py not in blocked]
     lines = [f"# Starting recipe for {name}, written by `wheelfarm recipe new` from {page.url}"]
     if facts is None:
         lines.append("# The index has no sdist for the newest release: nothing to build from yet.")
@@ -114,13 +119,25 @@ def render_recipe(
         )
     if facts and facts.build_files:
         lines.append(f"# Build files: {', '.join(facts.build_files)}.")
+    for c in blocked.values():
+        lines.append(
+            f"# This release cannot build for CPython {c.python}: {'; '.join(c.blockers)}."
+        )
+    fixes = next((c.fixes for c in compat if c.fixes), {})
+    if fixes:
+        lines.append(
+            "# Its Cython-generated C is too old for a listed CPython and the .pyx ships with it: "
+            "regenerated (build-requires, before-build)."
+        )
     lines += ["", "[project]", f"name = {json.dumps(name)}"]
     if version:
         lines.append(f'versions = "=={version}"')
     else:
         lines.append(f"latest = {latest}")
     lines += [f"pythons = {_toml_list(pythons)}", f"targets = {_toml_list(targets)}", ""]
-    lines += ["[build]", 'backend = "cross"', 'fallback = ["emulated"]', ""]
+    lines += ["[build]", 'backend = "cross"', 'fallback = ["emulated"]']
+    lines += [f"{k} = {_toml_value(v)}" for k, v in fixes.items()]
+    lines.append("")
     if facts and facts.languages:
         lines += [
             "# Native libraries the extension links against go here, for example:",
@@ -148,6 +165,7 @@ def new_recipe_text(
     targets: Sequence[str] = DEFAULT_TARGETS,
     version: str | None = None,
     latest: int = 3,
+    note: Callable[[str], None] | None = None,
 ) -> str:
     page = client.project(name)
     releases = page.releases()
@@ -160,14 +178,28 @@ def new_recipe_text(
         chosen = stable[0]
     files = [f for f in releases.get(chosen, []) if not f.yanked]
     sdist = next((f for f in files if f.is_sdist), None)
-    facts = inspect_sdist(client.download(sdist), name) if sdist else None
+    path = client.download(sdist) if sdist else None
+    facts = inspect_sdist(path, name) if path else None
     if pythons is None:
         rp = sdist.requires_python if sdist else None
         pythons = [py for py in DEFAULT_PYTHONS if not python_excluded(rp, py)] or [
             DEFAULT_PYTHONS[-1]
         ]
+    compat = check_sdist(path, pythons) if path else []
+    for c in compat:
+        if not c.ok and note:
+            note(
+                f"{name} {chosen}: this release cannot build for CPython {c.python}: "
+                + "; ".join(c.blockers)
+            )
     return render_recipe(
-        page, facts, pythons=pythons, targets=targets, version=version, latest=latest
+        page,
+        facts,
+        pythons=pythons,
+        targets=targets,
+        version=version,
+        latest=latest,
+        compat=compat,
     )
 
 
@@ -181,13 +213,14 @@ def write_recipe(
     version: str | None = None,
     latest: int = 3,
     force: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> Path:
     """Write out_dir/<normalized name>.toml (lint-checked before it is written) and return its path."""
     path = out_dir / f"{canonicalize_name(name)}.toml"
     if path.exists() and not force:
         raise RecipeNewError(f"{path}: already exists (use --force to overwrite)")
     text = new_recipe_text(
-        name, client, pythons=pythons, targets=targets, version=version, latest=latest
+        name, client, pythons=pythons, targets=targets, version=version, latest=latest, note=note
     )
     try:
         parse_recipe(path, text.encode())
@@ -195,3 +228,53 @@ def write_recipe(
         raise RecipeNewError(f"generated recipe does not lint: {exc}") from None
     atomic_write_text(path, text)
     return path
+
+
+# --- what a build found, written back into a starting recipe (builder.build.explore) -------------
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return _toml_list([str(v) for v in value])
+    return json.dumps(str(value))
+
+
+FOUND_MARK = "# Found by `wheelfarm recipe new --build` (missing files looked up in Debian):"
+
+
+def with_findings(
+    text: str, natives: Sequence[dict[str, object]] = (), imports: Sequence[str] = ()
+) -> str:
+    """`text` (a recipe) with `natives` appended as [[native]] tables before [test] and the test's
+    `imports` replaced by `imports` (when given). Comments say where they came from."""
+    lines = text.splitlines()
+    if natives:
+        # `natives` is the whole found list, in build order: it replaces an earlier found block.
+        if FOUND_MARK in lines:
+            start = lines.index(FOUND_MARK)
+            end = lines.index("[test]", start) if "[test]" in lines[start:] else len(lines)
+            del lines[start:end]
+        block = [FOUND_MARK]
+        for entry in natives:
+            block.append("[[native]]")
+            block += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
+            block.append("")
+        at = lines.index("[test]") if "[test]" in lines else len(lines)
+        lines[at:at] = block
+    if imports:
+        start = lines.index("[test]") if "[test]" in lines else -1
+        for i in range(start + 1, len(lines)):
+            if lines[i].startswith("imports ="):
+                lines[i] = f"imports = {_toml_list(imports)}"
+                lines.insert(i, "# the wheel's extension modules, found by building it")
+                break
+    return "\n".join(lines) + "\n"
+
+
+def rewrite_recipe(path: Path, text: str) -> None:
+    """Write `text` over the recipe at `path` after checking that it lints."""
+    try:
+        parse_recipe(path, text.encode())
+    except RecipeError as exc:
+        raise RecipeNewError(f"updated recipe does not lint: {exc}") from None
+    atomic_write_text(path, text)

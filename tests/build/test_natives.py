@@ -11,8 +11,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support.libsrc import write_cmake_library, write_make_library
+from support.libsrc import (
+    write_cmake_library,
+    write_configure_library,
+    write_make_library,
+    write_meson_library,
+)
 
+import builder.recipes.recipe as recipe_module
 from builder.build import natives as deps
 from builder.check.elfdyn import ElfFacts, read_elf
 from builder.common.buildlog import first_error_line
@@ -142,8 +148,11 @@ def test_a_failing_build_reports_the_first_error_line(cache: Path, tmp_path: Pat
 
 
 def test_recipe_entries_are_checked(tmp_path: Path) -> None:
-    with pytest.raises(deps.NativeBuildError, match="meson"):
-        deps.spec_of({"name": "x", "source": "debian:x", "build-system": "meson"})
+    with pytest.raises(deps.NativeBuildError, match="'scons' is not one of autotools, cmake"):
+        deps.spec_of({"name": "x", "source": "debian:x", "build-system": "scons"})
+    assert (
+        deps.spec_of({"name": "x", "source": "y", "build-system": "meson"}).build_system == "meson"
+    )
     with pytest.raises(deps.NativeBuildError, match="sha256"):
         deps.fetch_source(
             deps.NativeSpec("x", "https://example.invalid/x.tar.gz", "make"), tmp_path, print
@@ -207,3 +216,49 @@ def test_autotools_library_from_a_debian_source_package(cache: Path) -> None:
     assert "--host=aarch64-linux-gnu" in prefix.log.read_text()
     pc = (prefix.path / "lib" / "pkgconfig" / "yaml-0.1.pc").read_text()
     assert f"prefix={prefix.path}\n" in pc
+
+
+def test_schema_build_systems_are_the_registry() -> None:
+    # The recipe schema accepts exactly what the builder can build: one module per build system.
+    schema = json.loads(Path(recipe_module.__file__).with_name("recipe.schema.json").read_text())
+    native = schema["properties"]["native"]["items"]["properties"]
+    assert sorted(native["build-system"]["enum"]) == sorted(deps.BUILD_SYSTEMS)
+    for name, system in deps.BUILD_SYSTEMS.items():
+        assert system.name == name and callable(system.build)
+        module = name.replace("-", "_")
+        assert (Path(deps.__file__).parent / f"{module}.py").exists(), name
+
+
+def test_meson_library_is_cross_built_with_a_cross_file(cache: Path, tmp_path: Path) -> None:
+    src = write_meson_library(tmp_path / "wfmes")
+    built = deps.build_native(lib("wfmes", src, "meson"), None, TARGET)
+    so = built.path / "lib" / "libwfmes.so"
+    assert so.exists() and _machine(so.resolve()) == EM_AARCH64
+    assert (built.path / "lib" / "pkgconfig" / "wfmes.pc").exists()
+    text = built.log.read_text()
+    assert "--cross-file=" in text and "needs_exe_wrapper" not in text  # the file, not inline
+    assert "host leak" not in text
+
+
+def test_configure_that_asks_the_compiler_like_gcc(cache: Path, tmp_path: Path) -> None:
+    # A hand-written configure asks `$CC -dumpversion`, `-dumpmachine`, `-print-search-dirs` and
+    # passes the GNU triple through as --target: zig alone fails all four.
+    src = write_configure_library(tmp_path / "wfconf")
+    built = deps.build_native(lib("wfconf", src, "autotools"), None, TARGET)
+    so = built.path / "lib" / "libwfconf.so"
+    assert _machine(so) == EM_AARCH64
+    facts = (built.path / "share" / "wfconf-facts.txt").read_text().split()
+    assert facts[0].split(".")[0].isdigit() and facts[1] == "aarch64-linux-gnu"
+    assert facts[2] == "no-host-libraries", facts
+
+
+def test_a_library_build_that_names_a_host_folder_fails_naming_the_command(
+    cache: Path, tmp_path: Path
+) -> None:
+    src = write_make_library(tmp_path / "wfleak", token=uuid.uuid4().hex)
+    spec = lib("wfleak", src, "make", ("CFLAGS=-O2 -I/usr/include/libxml2",))
+    with pytest.raises(deps.NativeBuildError) as info:
+        deps.build_native(spec, None, TARGET)
+    assert "host leak: -I/usr/include/libxml2" in info.value.first_error
+    assert "wfsum.c" in info.value.first_error  # the command that did it
+    assert not list((cache / "prefix" / TARGET).glob("wfleak-*/.wheelfarm-native.json"))

@@ -51,7 +51,8 @@ def expect(reply, status: int, *words: str) -> None:
         ("sub/evil-1.0-py3-none-any.whl", ["path separators"]),
         ("..\\evil-1.0-py3-none-any.whl", ["filename"]),  # quoted-string: the server sees ..evil
         ("notes.txt", ["not a wheel"]),
-        ("evil-1.0.zip", ["not a wheel"]),
+        ("evil-1.0.zip", ["not a zip"]),  # a legacy sdist form, so it is opened (and refused)
+        ("evil-1.0.rar", ["not a wheel"]),
         ("evil-1.0-py3-none.whl", ["invalid"]),
         ("evil-notaversion!.tar.gz", ["invalid"]),
     ],

@@ -47,3 +47,22 @@ def test_serve_defaults() -> None:
     )
     assert "127.0.0.1" in out.stdout
     assert "8080" in out.stdout
+
+
+def test_running_index_serves_for_the_block_and_stops_after(tmp_path: Path) -> None:
+    """index_server.serving.running_index, what `wheelfarm nightly --serve` runs the index with."""
+    from index_server.serving import running_index
+    from index_server.state import Config
+
+    port = free_port()
+    log = tmp_path / "index.log"
+    with running_index(Config(tmp_path / "data", upstream="none"), port, log, workers=1) as url:
+        assert url == f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(url + "simple/", timeout=10) as reply:
+            assert reply.status == 200
+    try:
+        urllib.request.urlopen(url + "simple/", timeout=2).close()
+    except OSError:
+        pass  # refused: the server is gone
+    else:
+        raise AssertionError("the index still answers after the block")

@@ -99,3 +99,37 @@ def test_restart_repairs_what_a_kill_between_writes_leaves(tmp_path: Path) -> No
         assert page["files"][0]["core-metadata"]
     finally:
         server.stop()
+
+
+def test_a_worker_recovers_an_unpublished_file_it_meets(tmp_path: Path) -> None:
+    """A worker killed between storing a file and its record leaves an unpublished file; the worker
+    that meets it on a re-upload publishes it instead of answering 409 for a file nobody can see
+    (which `twine --skip-existing` would skip forever)."""
+    data = tmp_path / "data"
+    token = create_token(data, "orphans")
+    server = start_server(data, workers=1)
+    try:
+        wheel = make_dummy_wheel(tmp_path / "w", "orphan-demo", "1.0")
+        folder = data / "files" / "orphan-demo"
+        folder.mkdir(parents=True)
+        (folder / wheel.name).write_bytes(wheel.read_bytes())  # what the killed worker left
+        assert request(server.url + "/simple/orphan-demo/").status == 404
+        result = subprocess.run(
+            ["twine", "upload", "--non-interactive", "--disable-progress-bar", "--skip-existing",
+             "--repository-url", f"{server.url}/legacy/", "-u", "__token__", "-p", token, str(wheel)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        page = json.loads(
+            request(
+                server.url + "/simple/orphan-demo/",
+                headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+            ).body
+        )
+        assert [f["filename"] for f in page["files"]] == [wheel.name]
+        assert (
+            page["files"][0]["hashes"]["sha256"] == hashlib.sha256(wheel.read_bytes()).hexdigest()
+        )
+        assert (data / "records" / "orphan-demo" / f"{wheel.name}.json").exists()
+    finally:
+        server.stop()

@@ -40,3 +40,44 @@ def test_strict_index_refuses_a_lying_wheel_with_its_findings(tmp_path: Path) ->
         assert httpx.get(server.url + "/simple/honest/").status_code == 200
     finally:
         server.stop()
+
+
+def _bomb_wheel(out: Path) -> Path:
+    """A valid manylinux wheel plus a member of 512 MiB (an ELF header, then zeros) in 0.5 MB."""
+    import zipfile
+
+    out.mkdir()
+    wheel = assemble_wheel(out, "cp311-cp311-manylinux_2_17_x86_64", PURE, name="bomb-demo")
+    with zipfile.ZipFile(wheel, "a", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        info = zipfile.ZipInfo("demo/_bomb.so", date_time=(2024, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w", force_zip64=True) as member:
+            member.write(b"\x7fELF\x02\x01\x01" + bytes(9))
+            zeros = bytes(8 << 20)
+            for _ in range(64):
+                member.write(zeros)
+    return wheel
+
+
+def test_checker_refuses_a_decompression_bomb_without_inflating_it(tmp_path: Path) -> None:
+    """Before the fix the checker inflated, hashed and spilled the 512 MiB member (under the
+    server's one-at-a-time lock); now the declared size and ratio refuse it as WF012."""
+    from builder.check import check_wheel
+
+    wheel = _bomb_wheel(tmp_path / "bomb")
+    assert wheel.stat().st_size < 1 << 20
+    report = check_wheel(wheel)
+    assert not report.ok
+    assert [(f.rule, f.path) for f in report.findings] == [("WF012-zip-bomb", "demo/_bomb.so")]
+    assert "200:1" in report.findings[0].message
+
+    data = tmp_path / "data"
+    token = create_token(data, "ci")
+    server = start_server(data, workers=1, strict=True)
+    try:
+        refused = twine_upload(server.url, token, wheel)
+        assert refused.returncode != 0
+        assert "422" in refused.stderr + refused.stdout
+        assert "WF012-zip-bomb" in refused.stderr + refused.stdout
+    finally:
+        server.stop()

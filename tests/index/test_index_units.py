@@ -89,3 +89,19 @@ def test_a_second_catalog_sees_changes_within_one_clock_tick(tmp_path: Path) -> 
     reader.refresh()
     assert [f.yanked for f in reader.project("ticks").files][:3] == ["bad", "bad", None]  # type: ignore[union-attr]
     time.sleep(0)  # nothing timing-dependent is asserted beyond "immediately"
+
+
+def test_a_wheel_with_too_many_entries_is_refused_before_zipfile_reads_them() -> None:
+    """A million empty entries took a worker to 550 MB; the central directory is bounded first."""
+    import io
+    import zipfile
+
+    from builder.check import ziplimits
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("many_entries-1.0.dist-info/METADATA", "Name: many-entries\nVersion: 1.0\n")
+        for i in range(ziplimits.MAX_ENTRIES):
+            zf.writestr(f"e/{i}", b"")
+    with pytest.raises(distfile.InvalidDistribution, match=r"entries; the limit is 100000"):
+        distfile.inspect(buf, "many_entries-1.0-py3-none-any.whl")

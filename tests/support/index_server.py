@@ -60,8 +60,14 @@ def start_server(
     port: int | None = None,
     wrap: Callable[[list[str]], list[str]] | None = None,
     strict: bool = False,
+    upstream: str = "none",
+    extra_args: list[str] | tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Server:
-    """`wrap` turns the command into another that runs it (e.g. inside a namespace: tiny_disk)."""
+    """`wrap` turns the command into another that runs it (e.g. inside a namespace: tiny_disk).
+
+    `upstream` is the index whose names uploads must not shadow: none by default, since the tests'
+    fixture projects are made up (give a local static index's URL to test the policy)."""
     port = port or free_port()
     cmd = [
         "wheelfarm",
@@ -74,15 +80,24 @@ def start_server(
         str(workers),
         "--max-upload",
         str(MAX_UPLOAD),
+        "--upstream",
+        upstream,
     ]
     if private:
         cmd.append("--private")
     if strict:
         cmd.append("--strict")
+    cmd.extend(extra_args)
     log = open(data.parent / f"server-{port}.log", "ab")  # noqa: SIM115 - lives as long as the server
     if wrap is not None:
         cmd = wrap(cmd)
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
     server = Server(data, port, proc, private)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

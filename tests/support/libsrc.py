@@ -88,3 +88,64 @@ def write_cmake_library(root: Path, *, token: str = "") -> Path:
     (root / "CMakeLists.txt").write_text(CMAKELISTS)
     (root / "wfsum.pc.in").write_text(PC_IN)
     return root
+
+
+MESON_BUILD = textwrap.dedent(
+    """\
+    project('wfmes', 'c', version: '1.0.0')
+    lib = library('wfmes', 'wfsum.c', install: true, version: '1.0.0')
+    install_headers('wfsum.h')
+    pkg = import('pkgconfig')
+    pkg.generate(lib, name: 'wfmes', description: 'wheelfarm meson test library')
+    """
+)
+
+
+def write_meson_library(root: Path, *, token: str = "") -> Path:
+    """The library built by meson (shared and static, a generated .pc file)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "wfsum.c").write_text(SOURCE + f"/* {token} */\n")
+    (root / "wfsum.h").write_text(HEADER)
+    (root / "meson.build").write_text(MESON_BUILD)
+    return root
+
+
+# A hand-written configure like many small libraries': it asks the compiler what gcc answers and
+# passes the target triple through, then writes a Makefile. Facts it learnt are installed.
+CONFIGURE = textwrap.dedent(
+    """\
+    #!/bin/sh
+    prefix=/usr/local; host=
+    for a in "$@"; do case "$a" in
+      --prefix=*) prefix=${a#--prefix=};; --host=*) host=${a#--host=};;
+    esac; done
+    : "${CC:=cc}"
+    ver=$($CC -dumpversion) || { echo "configure: error: $CC -dumpversion failed" >&2; exit 1; }
+    major=${ver%%.*}
+    [ "$major" -ge 4 ] || { echo "configure: error: compiler $ver too old" >&2; exit 1; }
+    machine=$($CC -dumpmachine) || { echo "configure: error: -dumpmachine failed" >&2; exit 1; }
+    libs=$($CC -print-search-dirs | sed -n 's/^libraries: =//p')
+    case "$libs" in */usr/lib*) where=host-libraries;; *) where=no-host-libraries;; esac
+    echo 'int probe(void) { return 0; }' > conftest.c
+    $CC -target "${host%%-*}-unknown-linux-gnu" -c conftest.c -o conftest.o \\
+      || { echo "configure: error: the compiler rejects the target triple" >&2; exit 1; }
+    # make wants tabs: printf writes them (\\t), the Python source keeps none.
+    {
+      printf 'all: libwfconf.so\\nlibwfconf.so: wfsum.c\\n'
+      printf '\\t$(CC) $(CFLAGS) -fPIC -shared -o libwfconf.so wfsum.c\\n'
+      printf 'install: all\\n\\tmkdir -p $(DESTDIR)%s/lib $(DESTDIR)%s/share\\n' "$prefix" "$prefix"
+      printf '\\tcp libwfconf.so $(DESTDIR)%s/lib/\\n' "$prefix"
+      printf '\\techo "%s %s %s" > $(DESTDIR)%s/share/wfconf-facts.txt\\n' \\
+        "$ver" "$machine" "$where" "$prefix"
+    } > Makefile
+    """
+)
+
+
+def write_configure_library(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "wfsum.c").write_text(SOURCE)
+    (root / "wfsum.h").write_text(HEADER)
+    (root / "configure").write_text(CONFIGURE)
+    (root / "configure").chmod(0o755)
+    return root

@@ -263,3 +263,32 @@ def make_generator_sdist(out: Path, name: str, version: str = "1.0.0") -> Path:
     _run_build(src, out, "--sdist")
     (sdist,) = set(out.glob("*.tar.gz")) - before
     return sdist
+
+
+MESON_BUILD = """\
+project('{name}', 'c', version: '{version}')
+py = import('python').find_installation(pure: false)
+py.extension_module('_native', '{pkg}/_native.c', install: true, subdir: '{pkg}')
+py.install_sources('{pkg}/__init__.py', subdir: '{pkg}')
+"""
+
+
+def make_meson_sdist(out: Path, name: str, version: str = "1.0.0") -> Path:
+    """A meson-python sdist (the `_native` extension of write_project, built by meson), written as
+    a PEP 625 tarball directly: making it with its own backend would need meson-python here."""
+    work = out / ".src"
+    work.mkdir(parents=True, exist_ok=True)
+    src = write_project(work, name, version, c_extension=True)
+    pkg = canonicalize_name(name).replace("-", "_")
+    (src / "setup.py").unlink()
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["meson-python>=0.15"]\nbuild-backend = "mesonpy"\n\n'
+        f'[project]\nname = "{name}"\nversion = "{version}"\n'
+    )
+    (src / "meson.build").write_text(MESON_BUILD.format(name=name, version=version, pkg=pkg))
+    (src / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    base = f"{pkg}-{version}"
+    sdist = out / f"{base}.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tar:
+        tar.add(src, arcname=base)
+    return sdist

@@ -41,6 +41,7 @@ class FileSpec:
     requires_python: str | None = None
     yanked: bool | str = False
     upload_time: str | None = "2023-01-01T00:00:00Z"
+    core_metadata: bool = False  # serve a wheel's METADATA beside it as <file>.metadata (PEP 658)
 
     @property
     def sha256(self) -> str:
@@ -75,6 +76,10 @@ def write_static_index(root: Path, projects: dict[str, list[FileSpec]]) -> None:
                 "upload-time": f.upload_time,
             }
             attrs = ""
+            if f.core_metadata:
+                digest = _write_metadata(root / "files" / f.filename)
+                entry["core-metadata"] = {"sha256": digest}
+                attrs += f' data-core-metadata="sha256={digest}"'
             if f.requires_python:
                 entry["requires-python"] = f.requires_python
                 attrs += f' data-requires-python="{html.escape(f.requires_python)}"'
@@ -102,6 +107,19 @@ def write_static_index(root: Path, projects: dict[str, list[FileSpec]]) -> None:
     (root / "simple" / "index.json").write_text(json.dumps(index))
     links = "".join(f'<a href="{n}/">{n}</a>' for n in names)
     (root / "simple" / "index.html").write_text(f"<html><body>{links}</body></html>")
+
+
+def _write_metadata(wheel: Path) -> str:
+    """Write the wheel's .dist-info/METADATA to <wheel>.metadata; return its sha256."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as zf:
+        (name,) = [
+            n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
+        ]
+        data = zf.read(name)
+    wheel.with_name(wheel.name + ".metadata").write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def choose_type(accept: str | None) -> str | None:

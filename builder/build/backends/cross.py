@@ -12,13 +12,22 @@ import fcntl
 import hashlib
 import os
 import shutil
+import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
 from builder.build.backends import Backend
-from builder.build.toolchain.host import cross_env, find_host_python
+from builder.build.toolchain.host import (
+    COMMAND_LOG_VAR,
+    cross_env,
+    cross_target,
+    find_host_python,
+    python_host_dirs,
+)
+from builder.build.toolchain.leaks import Leak, scan_commands
+from builder.build.toolchain.meson import write_cross_file
 from builder.common.buildlog import BuildError, BuildLog
 from builder.common.paths import cache_dir
 from builder.common.sdist import SdistError, build_requirements, unpack
@@ -208,18 +217,77 @@ class CrossBackend(Backend):
             )
         dist = workdir / "dist"
         dist.mkdir(parents=True, exist_ok=True)
-        log.run(
-            pip_wheel_command(venv_python, src, dist, options.config_settings),
-            step="build",
-            env=env,
-            cwd=workdir,
-        )
+        commands = workdir / "cc-commands.log"
+        env[COMMAND_LOG_VAR] = str(commands)
+        settings = dict(options.config_settings)
+        if build_backend(src) == "mesonpy":
+            cross = meson_cross_file(env, target, workdir)
+            log.write(f"  meson-python: cross file {cross}")
+            settings["setup-args"] = (
+                *_as_tuple(settings.get("setup-args")),
+                f"--cross-file={cross}",
+            )
+        try:
+            log.run(
+                pip_wheel_command(venv_python, src, dist, settings),
+                step="build",
+                env=env,
+                cwd=workdir,
+            )
+        except BuildError as exc:
+            # A leak is the likelier cause of a failed build than what the compiler said last.
+            check_leaks(commands, python, log, failed=exc)
+            raise
+        check_leaks(commands, python, log)
         wheels = sorted(dist.glob("*.whl"))
         if len(wheels) != 1:
             raise BuildError(
                 "build", f"expected one wheel in {dist}, found {len(wheels)}", log.path
             )
         return wheels[0]
+
+
+def check_leaks(
+    commands: Path, python: str, log: BuildLog, failed: BuildError | None = None
+) -> None:
+    """Fail the build (BuildError "host leak", naming the command) when a compile or link command
+    named a host folder or a host-only flag; the host CPython's headers are allowed."""
+    includes, libdirs = python_host_dirs(find_host_python(python).executable)
+    leaks = scan_commands(commands, allowed=includes, host_libdirs=libdirs)
+    count = sum(1 for _ in commands.open()) if commands.exists() else 0
+    log.section(f"host leak scan: {count} compile/link commands, {len(leaks)} leaks")
+    for leak in leaks:
+        log.write(f"  {leak}")
+    if leaks:
+        raise leak_error(leaks, log.path, failed)
+
+
+def leak_error(leaks: Sequence[Leak], log: Path, failed: BuildError | None = None) -> BuildError:
+    more = f" (and {len(leaks) - 1} more in the log)" if len(leaks) > 1 else ""
+    after = f"; the build then failed: {failed.summary}" if failed else ""
+    return BuildError("host leak", f"{leaks[0]}{more}{after}", log)
+
+
+def build_backend(src: Path) -> str:
+    """The sdist's PEP 517 build backend ("" when pyproject.toml names none)."""
+    try:
+        data = tomllib.loads((src / "pyproject.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return ""
+    return str(data.get("build-system", {}).get("build-backend", ""))
+
+
+def meson_cross_file(env: Mapping[str, str], target: str, folder: Path) -> Path:
+    """The meson cross file for a meson-python build: the build env's wrappers and flags, and the
+    pkg-config folders of the build (the native prefixes' only, never the host's)."""
+    pc = [Path(d) for d in env.get("PKG_CONFIG_LIBDIR", "").split(os.pathsep) if d]
+    return write_cross_file(env, cross_target(target).arch, folder, pc, folder / "no-pkgconfig")
+
+
+def _as_tuple(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _placeholders(command: str, src: Path) -> str:

@@ -121,7 +121,8 @@ def prepare(
         ["/bin/sh", "-c", script],
         binds={"/work": workdir},
         ro_binds={"/env": env},
-        env=dict(options.environment),
+        # PATH stays the root filesystem's: the pipeline's names host folders (config tools).
+        env={k: v for k, v in options.environment.items() if k != "PATH"},
         cwd="/work",
     )
     return cmd, out
@@ -146,6 +147,15 @@ def wheels_dir(python: str) -> Path:
     return cache_dir() / "emulated" / "wheels" / f"cp{python.replace('.', '')}-aarch64"
 
 
+def platform_args(major: int, minor: int) -> list[str]:
+    """`--platform` for every manylinux tag the rootfs's glibc (major.minor) can load, newest
+    first, legacy aliases included: pip's expansion of one tag missed build tools' wheels."""
+    tags = [f"manylinux_{major}_{m}_aarch64" for m in range(minor, 16, -1)] + [
+        "manylinux2014_aarch64"
+    ]
+    return [arg for tag in tags for arg in ("--platform", tag)]
+
+
 def download_requirements(requirements: Sequence[str], python: str, log: BuildLog) -> list[Path]:
     """Download `requirements` and their dependencies as wheels for aarch64 CPython `python`, on
     the host; return the exact files pip chose (the build env is made of these and nothing else)."""
@@ -155,7 +165,7 @@ def download_requirements(requirements: Sequence[str], python: str, log: BuildLo
     nodot = python.replace(".", "")
     cmd = [
         sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--progress-bar=off",
-        "--only-binary=:all:", "--platform", f"manylinux_{major}_{minor}_aarch64",
+        "--only-binary=:all:", *platform_args(major, minor),
         "--python-version", python, "--implementation", "cp", "--abi", f"cp{nodot}",
         "--dest", str(dest), *requirements,
     ]  # fmt: skip

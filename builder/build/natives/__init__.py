@@ -7,10 +7,10 @@ A prefix appears whole or not at all: the library is configured for its final pr
 DESTDIR into a staging folder and renamed into place, so the paths baked into .pc and CMake files are
 right. A second build with the same entry and toolchain reuses it without running anything.
 
-Build systems: "autotools" (`configure --host`), "cmake" (a generated toolchain file), "make" (CC/AR
-overrides, PREFIX/DESTDIR install), "openssl" (OpenSSL's own `Configure`), "mklove" (librdkafka's
-`configure`) and "debian-binary" (Debian's arm64 packages unpacked into the prefix, with a warning when
-their glibc symbol versions need a newer glibc than the target).
+Build systems are one module each in this folder (autotools, cmake, make, meson, openssl, mklove,
+debian_binary), registered in `registry.BUILD_SYSTEMS`; the recipe schema's `build-system` enum lists
+the same names. Every compile and link command a library build runs is scanned for host paths
+(builder.build.toolchain.leaks): a leak fails the build, naming the command.
 
 `prepare_natives` returns the prefixes and the environment the wheel build needs: CPPFLAGS/LDFLAGS,
 PKG_CONFIG_PATH, CMAKE_PREFIX_PATH, a CMake toolchain file, and LD_LIBRARY_PATH for auditwheel.
@@ -28,53 +28,36 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from builder.build.natives.base import (
+    DEBIAN_ARCHES,
+    DEFAULT_SUITE,
+    GNU_TRIPLES,
+    BuildContext,
+    NativeBuildError,
+    NativeSpec,
+    Runner,
+    Say,
+    Toolchain,
+)
+from builder.build.natives.registry import BUILD_SYSTEMS
+from builder.build.toolchain.host import COMMAND_LOG_VAR
+from builder.build.toolchain.leaks import scan_commands
 from builder.check.elfdyn import ElfFacts, ElfReadError, read_elf
 from builder.common.buildlog import BuildError, BuildLog
 from builder.common.fetch import FetchError, fetch_verified, sha256_file
 from builder.common.paths import cache_dir
 from builder.common.sdist import SdistError, unpack
 
-BUILD_SYSTEMS = ("autotools", "cmake", "make", "openssl", "mklove", "debian-binary")
-DEFAULT_SUITE = "bookworm"
 MARKER = ".wheelfarm-native.json"
 # Variables that hold search paths: the prefixes' entries go first, the caller's stay after them.
 PATH_VARS = ("PKG_CONFIG_PATH", "LD_LIBRARY_PATH", "CMAKE_PREFIX_PATH", "LIBRARY_PATH")
 FLAG_VARS = ("CPPFLAGS", "LDFLAGS")
-
-Say = Callable[[str], None]
-
-
-class NativeBuildError(RuntimeError):
-    """A native library could not be fetched, built or installed; names the first error and the log."""
-
-    def __init__(self, message: str, *, log: Path | None = None, first_error: str = "") -> None:
-        super().__init__(message)
-        self.log = log
-        self.first_error = first_error
-
-
-class Toolchain(Protocol):
-    """What deps needs of `builder.build.toolchain.host.CrossToolchain`."""
-
-    def env(self) -> dict[str, str]: ...
-
-
-@dataclass(frozen=True)
-class NativeSpec:
-    """One `[[native]]` entry, whatever object the recipe loader gives (see `spec_of`)."""
-
-    name: str
-    source: str
-    build_system: str
-    sha256: str = ""
-    args: tuple[str, ...] = ()
-    base: Path | None = None  # folder that relative local sources are resolved against
 
 
 def spec_of(lib: Any, base: Path | None = None) -> NativeSpec:
@@ -166,9 +149,6 @@ def target_arch(target: str) -> str:
     raise NativeBuildError(f"{target}: unknown architecture")
 
 
-GNU_TRIPLES = {"aarch64": "aarch64-linux-gnu", "x86_64": "x86_64-linux-gnu"}
-OPENSSL_TARGETS = {"aarch64": "linux-aarch64", "x86_64": "linux-x86_64"}
-DEBIAN_ARCHES = {"aarch64": "arm64", "x86_64": "amd64"}
 ELF_MACHINES = {"aarch64": 183, "x86_64": 62}  # e_machine: EM_AARCH64, EM_X86_64
 
 
@@ -295,30 +275,33 @@ def fetch_source(spec: NativeSpec, dest: Path, say: Say) -> Path:
     raise NativeBuildError(f"native library {spec.name}: source {spec.source} does not exist")
 
 
+__all__ = [
+    "BUILD_SYSTEMS",
+    "DEBIAN_ARCHES",
+    "GNU_TRIPLES",
+    "NativeBuildError",
+    "NativeDeps",
+    "NativePrefix",
+    "NativeSpec",
+    "build_native",
+    "prepare_natives",
+]
+
 # --- building ------------------------------------------------------------------------------------
 
 
-class _Runner:
-    """Runs a library's build commands through the one build log runner (builder.common.buildlog),
-    in the library's environment, and turns a failure into a NativeBuildError naming the log."""
+def ensure_host_tools(spec: NativeSpec, say: Say) -> None:
+    """Install the host packages `spec`'s build system runs (and dpkg-dev for `apt-get source`)."""
+    from builder.build.toolchain.host import ToolchainError, ensure_host_packages
 
-    def __init__(self, log: BuildLog, env: dict[str, str], say: Say) -> None:
-        self.log, self.env, self.say = log, env, say
-
-    def note(self, text: str) -> None:
-        self.log.write(text)
-
-    def __call__(
-        self, cmd: Sequence[str], cwd: Path, extra: Mapping[str, str] | None = None
-    ) -> None:
-        try:
-            self.log.run(cmd, step=shlex.join(cmd[:2]), env={**self.env, **(extra or {})}, cwd=cwd)
-        except BuildError as e:
-            raise NativeBuildError(
-                f"{e.step} failed: {e.summary}; full log: {self.log.path}",
-                log=self.log.path,
-                first_error=e.summary,
-            ) from None
+    system = BUILD_SYSTEMS[spec.build_system]
+    packages = list(system.host_packages)
+    if spec.source.startswith("debian:") and system.needs_source:
+        packages.append("dpkg-dev")
+    try:
+        ensure_host_packages(packages, say)
+    except ToolchainError as e:
+        raise NativeBuildError(f"native library {spec.name}: {e}") from e
 
 
 def cmake_toolchain_file(
@@ -358,34 +341,6 @@ def cmake_toolchain_file(
     return path
 
 
-# Host (x86_64) Debian packages each build system runs; installed on first use.
-HOST_PACKAGES = {
-    "autotools": ("make", "pkg-config"),  # + autoconf, automake, libtool when there is no configure
-    "cmake": ("cmake", "make", "pkg-config"),
-    "make": ("make",),
-    "openssl": ("make", "perl"),
-    "mklove": ("make", "python3"),
-    "debian-binary": (),
-}
-
-
-def ensure_host_tools(spec: NativeSpec, say: Say) -> None:
-    """Install the host packages `spec`'s build needs (and dpkg-dev for `apt-get source`)."""
-    from builder.build.toolchain.host import ToolchainError, ensure_host_packages
-
-    packages = list(HOST_PACKAGES[spec.build_system])
-    if spec.source.startswith("debian:") and spec.build_system != "debian-binary":
-        packages.append("dpkg-dev")
-    try:
-        ensure_host_packages(packages, say)
-    except ToolchainError as e:
-        raise NativeBuildError(f"native library {spec.name}: {e}") from e
-
-
-def _jobs() -> str:
-    return str(os.cpu_count() or 2)
-
-
 def _build_env(toolchain: Toolchain, deps_env: Mapping[str, str]) -> dict[str, str]:
     env = {**os.environ, **toolchain.env()}
     env = merge_env(env, deps_env)
@@ -394,142 +349,6 @@ def _build_env(toolchain: Toolchain, deps_env: Mapping[str, str]) -> dict[str, s
     env.setdefault("SOURCE_DATE_EPOCH", "1")
     env.pop("DESTDIR", None)
     return env
-
-
-def _build_from_source(
-    spec: NativeSpec,
-    src: Path,
-    final: Path,
-    stage: Path,
-    run: _Runner,
-    toolchain: Toolchain,
-    arch: str,
-    toolchain_file: Path,
-) -> None:
-    env = run.env
-    destdir = {"DESTDIR": str(stage)}  # for cmake --install
-    # As a make argument: Makefiles that set DESTDIR= themselves (OpenSSL's) ignore the environment.
-    dest_arg = f"DESTDIR={stage}"
-    bs = spec.build_system
-    if bs == "autotools":
-        if not (src / "configure").exists():
-            from builder.build.toolchain.host import ToolchainError, ensure_host_packages
-
-            try:
-                ensure_host_packages(["autoconf", "automake", "libtool"], run.say)
-            except ToolchainError as e:
-                raise NativeBuildError(f"native library {spec.name}: {e}") from e
-            run(["autoreconf", "-fi"], src)
-        host = GNU_TRIPLES[arch]
-        run(
-            [
-                "./configure",
-                f"--host={host}",
-                "--build=x86_64-linux-gnu",
-                f"--prefix={final}",
-                "--libdir=" + str(final / "lib"),
-                *spec.args,
-            ],
-            src,
-        )
-        run(["make", "-j", _jobs()], src)
-        run(["make", "install", dest_arg], src)
-    elif bs == "cmake":
-        build = src.parent / "_build"
-        run(
-            [
-                "cmake",
-                "-S",
-                str(src),
-                "-B",
-                str(build),
-                "-G",
-                "Unix Makefiles",
-                f"-DCMAKE_TOOLCHAIN_FILE={toolchain_file}",
-                "-DCMAKE_BUILD_TYPE=Release",
-                f"-DCMAKE_INSTALL_PREFIX={final}",
-                "-DCMAKE_INSTALL_LIBDIR=lib",
-                "-DCMAKE_POSITION_INDEPENDENT_CODE=ON",
-                f"-DCMAKE_C_FLAGS={env['CFLAGS']} {env.get('CPPFLAGS', '')}".rstrip(),
-                f"-DCMAKE_CXX_FLAGS={env['CXXFLAGS']} {env.get('CPPFLAGS', '')}".rstrip(),
-                *spec.args,
-            ],
-            src,
-            {"CFLAGS": "", "CXXFLAGS": ""},  # passed above; cmake would add them twice
-        )
-        run(["cmake", "--build", str(build), "-j", _jobs()], src)
-        run(["cmake", "--install", str(build)], src, destdir)
-    elif bs == "make":
-        tools = [f"{k}={env[k]}" for k in ("CC", "CXX", "AR", "RANLIB") if env.get(k)]
-        flags = [f"CFLAGS={env['CFLAGS']} {env.get('CPPFLAGS', '')}".rstrip()]
-        where = [f"PREFIX={final}", f"prefix={final}", f"LIBDIR={final / 'lib'}"]
-        run(["make", "-j", _jobs(), *tools, *flags, *where, *spec.args], src)
-        run(["make", "install", *tools, *flags, *where, *spec.args, dest_arg], src)
-    elif bs == "openssl":
-        run(
-            ["perl", "./Configure", OPENSSL_TARGETS[arch], "shared", "no-tests"]
-            + [f"--prefix={final}", "--libdir=lib", f"--openssldir={final / 'ssl'}"]
-            + [f"{k}={env[k]}" for k in ("CC", "AR", "RANLIB") if env.get(k)]
-            + [f"CFLAGS={env['CFLAGS']}", *spec.args],
-            src,
-            {"CFLAGS": "", "CPPFLAGS": "", "LDFLAGS": env.get("LDFLAGS", "")},
-        )
-        run(["make", "-j", _jobs(), "build_libs"], src)
-        run(["make", "install_dev", dest_arg], src)
-    elif bs == "mklove":
-        run(
-            [
-                "./configure",
-                f"--prefix={final}",
-                f"--libdir={final / 'lib'}",
-                f"--cc={env['CC']}",
-                f"--cxx={env.get('CXX', env['CC'])}",
-                # mklove's linker script names symbols a release build leaves out; lld refuses that
-                "--LDFLAGS=-Wl,--undefined-version",
-                *spec.args,
-            ],
-            src,
-        )
-        run(["make", "-j", _jobs(), "libs"], src)
-        run(["make", "install-subdirs", dest_arg], src)
-    else:  # pragma: no cover - spec_of rejects the rest
-        raise NativeBuildError(f"unknown build system {bs}")
-
-
-def _install_debian_binary(
-    spec: NativeSpec, stage_final: Path, final: Path, arch: str, say: Say
-) -> None:
-    """Unpack Debian's packages (the source names them: debian:<pkg>[,<pkg>...][@suite]) plus args."""
-    from builder.build.toolchain.debian import DebianError, PrivateApt, extract_debs
-
-    names, _, suite = spec.source.removeprefix("debian:").partition("@")
-    packages = [n for n in names.split(",") if n] + list(spec.args)
-    say(f"downloading Debian {suite or DEFAULT_SUITE} {DEBIAN_ARCHES[arch]} {' '.join(packages)}")
-    try:
-        apt = PrivateApt(suite or DEFAULT_SUITE, DEBIAN_ARCHES[arch])
-        closure = apt.download(packages)
-        # Only the named packages: their own dependencies (libc6 ...) are the target system's.
-        wanted = [d for d in closure if d.name.split("_", 1)[0] in packages]
-        tree = stage_final.with_name(stage_final.name + ".deb")
-        extract_debs(wanted, tree)
-    except DebianError as e:
-        raise NativeBuildError(f"native library {spec.name}: {e}") from e
-    # The usual prefix layout (include/, lib/): Debian's multiarch folders merged into them.
-    triple = GNU_TRIPLES[arch]
-    for sub, dest in (
-        ("usr/include", "include"),
-        (f"usr/include/{triple}", "include"),
-        (f"usr/lib/{triple}", "lib"),
-        ("usr/share", "share"),
-    ):
-        if (tree / sub).is_dir():
-            shutil.copytree(tree / sub, stage_final / dest, symlinks=True, dirs_exist_ok=True)
-    shutil.rmtree(stage_final / "include" / triple, ignore_errors=True)
-    for pc in (stage_final / "lib" / "pkgconfig").glob("*.pc"):
-        text = re.sub(r"^prefix=.*$", f"prefix={final}", pc.read_text(), flags=re.MULTILINE)
-        text = text.replace(f"/lib/{triple}", "/lib").replace(f"/include/{triple}", "/include")
-        pc.write_text(text)
-    shutil.rmtree(tree)
 
 
 def _layout(prefix: Path, arch: str) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
@@ -606,20 +425,42 @@ def build_native(
             + "".join(f"#   {line}\n" for line in toolchain_key(toolchain).splitlines())
         )
         build_log = BuildLog(log)
-        run = _Runner(build_log, _build_env(toolchain, deps_env or {}), say)
+        env = _build_env(toolchain, deps_env or {})
+        env[COMMAND_LOG_VAR] = str(work / "cc-commands.log")  # scanned for host leaks afterwards
+        run = Runner(build_log, env, say)
         try:
             stage = work / "stage"
             staged = stage / final.relative_to(final.anchor)
             say(f"{spec.name}: building for {target} ({spec.build_system}); log {log}")
             ensure_host_tools(spec, say)
-            if spec.build_system == "debian-binary":
-                _install_debian_binary(spec, staged, final, arch, say)
-            else:
-                src = fetch_source(spec, work / "src", say)
-                tc_file = cmake_toolchain_file(
-                    toolchain, work / "toolchain.cmake", arch=arch, roots=roots
+            system = BUILD_SYSTEMS[spec.build_system]
+            src = fetch_source(spec, work / "src", say) if system.needs_source else None
+            tc_file = cmake_toolchain_file(
+                toolchain, work / "toolchain.cmake", arch=arch, roots=roots
+            )
+            system.build(
+                BuildContext(
+                    spec=spec,
+                    src=src,
+                    final=final,
+                    stage=stage,
+                    run=run,
+                    toolchain=toolchain,
+                    arch=arch,
+                    toolchain_file=tc_file,
+                    roots=tuple(roots),
+                    work=work,
                 )
-                _build_from_source(spec, src, final, stage, run, toolchain, arch, tc_file)
+            )
+            leaks = scan_commands(work / "cc-commands.log")
+            if leaks:
+                for leak in leaks:
+                    run.note(f"  {leak}")
+                raise NativeBuildError(
+                    f"native library {spec.name}: {leaks[0]}; full log: {log}",
+                    log=log,
+                    first_error=str(leaks[0]),
+                )
             if final.exists():
                 raise NativeBuildError(
                     f"native library {spec.name}: the install step wrote into {final} directly "
@@ -663,7 +504,7 @@ def build_native(
 
 
 def _check_binaries(
-    spec: NativeSpec, staged: Path, arch: str, floor: tuple[int, int], run: _Runner
+    spec: NativeSpec, staged: Path, arch: str, floor: tuple[int, int], run: Runner
 ) -> list[str]:
     """Every binary is for the target; glibc symbol versions above the target's floor are named."""
     warnings: list[str] = []

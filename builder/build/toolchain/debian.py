@@ -86,10 +86,18 @@ class PrivateApt:
         *,
         root: Path | None = None,
         mirror: str | None = None,
+        contents: bool = False,
+        trusted: bool = False,
     ) -> None:
+        """`contents`: also fetch the archive's Contents index (file path -> packages), in a root
+        of its own (other apts on the default root keep their lists as they are). `trusted`: an
+        unsigned archive (a local one the tests build)."""
         self.suite = suite
         self.arch = arch
-        self.root = root or cache_dir() / "debian" / f"{suite}-{arch}"
+        self.contents = contents
+        self.trusted = trusted
+        default = f"{suite}-{arch}-contents" if contents else f"{suite}-{arch}"
+        self.root = root or cache_dir() / "debian" / default
         self.mirror = mirror or host_mirror()
         self._config = self.root / "apt.conf"
 
@@ -100,7 +108,7 @@ class PrivateApt:
         for sub in ("state/lists/partial", "cache/archives/partial", "etc/parts", "etc/prefs"):
             (r / sub).mkdir(parents=True, exist_ok=True)
         (r / "state/status").touch()  # nothing is installed: downloads get the whole closure
-        signed = f"signed-by={KEYRING}"
+        signed = "trusted=yes" if self.trusted else f"signed-by={KEYRING}"
         (r / "sources.list").write_text(
             f"deb [{signed} arch={self.arch}] {self.mirror} {self.suite} main\n"
             f"deb-src [{signed}] {self.mirror} {self.suite} main\n"
@@ -127,6 +135,7 @@ class PrivateApt:
                     # what _apt owns, so every run fetches as the user that runs wheelfarm.
                     'APT::Sandbox::User "root";',
                     'Acquire::Languages "none";',
+                    *(_CONTENTS_TARGET if self.contents else []),
                     "",
                 ]
             )
@@ -181,6 +190,47 @@ class PrivateApt:
             raise DebianError(f"apt-get did not download {', '.join(missing)}")
         return sorted(debs)
 
+    def contents_files(self) -> list[Path]:
+        """The Contents index files apt fetched (compressed as apt keeps them)."""
+        self.update()
+        return sorted(
+            p for p in (self.root / "state/lists").glob(f"*Contents-{self.arch}*") if p.is_file()
+        )
+
+    def find_files(self, regex: str) -> list[tuple[str, tuple[str, ...]]]:
+        """(path, binary packages) of every file of the archive whose path matches `regex`
+        (extended regex over Contents lines, which have no leading /: `usr/bin/pg_config`)."""
+        if not self.contents:
+            raise DebianError("find_files needs PrivateApt(..., contents=True)")
+        found: list[tuple[str, tuple[str, ...]]] = []
+        for index in self.contents_files():
+            cat = subprocess.Popen(
+                ["/usr/lib/apt/apt-helper", "cat-file", str(index)], stdout=subprocess.PIPE
+            )
+            proc = subprocess.run(
+                ["grep", "-E", f"^({regex})[[:space:]]"], stdin=cat.stdout, capture_output=True
+            )
+            cat.wait()
+            for line in proc.stdout.decode(errors="replace").splitlines():
+                path, _, where = line.rstrip().rpartition(" ")
+                packages = tuple(w.rsplit("/", 1)[-1] for w in where.split(","))
+                found.append((path.strip(), packages))
+        return found
+
+    def source_of(self, package: str) -> str:
+        """The source package a binary package is built from (its Source: field, or itself)."""
+        self.update()
+        out = self._cache("show", "--no-all-versions", package)
+        m = re.search(r"^Source: (\S+)", out, flags=re.MULTILINE)
+        return m.group(1) if m else package
+
+    def _cache(self, *args: str) -> str:
+        env = {**os.environ, "APT_CONFIG": str(self._config)}
+        proc = subprocess.run(["apt-cache", *args], env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise DebianError(f"apt-cache {' '.join(args)} ({self.suite}): {proc.stderr.strip()}")
+        return proc.stdout
+
     def source(self, package: str, dest: Path) -> Path:
         """Download and unpack the source package `package` into `dest`; return its folder."""
         self.update()
@@ -191,6 +241,20 @@ class PrivateApt:
         if len(new) != 1:
             raise DebianError(f"apt-get source {package} unpacked {len(new)} folders in {dest}")
         return new[0]
+
+
+# apt fetches the Contents index as an extra index target: apt-file's configuration.
+_CONTENTS_TARGET = [
+    "Acquire::IndexTargets::deb::Contents-deb {",
+    '  MetaKey "$(COMPONENT)/Contents-$(ARCHITECTURE)";',
+    '  ShortDescription "Contents-$(ARCHITECTURE)";',
+    '  Description "$(RELEASE)/$(COMPONENT) $(ARCHITECTURE) Contents (deb)";',
+    '  flatMetaKey "Contents-$(ARCHITECTURE)";',
+    '  flatDescription "$(RELEASE) Contents (deb)";',
+    '  PDiffs "false";',
+    '  KeepCompressed "true";',
+    "};",
+]
 
 
 def extract_debs(debs: Iterable[Path], dest: Path) -> Path:

@@ -14,6 +14,7 @@ Everything is found or installed on first use and cached under `cache_dir()`:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -126,12 +127,70 @@ def _zig_env() -> dict[str, str]:
     return {**os.environ, **zig_cache_dirs()}
 
 
-# Flags Debian's or pyenv's sysconfig (or build scripts) pass that zig's linker rejects.
-_DROPPED_FLAGS = ("-Wl,-Bsymbolic-functions",)
+# Flags Debian's or pyenv's sysconfig (or build scripts) pass that zig's linker rejects, and the
+# compiler's own default search folders, which setup.py files name "to be safe" (PyAudio: -I/usr/include
+# -I/usr/local/include): they mean "the system's", and in a cross build the system is the target, whose
+# headers zig brings itself. A sub-folder (-I/usr/include/libxml2) is a host leak: it is kept, and the
+# build fails naming it.
+_DROPPED_FLAGS = (
+    "-Wl,-Bsymbolic-functions",
+    "-I/usr/include",
+    "-I/usr/local/include",
+    "-L/usr/lib",
+    "-L/usr/local/lib",
+    "-L/lib",
+)
+# Where the compiler wrappers append every command they run (cwd TAB argv), when set: the build
+# scans it for host paths afterwards (builder.build.toolchain.leaks).
+COMMAND_LOG_VAR = "WHEELFARM_CC_LOG"
+# Colon-separated bin folders of the target prefixes: the config-tool stand-ins look there first.
+TARGET_BIN_VAR = "WHEELFARM_TARGET_BIN"
+
+
+@functools.cache
+def zig_clang_version() -> str:
+    """The clang version inside zig ("22.1.8"): what `cc -dumpversion` answers."""
+    proc = subprocess.run(
+        [*zig_command(), "cc", "--version"], capture_output=True, text=True, env=_zig_env()
+    )
+    m = re.search(r"clang version (\d+(?:\.\d+)*)", proc.stdout)
+    if not m:
+        raise ToolchainError(f"zig cc --version gave no clang version: {proc.stdout[:200]!r}")
+    return m.group(1)
+
+
+def _gcc_answers(bin_dir: str, multiarch: str, triple: str, clang: str) -> str:
+    """sh `case` answering the questions build scripts ask a gcc, for the target.
+
+    zig cannot answer them itself: it hands its triple (with the glibc suffix) to clang's
+    driver, which rejects it for -dumpversion and friends (exit 1; scripts then crash), and
+    clang's -print-search-dirs would name the host's /usr/lib folders.
+    """
+    b = _sh_quote(bin_dir)
+    return (
+        'for a in "$@"; do case "$a" in\n'
+        f"  -dumpversion|-dumpfullversion) echo {clang}; exit 0;;\n"
+        f"  -dumpmachine|-print-multiarch) echo {multiarch}; exit 0;;\n"
+        "  -print-sysroot) echo; exit 0;;\n"
+        f"  -print-search-dirs) printf 'install: %s/\\nprograms: =%s\\nlibraries: =\\n' {b} {b};"
+        " exit 0;;\n"
+        "  -print-prog-name=*) n=${a#-print-prog-name=};"
+        f' if [ -x {b}/"$n" ]; then echo {b}/"$n"; else echo "$n"; fi; exit 0;;\n'
+        '  -print-file-name=*) echo "${a#-print-file-name=}"; exit 0;;\n'
+        "  -print-libgcc-file-name) echo libgcc.a; exit 0;;\n"
+        "  -print-multi-os-directory) echo ../lib; exit 0;;\n"
+        "  -print-multi-directory) echo .; exit 0;;\n"
+        "  -print-multi-lib) echo '.;'; exit 0;;\n"
+        f"  --version) printf 'clang version {clang} (zig cc for {triple}, wheelfarm)\\n"
+        f"Target: {multiarch}\\nThread model: posix\\n'; exit 0;;\n"
+        "esac; done\n"
+    )
 
 
 class CrossToolchain:
-    """zig wrappers for one target, generated on first use under cache_dir()/"toolchain"/<triple>/bin."""
+    """zig wrappers for one target, generated on first use under
+    cache_dir()/"toolchain"/<triple>/bin-<hash> (the hash of the scripts: builds running older or
+    newer wrappers never overwrite each other's)."""
 
     TOOLS = ("cc", "c++", "ar", "ranlib", "strip")
 
@@ -140,7 +199,10 @@ class CrossToolchain:
         self.cross = cross_target(target)
         self.triple = self.cross.zig_triple
         self.root = cache_dir() / "toolchain" / self.triple
-        self.bin = self.root / "bin"
+        key = hashlib.sha256(repr(sorted(self._scripts("@BIN@").items())).encode()).hexdigest()
+        self.bin = self.root / f"bin-{key[:12]}"
+        self.shadow = self.root / f"shadow-{key[:12]}"
+        self.empty_pkgconfig = self.root / "no-host-pkgconfig"
 
     def tool(self, name: str) -> Path:
         """Path of one wrapper (cc, c++, ar, ranlib, strip), generating the wrappers if needed."""
@@ -149,33 +211,41 @@ class CrossToolchain:
         self.ensure()
         return self.bin / name
 
-    def ensure(self, progress: Progress | None = None) -> Path:
-        """Write the wrapper scripts (idempotent); return the bin folder."""
+    def _scripts(self, bin_dir: str) -> dict[str, str]:
         zig = " ".join(_sh_quote(p) for p in zig_command())
         caches = "".join(f"export {k}={_sh_quote(v)}\n" for k, v in zig_cache_dirs().items())
         drop = " ".join(_sh_quote(f) for f in _DROPPED_FLAGS)
-        # The compiler wrappers drop flags zig rejects, then hand everything else to zig.
-        filter_args = (
-            'for a in "$@"; do shift; skip=0\n'
-            f'  for d in {drop}; do [ "$a" = "$d" ] && skip=1; done\n'
-            '  [ $skip = 1 ] || set -- "$@" "$a"\n'
-            "done\n"
-        )
-        scripts = {
-            "cc": f'{filter_args}exec {zig} cc -target {self.triple} "$@"\n',
-            "c++": f'{filter_args}exec {zig} c++ -target {self.triple} "$@"\n',
-            "ar": f'exec {zig} ar "$@"\n',
-            "ranlib": f'exec {zig} ranlib "$@"\n',
+        answers = _gcc_answers(bin_dir, self.cross.multiarch, self.triple, zig_clang_version())
+        log = f'[ -n "${COMMAND_LOG_VAR}" ] && printf \'%s\\t%s\\n\' "$PWD" "$*" >> "${COMMAND_LOG_VAR}"\n'
+
+        # Drop flags zig rejects, and any target a configure script passes through (zig's own
+        # -target carries the glibc floor; `aarch64-unknown-linux-gnu.2.17` is rejected).
+        # Standard input without -x (meson's `cc -E -dM -`): gcc assumes the driver's language,
+        # zig's clang fails on its own triple; say the language.
+        def filter_args(lang: str) -> str:
+            return (
+                'skipnext=0; hasx=0\nfor a in "$@"; do shift; skip=0\n'
+                "  if [ $skipnext = 1 ]; then skipnext=0; continue; fi\n"
+                f'  for d in {drop}; do [ "$a" = "$d" ] && skip=1; done\n'
+                '  case "$a" in --target=*) skip=1;; -target) skipnext=1; skip=1;;\n'
+                f'    -x|-x*) hasx=1;; -) [ $hasx = 1 ] || set -- "$@" -x {lang};; esac\n'
+                '  [ $skip = 1 ] || set -- "$@" "$a"\n'
+                "done\n"
+            )
+
+        head = f"#!/bin/sh\n# generated by wheelfarm for {self.triple}\n{caches}"
+        return {
+            "cc": f'{head}{answers}{filter_args("c")}{log}exec {zig} cc -target {self.triple} "$@"\n',
+            "c++": f'{head}{answers}{filter_args("c++")}{log}exec {zig} c++ -target {self.triple} "$@"\n',
+            "ar": f'{head}exec {zig} ar "$@"\n',
+            "ranlib": f'{head}exec {zig} ranlib "$@"\n',
         }
+
+    def ensure(self, progress: Progress | None = None) -> Path:
+        """Write the wrapper scripts and config-tool stand-ins (idempotent); return the bin folder."""
         self.bin.mkdir(parents=True, exist_ok=True)
-        for name, body in scripts.items():
-            text = f"#!/bin/sh\n# generated by wheelfarm for {self.triple}\n{caches}{body}"
-            path = self.bin / name
-            if not path.exists() or path.read_text() != text:
-                # Executable before the rename: a concurrent build must never run a 0644 wrapper.
-                with atomic_writer(path) as fh:
-                    os.fchmod(fh.fileno(), 0o755)
-                    fh.write(text.encode())
+        for name, text in self._scripts(str(self.bin)).items():
+            _write_executable(self.bin / name, text)
         strip = self.bin / "strip"
         host_strip = ensure_cross_strip(self.cross.arch, progress)
         if not strip.is_symlink() or os.readlink(strip) != str(host_strip):
@@ -183,6 +253,10 @@ class CrossToolchain:
             tmp.unlink(missing_ok=True)
             tmp.symlink_to(host_strip)
             os.replace(tmp, strip)
+        self.shadow.mkdir(parents=True, exist_ok=True)
+        for name in host_config_tools():
+            _write_executable(self.shadow / name, _config_stand_in(name))
+        self.empty_pkgconfig.mkdir(parents=True, exist_ok=True)
         return self.bin
 
     def env(self) -> dict[str, str]:
@@ -205,7 +279,11 @@ class CrossToolchain:
             "LDCXXSHARED": f"{b / 'c++'} -shared",
             "CFLAGS": flags,
             "CXXFLAGS": flags,
-            "PATH": f"{b}{os.pathsep}{os.environ.get('PATH', '')}",
+            # The host's *-config tools are shadowed (stand-ins after the wrappers), and pkg-config
+            # searches no host folder: a build sees the target's world only. Prefixes add theirs.
+            "PATH": f"{b}{os.pathsep}{self.shadow}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PKG_CONFIG_LIBDIR": str(self.empty_pkgconfig),
+            "PKG_CONFIG_SYSROOT_DIR": "",
             **zig_cache_dirs(),
         }
 
@@ -216,6 +294,50 @@ class CrossToolchain:
 
 def _sh_quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _write_executable(path: Path, text: str) -> None:
+    if path.exists() and path.read_text() == text:
+        return
+    # Executable before the rename: a concurrent build must never run a 0644 wrapper.
+    with atomic_writer(path) as fh:
+        os.fchmod(fh.fileno(), 0o755)
+        fh.write(text.encode())
+
+
+# Host folders whose `*-config` / `*_config` programs describe host (x86_64) libraries.
+HOST_TOOL_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")
+_NOT_CONFIG_TOOLS = frozenset({"pkg-config", "dpkg-config", "git-config", "apt-config"})
+
+
+def host_config_tools() -> list[str]:
+    """Names of the host's library config tools (xml2-config, pg_config, python3.11-config ...)."""
+    names: set[str] = set()
+    for folder in HOST_TOOL_DIRS:
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(folder):
+                n = entry.name
+                if (n.endswith("-config") or n.endswith("_config")) and n not in _NOT_CONFIG_TOOLS:
+                    if re.search(r"pkg-?conf|pkgconf", n):
+                        continue
+                    names.add(n)
+    return sorted(names)
+
+
+def _config_stand_in(name: str) -> str:
+    """A stand-in for the host's `name`: the target's copy from a prefix when there is one that
+    runs here (a script), else exit 127 ("not found") with the reason on stderr."""
+    q = _sh_quote(name)
+    return (
+        "#!/bin/sh\n"
+        f"# generated by wheelfarm: the host's {name} describes x86_64 libraries\n"
+        f"IFS=:; for d in ${TARGET_BIN_VAR}; do\n"
+        f'  if [ -f "$d"/{q} ] && head -c 2 "$d"/{q} | grep -q "#!"; then unset IFS; exec "$d"/{q} "$@"; fi\n'
+        "done\n"
+        f"echo \"wheelfarm: {name} is not available for the target (the host's describes x86_64 "
+        'libraries and is shadowed in cross builds); declare the library as a [[native]] entry" >&2\n'
+        "exit 127\n"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,6 +615,26 @@ def sysconfigdata(python: Path, toolchain: CrossToolchain) -> tuple[str, Path]:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, text)
     return name, folder
+
+
+_DIRS_PROBE = (
+    "import json, sysconfig as s; v = s.get_config_var;"
+    "print(json.dumps({'include': [s.get_paths()['include'], s.get_paths()['platinclude']],"
+    " 'lib': [d for d in (v('LIBDIR'), v('LIBPL')) if d]}))"
+)
+
+
+@functools.cache
+def python_host_dirs(python: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(include folders, library folders) of a host CPython: its headers may be used by a cross
+    build (the x86_64 and aarch64 pyconfig.h agree on Linux), its libpython folder never."""
+    proc = subprocess.run(
+        [str(python), "-c", _DIRS_PROBE], capture_output=True, text=True, env=_clean_env()
+    )
+    if proc.returncode != 0:
+        raise ToolchainError(f"{python}: cannot read its sysconfig paths: {proc.stderr.strip()}")
+    data = json.loads(proc.stdout)
+    return tuple(data["include"]), tuple(data["lib"])
 
 
 def cross_env(python: Path, target: str) -> dict[str, str]:

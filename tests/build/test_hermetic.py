@@ -1,0 +1,195 @@
+"""Hermetic cross builds: the zig wrappers answer like gcc, host config tools and pkg-config folders
+are shadowed, and a compile or link command naming a host folder fails the build, naming it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.projects import make_meson_sdist, make_sdist
+
+import builder.build.toolchain.host as host
+from builder.build.pipeline import build_sdist
+from builder.build.toolchain.host import CrossToolchain, zig_clang_version
+from builder.build.toolchain.leaks import scan_args, scan_commands
+from builder.common.outcome import Outcome
+from builder.recipes.recipe import TestSpec
+
+TARGET = "manylinux_2_17_aarch64"
+
+
+def _ask(tc: CrossToolchain, *args: str) -> str:
+    proc = subprocess.run(
+        [tc.tool("cc"), "-O2", *args], capture_output=True, text=True, env=os.environ
+    )
+    assert proc.returncode == 0, (args, proc.stderr)
+    return proc.stdout.strip()
+
+
+def test_wrappers_answer_the_questions_build_scripts_ask_like_gcc() -> None:
+    tc = CrossToolchain(TARGET)
+    assert _ask(tc, "-dumpversion") == zig_clang_version() == _ask(tc, "-dumpfullversion")
+    assert _ask(tc, "-dumpmachine") == "aarch64-linux-gnu" == _ask(tc, "-print-multiarch")
+    assert "clang version" in _ask(tc, "--version") and "Target: aarch64-linux-gnu" in _ask(
+        tc, "--version"
+    )
+    dirs = _ask(tc, "-print-search-dirs")
+    assert "libraries: =" in dirs and "/usr/lib" not in dirs  # clang's answer names host folders
+    assert _ask(tc, "-print-prog-name=ar") == str(tc.bin / "ar")
+    assert _ask(tc, "-print-prog-name=nm") == "nm"
+    assert _ask(tc, "-print-file-name=libc.so") == "libc.so"
+    assert _ask(tc, "-print-sysroot") == ""
+    # meson asks for the predefined macros from standard input, with no -x
+    for tool, macro in (("cc", "__aarch64__"), ("c++", "__cplusplus")):
+        proc = subprocess.run(
+            [tc.tool(tool), "-E", "-dM", "-"], input="", capture_output=True, text=True
+        )
+        assert proc.returncode == 0 and f"#define {macro} " in proc.stdout, proc.stderr
+
+
+def test_a_passed_through_target_triple_is_replaced_by_the_floor(tmp_path: Path) -> None:
+    tc = CrossToolchain(TARGET)
+    (tmp_path / "t.c").write_text("int f(void) { return 1; }\n")
+    for flags in (["--target=aarch64-unknown-linux-gnu"], ["-target", "aarch64-linux-gnu.2.17"]):
+        out = tmp_path / "t.o"
+        subprocess.run([tc.tool("cc"), *flags, "-c", tmp_path / "t.c", "-o", out], check=True)
+        assert out.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_the_default_system_folders_mean_the_targets(tmp_path: Path) -> None:
+    # setup.py files add -I/usr/include -I/usr/local/include "to be safe" (PyAudio): dropped, so
+    # zig's target headers are used; the command log (what the scan sees) no longer names them.
+    tc = CrossToolchain(TARGET)
+    (tmp_path / "t.c").write_text("#include <stdio.h>\nint f(void) { return L_tmpnam; }\n")
+    log = tmp_path / "cc.log"
+    env = {**os.environ, host.COMMAND_LOG_VAR: str(log)}
+    cmd = [tc.tool("cc"), "-I/usr/include", "-I/usr/local/include", "-I/usr/include/libxml2"]
+    subprocess.run([*cmd, "-c", tmp_path / "t.c", "-o", tmp_path / "t.o"], env=env, check=True)
+    leaks = scan_commands(log)
+    assert [leak.argument for leak in leaks] == ["-I/usr/include/libxml2"]
+
+
+def test_the_environment_sees_no_host_pkgconfig_folder_or_config_tool(tmp_path: Path) -> None:
+    env = {**os.environ, **CrossToolchain(TARGET).env()}
+    # The host has zlib's .pc (zlib1g-dev); the cross environment must not find it.
+    host_has = subprocess.run(["pkg-config", "--exists", "zlib"], check=False).returncode == 0
+    proc = subprocess.run(["pkg-config", "--exists", "zlib"], env=env, check=False)
+    assert host_has, "the host needs zlib1g-dev for this test"
+    assert proc.returncode != 0
+    for name in host.host_config_tools()[:3]:
+        p = subprocess.run([name, "--cflags"], env=env, capture_output=True, text=True)
+        assert p.returncode == 127 and "not available for the target" in p.stderr, name
+
+
+@pytest.mark.parametrize(
+    ("args", "leak"),
+    [
+        (["-I/usr/include/libxml2", "-c", "x.c"], "-I/usr/include/libxml2"),
+        (["-isystem", "/usr/local/include"], "-isystem /usr/local/include"),
+        (["-L/usr/lib/x86_64-linux-gnu", "-lxml2"], "-L/usr/lib/x86_64-linux-gnu"),
+        (["x.o", "/usr/lib/x86_64-linux-gnu/libz.so"], "/usr/lib/x86_64-linux-gnu/libz.so"),
+        (["-Wl,-rpath,/usr/lib", "x.o"], "-Wl,-rpath,/usr/lib"),
+        (["-D__x86_64__", "-c", "x.c"], "-D__x86_64__"),
+        (["-msse4.2", "-c", "x.c"], "-msse4.2"),
+        (["-L/opt/py/lib", "-lpython3.11"], "-L/opt/py/lib"),
+    ],
+)
+def test_leaks_are_found(args: list[str], leak: str) -> None:
+    found = scan_args(args, host_libdirs=["/opt/py/lib"])
+    assert [a for a, _ in found] == [leak]
+
+
+def test_allowed_and_target_paths_are_not_leaks(tmp_path: Path) -> None:
+    args = ["-I/usr/include/python3.11", f"-I{tmp_path}/prefix/include", "-L/root/x/lib", "-O2"]
+    assert scan_args(args, allowed=["/usr/include/python3.11"]) == []
+    log = tmp_path / "cc.log"
+    log.write_text(f"{tmp_path}\t-c a.c -I/usr/include\n{tmp_path}\t-c b.c -I/usr/include\n")
+    leaks = scan_commands(log)
+    assert len(leaks) == 1 and "-c a.c -I/usr/include" in str(leaks[0])
+
+
+@pytest.fixture
+def fake_host_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A host `wffoo-config` that answers with host folders, as xml2-config does."""
+    bindir = tmp_path / "hostbin"
+    bindir.mkdir()
+    tool = bindir / "wffoo-config"
+    tool.write_text("#!/bin/sh\necho -I/usr/include/wffoo\n")
+    tool.chmod(0o755)
+    monkeypatch.setattr(host, "HOST_TOOL_DIRS", (str(bindir), *host.HOST_TOOL_DIRS))
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setenv("WHEELFARM_DATA", str(tmp_path / "data"))
+    return tool
+
+
+CALLS_CONFIG = (
+    "import subprocess, shlex\n"
+    "p = subprocess.run(['wffoo-config', '--cflags'], capture_output=True, text=True)\n"
+    "if p.returncode: raise RuntimeError('wffoo-config failed: ' + p.stderr.strip())\n"
+    "EXTRA = shlex.split(p.stdout)\n"
+)
+
+
+@pytest.mark.slow
+def test_a_host_config_tool_is_shadowed_in_the_build(fake_host_tool: Path, tmp_path: Path) -> None:
+    sdist = make_sdist(tmp_path / "sdist", "wf-cfg", c_extension=True, setup_prelude=CALLS_CONFIG)
+    r = build_sdist(
+        sdist,
+        project="wf-cfg",
+        version="1.0.0",
+        python="3.11",
+        target=TARGET,
+        out_dir=tmp_path / "out",
+        test=TestSpec(imports=("wf_cfg",)),
+    )
+    assert r.status == Outcome.FAILED and r.step == "build", r.message
+    assert "wffoo-config is not available for the target" in r.error, r.error
+
+
+@pytest.mark.slow
+def test_a_host_include_folder_fails_the_build_naming_the_command(
+    fake_host_tool: Path, tmp_path: Path
+) -> None:
+    # The sdist hard-codes the host folder (as setup.py files do after asking a host tool).
+    sdist = make_sdist(
+        tmp_path / "sdist",
+        "wf-leak",
+        c_extension=True,
+        setup_prelude="import os\nos.environ['CFLAGS'] = '-I/usr/include/wffoo'\n",
+    )
+    r = build_sdist(
+        sdist,
+        project="wf-leak",
+        version="1.0.0",
+        python="3.11",
+        target=TARGET,
+        out_dir=tmp_path / "out",
+        test=TestSpec(imports=("wf_leak",)),
+    )
+    assert r.status == Outcome.FAILED and r.step == "host leak", r.message
+    assert "-I/usr/include/wffoo" in r.error and "_native.c" in r.error, r.error
+    assert not list((tmp_path / "out").glob("*.whl"))
+
+
+@pytest.mark.slow
+def test_meson_python_sdist_is_cross_built_with_a_cross_file(tmp_path: Path) -> None:
+    sdist = make_meson_sdist(tmp_path / "sdist", "wf-meson")
+    call = (
+        "import wf_meson; assert wf_meson.triangle(4) == 10; assert wf_meson.machine() == 'aarch64'"
+    )
+    r = build_sdist(
+        sdist,
+        project="wf-meson",
+        version="1.0.0",
+        python="3.11",
+        target=TARGET,
+        out_dir=tmp_path / "out",
+        test=TestSpec(imports=("wf_meson", "wf_meson._native"), call=call),
+        log_dir=tmp_path / "logs",
+    )
+    assert r.status == Outcome.TESTED, r.message
+    log = r.log.read_text()
+    assert "--cross-file=" in log and "0 leaks" in log
+    assert "libpython" not in log.split("host leak scan")[0].split("meson-python: cross file")[1]
