@@ -16,6 +16,10 @@ More columns plug in through COLUMNS: a function (sdist, workdir) -> wheel path 
 measured as a whole. "emulated" (bench/emulated_column.py) is the emulated backend's build: the same
 command natively for aarch64 in the Debian arm64 chroot under qemu-user (what cibuildwheel + QEMU
 users get); its summary line is the median of the per-sdist ratios emulated/cross (target: >= 5).
+"cross-macos" is the same cross build for macosx_11_0_arm64 (zig for aarch64-macos.11.0, the darwin
+sysconfigdata; pyyaml's libyaml cross-built from Debian's source with autotools for the Mac by
+builder.build.natives): its wheels must hold arm64 Mach-O extensions that pass the checker's load-time checks;
+its ratio column is cross-macos/cross.
 """
 
 from __future__ import annotations
@@ -42,18 +46,21 @@ from builder.build.backends.cross import (
     build_requires,
     cross_build_environment,
     pip_wheel_command,
-    unpack_sdist,
     venv_environment,
 )
 from builder.build.toolchain.host import ensure_host_packages
 from builder.common.buildlog import BuildLog
 from builder.common.fetch import fetch_sdist
 from builder.common.paths import cache_dir
+from builder.common.sdist import unpack as unpack_sdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emulated_column import run_emulated
 
 TARGET = "manylinux_2_17_aarch64"
+MACOS_TARGET = "macosx_11_0_arm64"
+# sdists the cross-macos column cannot build yet, and why (README: "macOS arm64 wheels from Linux")
+MACOS_SKIP = {"netifaces": "its setup.py probes answer for the Linux host (netpacket/packet.h)"}
 FILES = "https://files.pythonhosted.org/packages"
 
 
@@ -104,10 +111,17 @@ SDISTS = (
 
 
 def libyaml_env(kind: str) -> dict[str, str]:
-    """pyyaml's C extension needs libyaml: the host's -dev package natively, Debian's arm64 one cross."""
+    """pyyaml's C extension needs libyaml: the host's -dev package natively, Debian's arm64 one cross,
+    Debian's source cross-built for the Mac (builder.build.natives, autotools) for cross-macos."""
     if kind == "native":
         ensure_host_packages(["libyaml-dev"])
         return {}
+    if kind == "cross-macos":
+        from builder.build import natives
+
+        spec = natives.NativeSpec("libyaml", "debian:libyaml", "autotools")
+        prefix = natives.build_native(spec, None, MACOS_TARGET)
+        return {"CPPFLAGS": f"-I{prefix.path / 'include'}", "LDFLAGS": f"-L{prefix.path / 'lib'}"}
     from builder.build.toolchain.debian import sysroot
 
     root = sysroot("bookworm", ["libyaml-dev"], "arm64")
@@ -165,12 +179,23 @@ def run_cross(prep: Prepared, python: str, workdir: Path, log: BuildLog) -> tupl
     return pip_wheel(prep, workdir, env, log)
 
 
+def run_cross_macos(
+    prep: Prepared, python: str, workdir: Path, log: BuildLog
+) -> tuple[Path, float]:
+    extra = dict(prep.sdist.env)
+    if prep.sdist.name == "pyyaml":
+        extra |= libyaml_env("cross-macos")
+    env = cross_build_environment(prep.venv_python, python, MACOS_TARGET, extra)
+    return pip_wheel(prep, workdir, env, log)
+
+
 Runner = Callable[[Prepared, str, Path, BuildLog], tuple[Path, float]]
 # column name -> (runner, architecture its wheels must have)
 COLUMNS: dict[str, tuple[Runner, str]] = {
     "native": (run_native, "x86_64"),
     "cross": (run_cross, "aarch64"),
     "emulated": (run_emulated, "aarch64"),
+    "cross-macos": (run_cross_macos, "arm64"),
 }
 
 
@@ -180,8 +205,15 @@ def check_wheel_arch(wheel: Path, arch: str) -> None:
         raise SystemExit(f"{wheel.name}: a pure wheel: the extension was not built")
     with zipfile.ZipFile(wheel) as zf:
         sos = [n for n in zf.namelist() if n.endswith(".so")]
-    if not sos or not all(f"-{arch}-linux-gnu.so" in n for n in sos):
+    suffix = "-darwin.so" if arch == "arm64" else f"-{arch}-linux-gnu.so"
+    if not sos or not all(n.endswith(suffix) for n in sos):
         raise SystemExit(f"{wheel.name}: extensions {sos} are not all {arch}")
+    if arch == "arm64":  # Mach-O: arm64, signed, symbols and load paths resolve (the gate's check)
+        from builder.check import check_wheel
+
+        report = check_wheel(wheel)
+        if not report.ok or not all(b.archs == {"arm64"} for b in report.binaries):
+            raise SystemExit(f"{wheel.name}: fails the checker: {report.findings}")
 
 
 def main() -> None:
@@ -201,6 +233,9 @@ def main() -> None:
             prep = prepare(sd, args.python, log)
             times: dict[str, float] = {}
             for col in args.columns:
+                if col == "cross-macos" and sd.name in MACOS_SKIP:
+                    print(f"{sd.name}: cross-macos skipped: {MACOS_SKIP[sd.name]}", flush=True)
+                    continue
                 runner, arch = COLUMNS[col]
                 samples = []
                 for i in range(args.repeat + 1):  # run 0 warms caches and is not counted
@@ -218,6 +253,8 @@ def main() -> None:
                 row["cross/native"] = round(times["cross"] / times["native"], 2)
             if "emulated" in times and "cross" in times:
                 row["emulated/cross"] = round(times["emulated"] / times["cross"], 2)
+            if "cross-macos" in times and "cross" in times:
+                row["cross-macos/cross"] = round(times["cross-macos"] / times["cross"], 2)
             rows.append(row)
             print(json.dumps(row) if args.json else _line(row, args.columns), flush=True)
     ratios = [r["cross/native"] for r in rows if "cross/native" in r]
@@ -245,11 +282,13 @@ def main() -> None:
 
 
 def _line(row: dict, columns: list[str]) -> str:
-    cells = [f"{row['sdist']:<20}"] + [f"{c} {row[c]:6.2f}s" for c in columns]
+    cells = [f"{row['sdist']:<20}"] + [f"{c} {row[c]:6.2f}s" for c in columns if c in row]
     if "cross/native" in row:
         cells.append(f"cross/native {row['cross/native']:.2f}")
     if "emulated/cross" in row:
         cells.append(f"emulated/cross {row['emulated/cross']:.2f}")
+    if "cross-macos/cross" in row:
+        cells.append(f"cross-macos/cross {row['cross-macos/cross']:.2f}")
     return "  ".join(cells)
 
 
@@ -257,14 +296,23 @@ def _markdown(
     rows: list[dict], columns: list[str], median: float | None, median_emu: float | None
 ) -> str:
     """The results as a Markdown table (the README publishes it)."""
-    ratios = [r for r in ("cross/native", "emulated/cross") if any(r in row for row in rows)]
+    ratios = [
+        r
+        for r in ("cross/native", "emulated/cross", "cross-macos/cross")
+        if any(r in row for row in rows)
+    ]
     head = ["sdist", *(f"{c} (s)" for c in columns), *ratios]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row["sdist"], *(f"{row[c]:.2f}" for c in columns)]
+        cells = [row["sdist"], *(f"{row[c]:.2f}" if c in row else "n/a" for c in columns)]
         cells += [f"{row[r]:.2f}" if r in row else "" for r in ratios]
         lines.append("| " + " | ".join(cells) + " |")
-    medians = {"cross/native": median, "emulated/cross": median_emu}
+    macos = [row["cross-macos/cross"] for row in rows if "cross-macos/cross" in row]
+    medians = {
+        "cross/native": median,
+        "emulated/cross": median_emu,
+        "cross-macos/cross": round(statistics.median(macos), 2) if macos else None,
+    }
     foot = ["**median**", *([""] * len(columns)), *(f"**{medians[r]:.2f}**" for r in ratios)]
     lines.append("| " + " | ".join(foot) + " |")
     return "\n".join(lines)

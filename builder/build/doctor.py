@@ -32,7 +32,12 @@ from builder.build.toolchain.host import (
 from builder.common.paths import cache_dir
 
 PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
-TARGETS = ("manylinux_2_17_aarch64", "manylinux_2_28_aarch64", "musllinux_1_2_aarch64")
+TARGETS = (
+    "manylinux_2_17_aarch64",
+    "manylinux_2_28_aarch64",
+    "musllinux_1_2_aarch64",
+    "macosx_11_0_arm64",
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,7 @@ def diagnose(pythons: Sequence[str] = PYTHONS, targets: Sequence[str] = TARGETS)
         found = shutil.which(name) or (str(venv_bin / name) if (venv_bin / name).exists() else None)
         version = " ".join(_tool_version([found, "--version"]).split()[:2]) if found else ""
         tools.append(Tool(name, found, version))
+    tools += _macos_tools(venv_bin)
 
     hosts: list[Tool] = []
     found_pythons: dict[str, bool] = {}
@@ -140,6 +146,19 @@ def diagnose(pythons: Sequence[str] = PYTHONS, targets: Sequence[str] = TARGETS)
         for tgt in targets:
             musl = tgt.startswith("musllinux")
             buildable = found_pythons[py] and tools[0].path is not None and not musl
+            if tgt.startswith("macosx_"):
+                why = "" if buildable else f"no host python{py}"
+                # nothing executes Mach-O here: the checker's static proof stands in ("checked, not run")
+                combos.append(
+                    Combo(
+                        py,
+                        tgt,
+                        buildable,
+                        False,
+                        "; ".join(filter(None, [why, "no macOS to run on"])),
+                    )
+                )
+                continue
             why = (
                 ""
                 if buildable
@@ -168,6 +187,32 @@ def diagnose(pythons: Sequence[str] = PYTHONS, targets: Sequence[str] = TARGETS)
     )
 
 
+def _macos_tools(venv_bin: Path) -> list[Tool]:
+    """LLVM's Mach-O tools (delocate's otool, install_name_tool, lipo, the ad-hoc re-signer) and delocate."""
+    from builder.build.toolchain.macho_tools import LLVM_PACKAGE, find_llvm, llvm_version
+
+    llvm = find_llvm()
+    tools = [
+        Tool(
+            "llvm (macOS repair)",
+            str(llvm["llvm-otool"]) if llvm else None,
+            f"LLVM {llvm_version(llvm)}: otool, install-name-tool, lipo, objcopy" if llvm else "",
+            "" if llvm else f"Debian package {LLVM_PACKAGE} (installed on the first macOS build)",
+        )
+    ]
+    found = shutil.which("delocate-wheel") or (
+        str(venv_bin / "delocate-wheel") if (venv_bin / "delocate-wheel").exists() else None
+    )
+    from importlib import metadata
+
+    try:
+        version = f"delocate {metadata.version('delocate')}"
+    except metadata.PackageNotFoundError:
+        version = ""
+    tools.append(Tool("delocate-wheel", found, version, "" if found else "pip install delocate"))
+    return tools
+
+
 def install_missing(progress: Callable[[str], None] | None = None) -> list[str]:
     """Install or download everything the cross builder and its tests use; return what was done."""
     say = progress or (lambda _m: None)
@@ -186,10 +231,22 @@ def install_missing(progress: Callable[[str], None] | None = None) -> list[str]:
         say("installing qemu-user-static (emulated backend)")
         ensure_qemu_static()
         done.append("qemu-user-static")
+    from builder.build.toolchain.macho_tools import LLVM_PACKAGE, ensure_llvm, find_llvm
+
+    if find_llvm() is None:
+        say(f"installing {LLVM_PACKAGE} (macOS repair)")
+        ensure_llvm(progress=say)
+        done.append(LLVM_PACKAGE)
     for py, suite in TEST_SUITES.items():
         if cached_test_sysroot(py) is None:
             say(f"downloading the Debian {suite} arm64 sysroot with python{py}")
-            test_sysroot(py)
+            from builder.debian import DebianError
+
+            try:
+                test_sysroot(py)
+            except (DebianError, ToolchainError) as exc:  # e.g. sid from a stale mirror snapshot
+                say(f"warning: no python{py} sysroot: {exc}")
+                continue
             done.append(f"sysroot {suite}")
     say("warming zig's cache (libc for the aarch64 glibc 2.17 target)")
     tc = CrossToolchain("manylinux_2_17_aarch64")

@@ -38,8 +38,9 @@ from builder.common.outcome import Outcome, TestEvidence
 from builder.common.paths import cache_dir, data_dir
 from builder.common.targets import parse_target, supported_tags
 from builder.plan.planner import Job
-from builder.recipes.recipe import BuildOptions, Recipe, TestSpec
+from builder.recipes.recipe import BuildOptions, ParitySpec, Recipe, TestSpec
 
+MACOS_NOT_RUN = "checked, not run: no macOS to run on"
 # 2000-01-01: a fixed default keeps wheels reproducible when the sdist gives no better date.
 DEFAULT_SOURCE_DATE_EPOCH = "946684800"
 
@@ -69,6 +70,7 @@ class BuildResult:
     # a test that cannot run for this Python, a fallback backend taken.
     warnings: tuple[str, ...] = ()
     test: TestEvidence | None = None  # what the outcome rests on (None when the build failed)
+    parity: str = ""  # the parity gate's summary ("" when it did not run)
 
     @property
     def ok(self) -> bool:
@@ -179,6 +181,10 @@ def repair_wheel(
     log: BuildLog,
 ) -> Path:
     """auditwheel repair: graft external libraries (found in `lib_dirs`), strip, retag."""
+    if target.startswith("macosx_"):  # delocate instead of auditwheel
+        from builder.build.macos_repair import repair_macos_wheel
+
+        return repair_macos_wheel(raw, python, target, out, lib_dirs, log)
     tc = CrossToolchain(target)
     tc.ensure()
     cross = tc.cross
@@ -281,6 +287,8 @@ def config_tools_dir(prefixes: Sequence[Path], target: str) -> Path | None:
 
 def prefix_lib_dirs(prefix: Path, target: str) -> list[Path]:
     """Library folders of a prefix: lib, lib64 and the multiarch ones Debian packages use."""
+    if target.startswith("macosx_"):
+        return [d for d in (prefix / "lib",) if d.is_dir()]
     multiarch = cross_target(target).multiarch
     candidates = [prefix / "lib", prefix / "lib64", prefix / "lib" / multiarch]
     candidates.append(prefix / "usr" / "lib" / multiarch)
@@ -409,10 +417,15 @@ def build_sdist(
     sdist_sha256: str = "",
     progress: Progress | None = None,
     warnings: Sequence[str] = (),
+    parity: ParitySpec | None = None,
+    parity_index: str | None = None,
 ) -> BuildResult:
     """Build, repair, verify and test one sdist for (python, target); never raises for a failure.
 
-    `warnings` (e.g. the native libraries') are kept in the result with those found here."""
+    `warnings` (e.g. the native libraries') are kept in the result with those found here. With
+    `parity` (a recipe's [parity]) or `parity_index` (the upstream index), the parity gate runs
+    before the wheel is kept: a difference from upstream's wheel of the same release fails the build.
+    """
     options = options or BuildOptions()
     start = time.monotonic()
     log_path = _log_path(log_dir or default_log_dir(), project, version, python, target)
@@ -475,7 +488,24 @@ def build_sdist(
             tags = tuple(sorted(str(t) for t in parse_wheel_filename(repaired.name)[3]))
             status, message = Outcome.BUILT, "built, no test asked"
             evidence = TestEvidence(Outcome.BUILT, reason="no test asked for (--no-test)")
-            if run_test and test is not None:
+            if target.startswith("macosx_"):
+                # Nothing here executes Mach-O (qemu-user runs ELF only): the checker's static
+                # proof (signature, symbols, load paths) is all there is, written to the log.
+                from builder.check import check_wheel
+
+                proof = check_wheel(repaired).evidence
+                for line in proof:
+                    log.write(f"  verified: {line}")
+            if run_test and test is not None and target.startswith("macosx_"):
+                status, message = Outcome.CHECKED_NOT_RUN, MACOS_NOT_RUN
+                evidence = TestEvidence(
+                    status,
+                    command=describe_test(test),
+                    reason=f"no macOS to run on; {len(proof)} Mach-O slices statically checked "
+                    "(code signature, imported symbols, load paths)",
+                )
+                log.section(message)
+            elif run_test and test is not None:
                 # Debian's arm64 CPython is a glibc one: it cannot load musllinux wheels.
                 glibc = cross_target(target).libc == "gnu"
                 sysroot = test_sysroot(python) if glibc else None
@@ -507,13 +537,24 @@ def build_sdist(
                         command=describe_test(test),
                         output_sha256=hashlib.sha256(output.encode()).hexdigest(),
                     )
+            parity_summary = ""
+            if parity is not None or parity_index is not None:
+                parity_summary = parity_gate(
+                    repaired, python, target, test, parity, parity_index, workdir, log, say
+                )
             out_dir.mkdir(parents=True, exist_ok=True)
             final = out_dir.resolve() / repaired.name
             shutil.copy2(repaired, final.with_name(final.name + ".part"))
             os.replace(final.with_name(final.name + ".part"), final)
             log.section(f"result: {status}: {final}")
             return result(
-                status, wheel=final, message=message, tags=tags, grafted=grafted, test=evidence
+                status,
+                wheel=final,
+                message=message,
+                tags=tags,
+                grafted=grafted,
+                test=evidence,
+                parity=parity_summary,
             )
         except BuildError as exc:
             log.section(f"result: failed at {exc.step}: {exc.summary}")
@@ -531,6 +572,39 @@ def build_sdist(
             )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def parity_gate(
+    wheel: Path,
+    python: str,
+    target: str,
+    test: TestSpec | None,
+    spec: ParitySpec | None,
+    index: str | None,
+    workdir: Path,
+    log: BuildLog,
+    say: Progress,
+) -> str:
+    """Compare `wheel` with upstream's wheel of the same release (builder.build.parity);
+    raise BuildError("parity") on a difference the recipe does not accept; return the summary."""
+    from builder.build.parity import compare_with_upstream
+
+    say(f"comparing {wheel.name} with upstream's wheel")
+    report = compare_with_upstream(
+        wheel,
+        log=log,
+        spec=spec,
+        requires=test.test_requires if test else (),
+        platforms=parse_target(target).platforms,
+        python=python,
+        index_url=index,
+    )
+    summary = report.summary()
+    log.section(f"parity: {summary}")
+    if not report.ok:
+        first = next(f for f in report.findings if f.severity == "error")
+        raise BuildError("parity", f"{first.rule}: {first.message}", log.path)
+    return summary
 
 
 def build_url(
@@ -622,10 +696,13 @@ def build_job(
     run_test: bool = True,
     progress: Progress | None = None,
     backend: str | None = None,
+    parity_index: str | None = None,
 ) -> BuildResult:
     """Build one planned job: fetch its sdist (sha256-verified), native libraries, then the wheel.
 
-    `backend` forces that backend (no fallback) instead of the recipe's choice."""
+    `backend` forces that backend (no fallback) instead of the recipe's choice. `parity_index`
+    (the upstream index, "pypi" for PyPI) turns on the parity gate against upstream's wheels;
+    a recipe with [parity] turns it on against PyPI when no index is given."""
     from builder.recipes.recipe import RecipeError, load_recipe
 
     common = {
@@ -664,6 +741,8 @@ def build_job(
         progress=progress,
         out_dir=out_dir,
         warnings=lib_warnings,
+        parity=recipe.parity,
+        parity_index=parity_index or ("pypi" if recipe.parity is not None else None),
         **common,
     )
 
@@ -714,6 +793,7 @@ def build_jobs(
     progress: Progress | None = None,
     on_result: Callable[[BuildResult], None] | None = None,
     backend: str | None = None,
+    parity_index: str | None = None,
 ) -> list[BuildResult]:
     """Build every job in turn; a failing job is a failed result and the others still run."""
     results = []
@@ -726,6 +806,7 @@ def build_jobs(
                 run_test=run_test,
                 progress=progress,
                 backend=backend,
+                parity_index=parity_index,
             )
         except Exception as exc:  # a bug in one job must not cost the others their builds
             r = _early_failure(

@@ -44,10 +44,12 @@ def unpack_wheel(wheel: Path, site: Path) -> None:
 
 
 def grafted_libraries(wheel: Path) -> list[str]:
-    """Files in the wheel's `<pkg>.libs/` folders (what auditwheel grafted)."""
+    """Files in the wheel's `<pkg>.libs/` folders (auditwheel) or `.dylibs/` folders (delocate)."""
     with zipfile.ZipFile(wheel) as zf:
         return sorted(
-            n for n in zf.namelist() if n.split("/")[0].endswith(".libs") and not n.endswith("/")
+            n
+            for n in zf.namelist()
+            if not n.endswith("/") and (n.split("/")[0].endswith(".libs") or "/.dylibs/" in f"/{n}")
         )
 
 
@@ -87,6 +89,47 @@ def _clean_env() -> dict[str, str]:
     env = dict(os.environ)
     for key in ("_PYTHON_SYSCONFIGDATA_NAME", "_PYTHON_HOST_PLATFORM", "PYTHONPATH", "PYTHONHOME"):
         env.pop(key, None)
+    return env
+
+
+def prepare_site(
+    wheel: Path,
+    python: str,
+    requires: Sequence[str],
+    platforms: Sequence[str],
+    workdir: Path,
+    log: BuildLog,
+) -> Path:
+    """A fresh `workdir/site` holding the wheel and `requires` (wheels for `platforms`), unpacked."""
+    site = workdir / "site"
+    unpack_wheel(wheel, site)
+    for req in download_test_requires(requires, python, platforms, workdir / "test-requires", log):
+        unpack_wheel(req, site)
+    return site
+
+
+def target_env(qemu: Path, sysroot: Path, python: str, site: Path, workdir: Path) -> dict[str, str]:
+    """The environment of a program run by the emulated interpreter: `site` on PYTHONPATH and a
+    `python` (python3, pythonX.Y) on PATH that is the emulated target interpreter."""
+    interpreter = sysroot / "usr" / "bin" / f"python{python}"
+    bindir = workdir / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    wrapper = bindir / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{qemu}" -L "{sysroot}" "{interpreter}" "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    for alias in (f"python{python}", "python3"):
+        (bindir / alias).unlink(missing_ok=True)
+        (bindir / alias).symlink_to("python")
+    env = _clean_env()
+    env.update(
+        {
+            "PYTHONPATH": str(site),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "QEMU_LD_PREFIX": str(sysroot),
+            "PATH": f"{bindir}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
+    env.pop("LD_LIBRARY_PATH", None)  # the target's loader must find nothing of ours by accident
     return env
 
 
@@ -137,33 +180,9 @@ def run_wheel_test(
     """Run `spec` for `wheel` under qemu-aarch64 in `sysroot`; return the output, raise BuildError."""
     qemu = ensure_qemu()
     interpreter = sysroot / "usr" / "bin" / f"python{python}"
-    site = workdir / "site"
-    unpack_wheel(wheel, site)
-    for req in download_test_requires(
-        spec.test_requires, python, platforms, workdir / "test-requires", log
-    ):
-        unpack_wheel(req, site)
+    site = prepare_site(wheel, python, spec.test_requires, platforms, workdir, log)
     grafted = grafted_libraries(wheel)
-    # A `python` on PATH that is the emulated target interpreter, for test-command.
-    bindir = workdir / "bin"
-    bindir.mkdir(parents=True, exist_ok=True)
-    wrapper = bindir / "python"
-    wrapper.write_text(f'#!/bin/sh\nexec "{qemu}" -L "{sysroot}" "{interpreter}" "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
-    (bindir / f"python{python}").unlink(missing_ok=True)
-    (bindir / f"python{python}").symlink_to("python")
-    (bindir / "python3").unlink(missing_ok=True)
-    (bindir / "python3").symlink_to("python")
-    env = _clean_env()
-    env.update(
-        {
-            "PYTHONPATH": str(site),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "QEMU_LD_PREFIX": str(sysroot),
-            "PATH": f"{bindir}{os.pathsep}{env.get('PATH', '')}",
-        }
-    )
-    env.pop("LD_LIBRARY_PATH", None)  # the target's loader must find nothing of ours by accident
+    env = target_env(qemu, sysroot, python, site, workdir)
     script = workdir / "wheelfarm_test.py"
     script.write_text(test_script(spec, grafted))
     log.write(f"  grafted libraries: {json.dumps(grafted)}")

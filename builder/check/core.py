@@ -109,6 +109,17 @@ def _check(
             if m.head and (b := identify(m.name, _reader(zf, m))) is not None
         ]
         findings += rules.check_binaries(tags, binaries, expected)
+        evidence: list[str] = []
+        if any(e.os == "macos" for e in expected):
+            from . import macos_load
+
+            machos = {
+                b.path: zf.read(b.path)
+                for b in binaries
+                if b.format == "Mach-O" and b.judged and safe_name(b.path)
+            }
+            found, evidence = macos_load.check(machos, names, tags)
+            findings += found
         findings += rules.check_suffixes(names, tags, expected)
         if spill is not None:
             from . import linux_policy  # auditwheel and pyelftools: only Linux wheels need them
@@ -128,6 +139,7 @@ def _check(
         tags=tuple(sorted(map(str, tags))),
         binaries=tuple(sorted(binaries, key=lambda b: b.path)),
         findings=tuple(dict.fromkeys(findings)),
+        evidence=tuple(evidence),
     )
 
 

@@ -42,6 +42,38 @@ RULES: dict[str, Rule] = {
             "the zip costs too much to read (entries, central directory, declared sizes or "
             "compression ratio over the checker's limits); nothing of it was inflated",
         ),
+        Rule(
+            "WF013-macos-code-signature",
+            "a Mach-O's code signature is missing (arm64) or a page/slot hash does not match",
+        ),
+        Rule(
+            "WF014-macos-undefined-symbol",
+            "a Mach-O's undefined symbol resolves nowhere dyld will look (Python, libSystem, dylibs)",
+        ),
+        Rule(
+            "WF015-macos-load-path",
+            "a Mach-O loads a dylib that is neither a system path nor a file inside the wheel",
+        ),
+        # Parity with upstream's wheel of the same release (builder.check.parity; check --parity).
+        Rule(
+            "WF020-parity-missing-extension", "upstream's wheel has an extension module ours lacks"
+        ),
+        Rule("WF021-parity-missing-module", "upstream's wheel has a Python module ours lacks"),
+        Rule("WF022-parity-data-files", "upstream's wheel has a data file ours lacks"),
+        Rule("WF023-parity-requires-dist", "Requires-Dist differs from upstream's"),
+        Rule(
+            "WF024-parity-probe-differs",
+            "the recipe's probe prints a different fact than upstream's",
+        ),
+        Rule("WF025-parity-probe-failed", "the probe or the comparison could not run on one side"),
+        Rule(
+            "WF026-parity-accepted",
+            "a difference from upstream the recipe accepts, with its reason",
+        ),
+        Rule("WF027-parity-extra", "ours has a module or file upstream's wheel lacks"),
+        Rule(
+            "WF028-parity-not-compared", "no comparison (no upstream wheel, or no interpreter here)"
+        ),
     )
 }
 

@@ -24,6 +24,8 @@ class Report:
     binaries: tuple[Binary, ...] = ()
     findings: tuple[Finding, ...] = ()
     error: str | None = None  # the wheel could not be read at all (exit 2)
+    # What was verified beyond the findings, one line per Mach-O slice (signature, symbols, loads).
+    evidence: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -38,6 +40,7 @@ class Report:
             "tags": list(self.tags),
             "findings": [f.to_dict() for f in self.findings],
             "binaries": [b.to_dict() for b in self.binaries],
+            "evidence": list(self.evidence),
         }
 
 
@@ -69,6 +72,7 @@ def render(reports: Sequence[Report], console: Console) -> None:
             summary += f", {archives} not judged"
         if not report.findings:
             console.print(f"[bold green]ok[/] {name} ({summary})", soft_wrap=True)
+            _evidence(report, console)
             continue
         table = Table(title=f"{name} ({summary})", title_justify="left", expand=False)
         # The message names the file inside the wheel; JSON carries it separately as "path".
@@ -78,3 +82,9 @@ def render(reports: Sequence[Report], console: Console) -> None:
             style = "red" if f.severity == "error" else "yellow"
             table.add_row(f"[{style}]{f.rule}[/]", f.message)
         console.print(table)
+        _evidence(report, console)
+
+
+def _evidence(report: Report, console: Console) -> None:
+    for line in report.evidence:
+        console.print(f"  verified: {line}", soft_wrap=True, markup=False, highlight=False)

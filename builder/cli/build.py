@@ -142,6 +142,14 @@ def _print_results(results: list[BuildResult], console: Console) -> None:
     type=click.Choice(["cross", "emulated"]),
     help="Force this backend (no fallback) instead of the recipe's [build] backend.",
 )
+@click.option(
+    "--parity/--no-parity",
+    default=True,
+    show_default=True,
+    help="Gate each wheel on parity with upstream's wheel of the same release for another "
+    "platform (on --index), when upstream has one or the recipe has [parity]. With --sdist, "
+    "only when --index is given.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def build(
     recipe: Path | None,
@@ -156,6 +164,7 @@ def build(
     log_dir: Path | None,
     no_test: bool,
     backend: str | None,
+    parity: bool,
     as_json: bool,
 ) -> None:
     """Cross-build RECIPE (or every job of --plan) into repaired, checked, tested wheels.
@@ -204,11 +213,16 @@ def build(
             progress=step,
             on_result=done,
             backend=backend,
+            # A local --sdist is not necessarily upstream's release: compare only when asked where.
+            parity_index=(index or "pypi") if parity and (index or not sdist) else None,
         )
     if as_json:
         click.echo(json.dumps({"results": [r.to_dict() for r in results]}, indent=2))
     else:
         _print_results(results, Console(file=sys.stdout, highlight=False))
+        for r in results:
+            if r.parity:
+                click.echo(f"parity: {r.project} {r.version} cp{r.python} {r.target}: {r.parity}")
         # Failures in full, unwrapped: the first error line and the log to read.
         for r in results:
             if r.status is Outcome.FAILED:

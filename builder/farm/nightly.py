@@ -542,14 +542,23 @@ class _Farm:
         if todo.build_tag:
             wheel = retag(wheel, todo.build_tag)
         outcome = result.status
+        # why a wheel is "checked, not run" (e.g. "no macOS to run on") is kept with it
+        why = result.message if outcome is Outcome.CHECKED_NOT_RUN else None
         self.ledger.finish_attempt(
             attempt,
             outcome,
             log_path=result.log,
             wheels=[(wheel.name, sha256_file(wheel))],
             duration=result.duration,
+            key_line=why,
         )
-        done = replace(cell, status=outcome, duration=result.duration, log=str(result.log))
+        done = replace(
+            cell,
+            status=outcome,
+            duration=result.duration,
+            log=str(result.log),
+            reason=why or cell.reason,
+        )
         if outcome is Outcome.CHECKED_NOT_RUN and not todo.recipe.test.publish_untested:
             return replace(done, reason=f"{KEPT}{result.message} (publish-untested = false)")
         evidence = result.test or TestEvidence(outcome)

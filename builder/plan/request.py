@@ -50,9 +50,7 @@ def jobs_for_recipe(
     except RecipeError as exc:
         raise RequestError(str(exc)) from None
     pythons = tuple(pythons) or recipe.pythons
-    targets = tuple(targets) or tuple(t for t in recipe.targets if not t.startswith("macosx"))
-    if not targets:
-        raise RequestError(f"{recipe_path}: no Linux target (macOS needs cibuildwheel)")
+    targets = tuple(targets) or recipe.targets  # the cross backend builds Linux and macOS targets
     if sdist:
         local = Path(sdist)
         if not sha256:

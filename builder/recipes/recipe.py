@@ -88,7 +88,7 @@ class NativeLib:
     """[[native]]: a C library built for, or fetched for, the target before the wheel is built."""
 
     name: str
-    source: str  # "debian:<source package>" or an http(s) URL
+    source: str  # "debian:<source package>[@<suite>]" (default bookworm) or an http(s) URL
     # "autotools" | "cmake" | "make" | "meson" | "openssl" | "mklove" | "debian-binary"
     build_system: str
     sha256: str | None = None  # required for URL sources
@@ -97,8 +97,10 @@ class NativeLib:
 
     @property
     def debian_package(self) -> str | None:
-        """The Debian source package for `debian:` sources, else None."""
-        return self.source.removeprefix("debian:") if self.source.startswith("debian:") else None
+        """The Debian source package for `debian:` sources (without an `@suite`), else None."""
+        if not self.source.startswith("debian:"):
+            return None
+        return self.source.removeprefix("debian:").partition("@")[0]
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,26 @@ class TestSpec:
 
 
 @dataclass(frozen=True)
+class Accepted:
+    """One `[parity] accept` entry: a known difference from upstream and why it is acceptable."""
+
+    kind: str  # "key" | "line" | "file" | "requirement"
+    value: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ParitySpec:
+    """[parity]: how our wheel is compared with upstream's wheel of the same release."""
+
+    probe: str = ""  # Python printing `key value` lines; empty: inventory only
+    accept: tuple[Accepted, ...] = ()
+
+
+ACCEPT_KINDS = ("key", "line", "file", "requirement")
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str  # as written in the recipe
     path: Path
@@ -126,6 +148,7 @@ class Recipe:
     build: BuildOptions
     native: tuple[NativeLib, ...]
     test: TestSpec
+    parity: ParitySpec | None = None  # None: no [parity] table
 
     @property
     def canonical_name(self) -> str:
@@ -329,6 +352,18 @@ def _check(path: Path, data: dict[str, Any], c: _Checker) -> None:
         if isinstance(reqs, str | list) and all(isinstance(v, str) for v in _listify(reqs)):
             c.requirements(["test", "test-requires"], enumerate(_words(reqs)))
 
+    parity = data.get("parity")
+    if isinstance(parity, dict):
+        if isinstance(probe := parity.get("probe"), str):
+            try:
+                compile(probe, f"{path}:parity.probe", "exec")
+            except SyntaxError as exc:
+                c.add(["parity", "probe"], f"not valid Python: {exc.msg} (line {exc.lineno})")
+        for i, entry in enumerate(parity.get("accept") or ()):
+            reason = entry.get("reason") if isinstance(entry, dict) else None
+            if isinstance(reason, str) and not reason.strip():
+                c.add(["parity", "accept", i, "reason"], "must say why (not blank)")
+
 
 def _listify(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
@@ -432,7 +467,16 @@ def _build(path: Path, raw: bytes, data: dict[str, Any]) -> Recipe:
             test_command=_joined(test.get("test-command")),
             publish_untested=test.get("publish-untested", True),
         ),
+        parity=_parity(data["parity"]) if "parity" in data else None,
     )
+
+
+def _parity(table: dict[str, Any]) -> ParitySpec:
+    accepted = []
+    for entry in table.get("accept", ()):
+        kind = next(k for k in ACCEPT_KINDS if k in entry)  # the schema allows exactly one
+        accepted.append(Accepted(kind, entry[kind], entry["reason"]))
+    return ParitySpec(probe=table.get("probe", ""), accept=tuple(accepted))
 
 
 def _listify_t(value: str | tuple[str, ...]) -> tuple[str, ...]:

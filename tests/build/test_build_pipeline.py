@@ -61,6 +61,42 @@ def test_c_extension_is_built_repaired_checked_and_run_under_qemu(ext_result: Bu
     assert "qemu-aarch64" in log and "SOURCE_DATE_EPOCH" in log
 
 
+def test_python_39_wheel_is_tested_with_debian_bullseyes_interpreter(tmp_path: Path) -> None:
+    # strlen makes the extension need libc.so.6: before 3.11, auditwheel knows an extension is a
+    # glibc one only from that DT_NEEDED entry (from 3.11 on, also from its -linux-gnu suffix), and
+    # zig, unlike gcc, adds none to a library that calls nothing in libc.
+    prelude = (
+        "#include <string.h>\n"
+        "static PyObject *slen(PyObject *self, PyObject *args) {\n"
+        '    const char *s; if (!PyArg_ParseTuple(args, "s", &s)) return NULL;\n'
+        "    return PyLong_FromSize_t(strlen(s)); }\n"
+        '#define WF_EXTRA_METHODS {"slen", slen, METH_VARARGS, ""},\n'
+    )
+    sdist = make_sdist(tmp_path / "sdist", "wf-ext", c_extension=True, prelude_c=prelude)
+    call = CALL + "; from wf_ext import _native; assert _native.slen('aarch64') == 7"
+    spec = TestSpec(imports=("wf_ext", "wf_ext._native"), call=call)
+    r = _build(sdist, tmp_path / "out", "wf-ext", python="3.9", test=spec)
+    assert r.status == Outcome.TESTED, (r.message, r.log.read_text()[-2000:])
+    assert "cp39-cp39-manylinux_2_17_aarch64" in r.tags
+    assert "wheelfarm-test-ok aarch64 3.9." in r.log.read_text()  # bullseye's python3.9 ran it
+
+
+@pytest.mark.parametrize("python", ["3.14", "3.15"])
+def test_sid_interpreters_run_under_qemu(python: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # This machine's Debian mirror is a snapshot: sid's Release file is signed but expired.
+    monkeypatch.setenv("WHEELFARM_DEBIAN_ALLOW_EXPIRED", "1")
+    from builder.build.toolchain.host import ensure_qemu, test_sysroot
+
+    sysroot = test_sysroot(python)
+    assert sysroot is not None
+    proc = subprocess.run(
+        [ensure_qemu(), "-L", sysroot, sysroot / f"usr/bin/python{python}", "-c",
+         "import platform, sys; print(platform.machine(), '%d.%d' % sys.version_info[:2])"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.stdout.split() == ["aarch64", python], proc.stderr
+
+
 def test_not_testable_python_is_built_and_reported_not_tested(tmp_path: Path) -> None:
     sdist = make_sdist(tmp_path / "sdist", "wf-ext", c_extension=True)
     spec = TestSpec(imports=("wf_ext",), call=CALL)

@@ -101,7 +101,8 @@ def test_missing_python_names_the_version() -> None:
 
 def test_test_suites() -> None:
     assert suite_for("3.11") == "bookworm" and suite_for("3.13") == "trixie"
-    assert suite_for("3.12") is None
+    assert suite_for("3.9") == "bullseye" and suite_for("3.14") == suite_for("3.15") == "sid"
+    assert suite_for("3.10") is None and suite_for("3.12") is None
 
 
 def test_installed_host_packages_are_left_alone() -> None:

@@ -7,6 +7,7 @@ the test's own; zig's cache is the real one (linked in), so only the first run p
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from support.libsrc import (
     write_configure_library,
     write_make_library,
     write_meson_library,
+    write_zlib_style_library,
 )
 
 import builder.recipes.recipe as recipe_module
@@ -89,6 +91,36 @@ def test_make_library_is_cross_built_once_and_reused(cache: Path, tmp_path: Path
     # A different recipe entry (args) is a different prefix.
     other = deps.build_native(lib("wfsum", src, "make", ("V=1",)), None, TARGET)
     assert other.built and other.path != first.path
+
+
+def test_hand_written_configure_library_takes_the_compiler_from_the_environment(
+    cache: Path, tmp_path: Path
+) -> None:
+    src = write_zlib_style_library(tmp_path / "wfsum-configure", token=uuid.uuid4().hex)
+    prefix = deps.build_native(lib("wfsum", src, "configure"), None, TARGET)
+    so = prefix.path / "lib" / "libwfsum.so.1"
+    assert _machine(so) == EM_AARCH64 and prefix.glibc == (2, 17)
+    assert (prefix.path / "include" / "wfsum.h").is_file()
+    log = prefix.log.read_text()
+    assert "--host" not in log  # the configure would refuse it, as zlib's does
+    compiler = log.split("building with ", 1)[1].splitlines()[0]  # CC from the environment
+    assert re.search(r"aarch64-linux-gnu\.2\.17/bin[^/ ]*/cc -O2", compiler), compiler
+
+
+def test_a_library_is_rebuilt_when_an_earlier_one_changes(cache: Path, tmp_path: Path) -> None:
+    first_src = write_make_library(tmp_path / "first", token=uuid.uuid4().hex)
+    second_src = write_cmake_library(tmp_path / "second", token=uuid.uuid4().hex)
+
+    def chain(*args: str) -> list[deps.NativePrefix]:
+        specs = [lib("first", first_src, "make", args), lib("second", second_src, "cmake")]
+        return list(deps.prepare_natives(specs, None, TARGET).prefixes)
+
+    a = chain()
+    b = chain("V=1")  # the first library's entry changed: the second was built against the old one
+    assert b[0].path != a[0].path and b[1].path != a[1].path
+    assert b[1].built and a[0].path.name in a[1].log.read_text()
+    again = chain("V=1")
+    assert [p.path for p in again] == [p.path for p in b] and not any(p.built for p in again)
 
 
 def test_cmake_library_and_the_build_environment(cache: Path, tmp_path: Path) -> None:

@@ -124,6 +124,14 @@ def test_doctor_json_lists_tools_pythons_and_combinations(env) -> None:
         "why": "Debian has no arm64 python3.12",
     }
     assert combos[("3.11", "musllinux_1_2_aarch64")]["buildable"] is False
+    assert combos[("3.11", "macosx_11_0_arm64")] == {
+        "python": "3.11",
+        "target": "macosx_11_0_arm64",
+        "buildable": True,
+        "testable": False,
+        "why": "no macOS to run on",
+    }
+    assert tools["llvm (macOS repair)"]["path"] and tools["delocate-wheel"]["path"]
     # The first --install fetches what a fresh machine lacks (the emulated backend's qemu may not be
     # here yet when this test runs first); a second one must find nothing to do.
     assert run("doctor", "--install", "--json", env=env).returncode == 0

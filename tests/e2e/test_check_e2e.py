@@ -85,3 +85,58 @@ def test_real_wheels_pass(tmp_path, req, platform, python, filename, sha256):
     report = check_wheel(wheel)
     assert report.findings == ()
     assert any(b.judged for b in report.binaries)  # the binaries were found and judged
+
+
+# Apple-built macOS arm64 wheels: the load-time checks (signature, symbols, load paths) must pass them
+# with evidence for every slice; pillow's libjpeg keeps an LC_RPATH /usr/local/lib (a warning).
+MACOS_WHEELS = [
+    (
+        "pillow==11.0.0",
+        "pillow-11.0.0-cp311-cp311-macosx_11_0_arm64.whl",
+        "499c3a1b0d6fc8213519e193796eb1a86a1be4b1877d678b30f83fd979811d1a",
+    ),
+    (
+        "pyyaml==6.0.2",
+        "PyYAML-6.0.2-cp311-cp311-macosx_11_0_arm64.whl",
+        "1e2120ef853f59c7419231f3bf4e7021f1b936f6ebd222406c3b60212205d2ee",
+    ),
+    (
+        "markupsafe==3.0.2",
+        "MarkupSafe-3.0.2-cp311-cp311-macosx_10_9_universal2.whl",
+        "9025b4018f3a1314059769c7bf15441064b2207cb3f065e6ea1e7359cb46db9d",
+    ),
+]
+
+
+@pytest.mark.parametrize(("req", "filename", "sha256"), MACOS_WHEELS)
+def test_real_macos_wheels_pass_the_load_checks(tmp_path, req, filename, sha256):
+    platform = filename.rsplit("-", 1)[1].removesuffix(".whl")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--platform",
+            platform,
+            "--python-version",
+            "3.11",
+            req,
+            "-d",
+            str(tmp_path),
+        ],
+        check=True,
+    )
+    wheel = tmp_path / filename
+    assert hashlib.sha256(wheel.read_bytes()).hexdigest() == sha256
+    report = check_wheel(wheel)
+    assert [f for f in report.findings if f.severity == "error"] == []
+    slices = sum(len(b.slices) for b in report.binaries if b.format == "Mach-O")
+    assert len(report.evidence) == slices > 0
+    for line in report.evidence:
+        if "(arm64)" in line:
+            assert "page hashes" in line and "signature INVALID" not in line
+        assert "(all found)" in line

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
 from pathlib import Path
@@ -80,6 +81,8 @@ def test_good_recipe_loads_into_dataclasses(tmp_path: Path) -> None:
     assert not b.selects("cp312-macosx_arm64") and not b.selects("cp310-manylinux_aarch64")
     assert r.native[0].sha256 and r.native[0].args == ("--static",)
     assert r.native[1].debian_package == "librdkafka" and r.native[0].debian_package is None
+    older = dataclasses.replace(r.native[1], source="debian:openssl@bullseye")
+    assert older.debian_package == "openssl"  # a suite other than bookworm: `@suite`
     assert r.test.test_requires == ("pytest>=8", "numpy")
     assert r.test.test_command == "pytest {project}/tests && python -c 'import demo_pkg'"
     assert len(r.content_hash) == 64
@@ -165,7 +168,7 @@ def test_every_problem_of_a_file_is_reported_with_key(tmp_path: Path) -> None:
         "build.build-requires[1]: not a PEP 508 requirement",
         "native[0].sha256: a URL source needs its sha256",
         'native[0].build-system: must be one of "autotools"',
-        'native[1].source: must be "debian:<source package>" or an http(s) URL',
+        'native[1].source: must be "debian:<source package>[@<suite>]" or an http(s) URL',
         "native[1].sha256: must be 64 lowercase hex digits",
         "native[1].name: 'x' is listed twice",
         "test.imports[1]: 'not-a-module' is not a module name",

@@ -93,3 +93,31 @@ def build_wfdemo(prefix: Path, target: str = "manylinux_2_17_aarch64") -> Path:
 def make_linked_sdist(out: Path, name: str = "wf-linked", version: str = "1.0.0") -> Path:
     """An sdist whose extension links libwfdemo (found through CPPFLAGS/LDFLAGS at build time)."""
     return make_sdist(out, name, version, c_extension=True, prelude_c=PRELUDE, libraries=["wfdemo"])
+
+
+# libwfdemo as a library project of its own, for builder.deps: a Makefile that installs a dylib
+# (macOS) or a shared object (Linux) with PREFIX + DESTDIR, its install name the final prefix.
+LIB_MAKEFILE = textwrap.dedent(
+    """\
+    PREFIX ?= /usr/local
+    SHLIB ?= libwfdemo.1.dylib
+    SHLIB_FLAGS ?= -Wl,-install_name,$(PREFIX)/lib/$(SHLIB)
+    all: $(SHLIB)
+    $(SHLIB): wfdemo.c wfdemo.h
+    \t$(CC) $(CFLAGS) -fPIC -shared $(SHLIB_FLAGS) -o $@ wfdemo.c
+    install: all
+    \tmkdir -p $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+    \tcp $(SHLIB) $(DESTDIR)$(PREFIX)/lib/
+    \tln -sf $(SHLIB) $(DESTDIR)$(PREFIX)/lib/libwfdemo.dylib
+    \tcp wfdemo.h $(DESTDIR)$(PREFIX)/include/
+    """
+)
+
+
+def write_wfdemo_library(root: Path, token: str = "") -> Path:
+    """libwfdemo's sources and Makefile in `root` (the `make` build system of builder.deps)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "wfdemo.c").write_text(LIB_SOURCE + f"/* {token} */\n")
+    (root / "wfdemo.h").write_text(LIB_HEADER)
+    (root / "Makefile").write_text(LIB_MAKEFILE)
+    return root

@@ -1,4 +1,5 @@
-"""Tiny C library sources for builder.build.natives tests: one with a plain Makefile, one with CMake.
+"""Tiny C library sources for builder.build.natives tests: a plain Makefile, CMake, a zlib-style
+configure.
 
 Each is written from scratch into a folder; the library `wfsum` has `int wfsum_add(int, int)` and
 `wfsum_len` (strlen: a versioned glibc symbol) and
@@ -87,6 +88,47 @@ def write_cmake_library(root: Path, *, token: str = "") -> Path:
     (root / "wfsum.h").write_text(HEADER)
     (root / "CMakeLists.txt").write_text(CMAKELISTS)
     (root / "wfsum.pc.in").write_text(PC_IN)
+    return root
+
+
+# A hand-written configure in zlib's manner: not autotools (no --host; an unknown option is an error),
+# the compiler and flags come from the environment, and it writes the Makefile.
+ZLIB_STYLE_CONFIGURE = textwrap.dedent(
+    """\
+    #!/bin/sh
+    prefix=/usr/local
+    libdir=
+    for arg in "$@"; do
+      case "$arg" in
+        --prefix=*) prefix="${arg#--prefix=}" ;;
+        --libdir=*) libdir="${arg#--libdir=}" ;;
+        *) echo "configure: unknown option $arg" >&2; exit 1 ;;
+      esac
+    done
+    libdir="${libdir:-$prefix/lib}"
+    echo "Checking for shared library support... building with ${CC:-cc} ${CFLAGS}"
+    sed -e "s|@CC@|${CC:-cc}|" -e "s|@AR@|${AR:-ar}|" -e "s|@CFLAGS@|${CFLAGS}|" \\
+        -e "s|@prefix@|$prefix|" -e "s|@libdir@|$libdir|" Makefile.in > Makefile
+    """
+)
+ZLIB_STYLE_MAKEFILE_IN = (
+    MAKEFILE.replace(
+        "PREFIX ?= /usr/local", "CC = @CC@\nAR = @AR@\nPREFIX = @prefix@\nLIBDIR = @libdir@"
+    )
+    .replace("CFLAGS ?= -O2", "CFLAGS = @CFLAGS@")
+    .replace("$(DESTDIR)$(PREFIX)/lib", "$(DESTDIR)$(LIBDIR)")
+)
+
+
+def write_zlib_style_library(root: Path, *, token: str = "") -> Path:
+    """The same library with a zlib-style hand-written `configure` generating its Makefile."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "wfsum.c").write_text(SOURCE + f"/* {token} */\n")
+    (root / "wfsum.h").write_text(HEADER)
+    (root / "Makefile.in").write_text(ZLIB_STYLE_MAKEFILE_IN)
+    configure = root / "configure"
+    configure.write_text(ZLIB_STYLE_CONFIGURE)
+    configure.chmod(0o755)
     return root
 
 

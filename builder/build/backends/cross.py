@@ -101,7 +101,8 @@ _FLAG_VARS = ("CFLAGS", "CXXFLAGS")
 def merge_env(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
     """`base` updated with `extra`, keeping what makes a cross build correct.
 
-    PYTHONPATH and PATH from `extra` are prepended to base's; CFLAGS/CXXFLAGS always keep an
+    PYTHONPATH and PATH from `extra` are prepended to base's, CPPFLAGS/LDFLAGS appended to base's
+    (the macOS toolchain's header copy must stay first); CFLAGS/CXXFLAGS always keep an
     optimisation level and -fno-sanitize=undefined (zig builds Debug with UBSan otherwise); CPATH is
     refused (it overrides zig's glibc headers): use CPPFLAGS.
     """
@@ -109,6 +110,8 @@ def merge_env(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, st
     for key, value in extra.items():
         if key in ("PATH", "PYTHONPATH") and env.get(key):
             env[key] = f"{value}{os.pathsep}{env[key]}"
+        elif key in ("CPPFLAGS", "LDFLAGS") and env.get(key) and value:
+            env[key] = f"{env[key]} {value}"
         else:
             env[key] = value
     for key in _FLAG_VARS:
@@ -178,6 +181,12 @@ class CrossBackend(Backend):
         from builder.build.toolchain.host import ToolchainError, cross_target
 
         try:
+            if target.startswith("macosx_"):
+                from builder.build.toolchain.macos import mac_target
+
+                mac_target(target)  # arm64 or x86_64, one architecture per wheel
+                find_host_python(python)
+                return None
             if cross_target(target).libc == "musl":
                 # auditwheel on a glibc host judges zig's musl extensions as glibc ones and
                 # tags them manylinux: the result would not meet the target.

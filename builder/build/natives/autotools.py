@@ -3,7 +3,7 @@ make install DESTDIR=..."""
 
 from __future__ import annotations
 
-from builder.build.natives.base import GNU_TRIPLES, BuildContext, BuildSystem, ensure_host, jobs
+from builder.build.natives.base import BuildContext, BuildSystem, ensure_host, jobs
 
 
 def build(ctx: BuildContext) -> None:
@@ -14,7 +14,7 @@ def build(ctx: BuildContext) -> None:
     run(
         [
             "./configure",
-            f"--host={GNU_TRIPLES[ctx.arch]}",
+            f"--host={ctx.host_triple}",
             "--build=x86_64-linux-gnu",
             f"--prefix={ctx.final}",
             "--libdir=" + str(ctx.final / "lib"),

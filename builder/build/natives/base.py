@@ -16,6 +16,16 @@ from builder.common.buildlog import BuildError, BuildLog
 
 DEFAULT_SUITE = "bookworm"
 GNU_TRIPLES = {"aarch64": "aarch64-linux-gnu", "x86_64": "x86_64-linux-gnu"}
+# macOS targets (macosx_*): what autotools' --host and OpenSSL's Configure call them.
+DARWIN_TRIPLES = {"arm64": "aarch64-apple-darwin", "x86_64": "x86_64-apple-darwin"}
+DARWIN_OPENSSL = {"arm64": "darwin64-arm64-cc", "x86_64": "darwin64-x86_64-cc"}
+
+
+def is_macos(target: str) -> bool:
+    """macosx_* targets: Mach-O dylibs built with zig's macOS target, repaired by delocate."""
+    return target.startswith("macosx_")
+
+
 DEBIAN_ARCHES = {"aarch64": "arm64", "x86_64": "amd64"}
 
 Say = Callable[[str], None]
@@ -85,6 +95,16 @@ class BuildContext:
     toolchain_file: Path  # a CMake toolchain file searching the earlier prefixes only
     roots: tuple[Path, ...]  # the earlier libraries' prefixes
     work: Path  # a scratch folder of this build
+    target: str = ""  # the platform tag (macosx_* builds Mach-O for the Mac)
+
+    @property
+    def macos(self) -> bool:
+        return is_macos(self.target)
+
+    @property
+    def host_triple(self) -> str:
+        """What autotools' --host names the target: aarch64-linux-gnu, aarch64-apple-darwin ..."""
+        return DARWIN_TRIPLES[self.arch] if self.macos else GNU_TRIPLES[self.arch]
 
     @property
     def env(self) -> dict[str, str]:

@@ -16,7 +16,7 @@ def build(ctx: BuildContext) -> None:
             f"--cc={env['CC']}",
             f"--cxx={env.get('CXX', env['CC'])}",
             # mklove's linker script names symbols a release build leaves out; lld refuses that
-            "--LDFLAGS=-Wl,--undefined-version",
+            *([] if ctx.macos else ["--LDFLAGS=-Wl,--undefined-version"]),
             *ctx.spec.args,
         ],
         src,

@@ -6,9 +6,19 @@ compares them), so a recipe the schema accepts is one the builder can build.
 
 from __future__ import annotations
 
-from builder.build.natives import autotools, cmake, debian_binary, make, meson, mklove, openssl
+from builder.build.natives import (
+    autotools,
+    cmake,
+    configure,
+    debian_binary,
+    make,
+    meson,
+    mklove,
+    openssl,
+)
 from builder.build.natives.base import BuildSystem
 
 BUILD_SYSTEMS: dict[str, BuildSystem] = {
-    m.SYSTEM.name: m.SYSTEM for m in (autotools, cmake, make, meson, openssl, mklove, debian_binary)
+    m.SYSTEM.name: m.SYSTEM
+    for m in (autotools, configure, cmake, make, meson, openssl, mklove, debian_binary)
 }

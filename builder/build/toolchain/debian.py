@@ -24,6 +24,9 @@ from pathlib import Path
 from builder.common.paths import cache_dir
 
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+# sid's and testing's Release files carry Valid-Until (a week): a mirror that is a snapshot serves
+# them expired. Signatures are still checked with this set; only the freshness limit is lifted.
+ALLOW_EXPIRED_ENV = "WHEELFARM_DEBIAN_ALLOW_EXPIRED"
 # Lists older than this are refreshed before a download; .debs already in the cache are reused.
 LIST_MAX_AGE = 7 * 24 * 3600
 
@@ -135,6 +138,11 @@ class PrivateApt:
                     # what _apt owns, so every run fetches as the user that runs wheelfarm.
                     'APT::Sandbox::User "root";',
                     'Acquire::Languages "none";',
+                    *(
+                        ['Acquire::Check-Valid-Until "false";']
+                        if os.environ.get(ALLOW_EXPIRED_ENV) == "1"
+                        else []
+                    ),
                     *(_CONTENTS_TARGET if self.contents else []),
                     "",
                 ]
@@ -169,7 +177,15 @@ class PrivateApt:
             stamp = self.root / "state/updated"
             if stamp.exists() and time.time() - stamp.stat().st_mtime < max_age:
                 return
-            self._apt("update")
+            try:
+                self._apt("update")
+            except DebianError as exc:
+                if "is expired" in str(exc) and os.environ.get(ALLOW_EXPIRED_ENV) != "1":
+                    raise DebianError(
+                        f"{exc} (the mirror {self.mirror} serves an old snapshot of {self.suite}; "
+                        f"set {ALLOW_EXPIRED_ENV}=1 to accept its signed but expired Release file)"
+                    ) from None
+                raise
             stamp.touch()
 
     def download(self, packages: Sequence[str]) -> list[Path]:

@@ -32,8 +32,17 @@ from builder.common.atomic import atomic_write_text, atomic_writer
 from builder.common.paths import cache_dir
 from builder.common.targets import Target, parse_target
 
-# Debian suites whose arm64 archive carries a given CPython (the package is `python3.X`).
-TEST_SUITES: dict[str, str] = {"3.11": "bookworm", "3.13": "trixie"}
+# Debian suites whose arm64 archive carries a given CPython (the package is `python3.X`), checked
+# with `apt-cache policy` in each suite: bullseye has 3.9, bookworm 3.11, trixie 3.13, sid 3.13,
+# 3.14 and 3.15. No Debian release or sid ships 3.10 or 3.12 any more (each lived only in
+# testing/sid between releases), so wheels for them are built but not run.
+TEST_SUITES: dict[str, str] = {
+    "3.9": "bullseye",
+    "3.11": "bookworm",
+    "3.13": "trixie",
+    "3.14": "sid",
+    "3.15": "sid",
+}
 APT_LOCK_TIMEOUT = "600"  # seconds: other processes (other builds, unattended upgrades) may hold it
 
 Progress = Callable[[str], None]
@@ -290,6 +299,15 @@ class CrossToolchain:
     def sysconfigdata(self, python: Path) -> tuple[str, Path]:
         """(module name, folder) of the aarch64 `_sysconfigdata` for the host interpreter `python`."""
         return sysconfigdata(python, self)
+
+
+def toolchain_for(target: str) -> CrossToolchain:
+    """The zig toolchain of a target tag: CrossToolchain for Linux, MacToolchain for macosx_*."""
+    if target.startswith("macosx_"):
+        from builder.build.toolchain.macos import MacToolchain
+
+        return MacToolchain(target)  # type: ignore[return-value]  # the same interface
+    return CrossToolchain(target)
 
 
 def _sh_quote(text: str) -> str:
@@ -639,6 +657,10 @@ def python_host_dirs(python: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def cross_env(python: Path, target: str) -> dict[str, str]:
     """The environment that makes `python` (a host CPython) build extensions for `target`."""
+    if target.startswith("macosx_"):  # one cross backend: the target picks Linux or macOS
+        from builder.build.toolchain.macos import cross_env as macos_cross_env
+
+        return macos_cross_env(python, target)
     tc = CrossToolchain(target)
     name, folder = sysconfigdata(python, tc)
     env = tc.env()

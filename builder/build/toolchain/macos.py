@@ -1,0 +1,322 @@
+"""The cross toolchain for macOS targets: zig for `aarch64-macos.X.Y`, a darwin sysconfigdata and headers.
+
+The same mechanism as the Linux cross build (`builder.toolchain`), with the target's platform:
+- `MacToolchain(target)` writes zig wrappers (cc, c++, ar, ranlib) for `-target aarch64-macos.11.0`
+  under cache_dir()/"toolchain"/<triple>/bin. The version comes from the tag (a bare `aarch64-macos`
+  would give minos 15.0). zig ships the macOS libc headers and a `libSystem.tbd`: no SDK is needed.
+  The wrappers turn `-bundle` into `-shared` (zig 0.17 crashes on `-bundle`; dlopen loads MH_DYLIB
+  extension modules) and drop `-bundle_loader X` and `-arch X` (the target says the architecture).
+- `sysconfigdata(python, toolchain)` writes `_sysconfigdata__darwin_darwin` for a host CPython:
+  suffix `.cpython-3X-darwin.so`, `-shared -undefined dynamic_lookup` (Python's symbols resolve when
+  the interpreter loads the module), zig as the compilers.
+- `darwin_headers(python, arch)` copies the host's include folder and patches its `pyconfig.h` for
+  darwin: `Python.h` includes "pyconfig.h" with quotes, so only a whole copy found first on the
+  include path can replace it (the copy's folder goes first, in CPPFLAGS and INCLUDEPY).
+- `cross_env(python, target)`: the variables that make the host CPython build for the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from builder.build.toolchain.host import (
+    Progress,
+    ToolchainError,
+    _clean_env,
+    _sh_quote,
+    zig_cache_dirs,
+    zig_command,
+)
+from builder.common.atomic import atomic_write_text, atomic_writer
+from builder.common.paths import cache_dir
+from builder.common.targets import Target, parse_target
+
+# macOS tag architecture -> (zig's CPU name, the GNU triple autotools know it by)
+ARCHES: dict[str, tuple[str, str]] = {
+    "arm64": ("aarch64", "aarch64-apple-darwin"),
+    "x86_64": ("x86_64", "x86_64-apple-darwin"),
+}
+# OpenSSL's Configure target for each architecture.
+OPENSSL_TARGETS = {"arm64": "darwin64-arm64-cc", "x86_64": "darwin64-x86_64-cc"}
+
+
+def is_macos(target: str) -> bool:
+    return target.startswith("macosx_")
+
+
+def mac_target(tag: str) -> Target:
+    """Parse a macOS target tag this toolchain builds (one architecture: arm64 or x86_64)."""
+    target = parse_target(tag)
+    if target.os != "macosx":
+        raise ToolchainError(f"{tag}: not a macOS target")
+    if target.arch not in ARCHES:
+        raise ToolchainError(
+            f"{tag}: the cross backend builds macOS {' and '.join(ARCHES)} wheels, one architecture "
+            f"per wheel, not {target.arch}"
+        )
+    return target
+
+
+def deployment_target(target: Target) -> str:
+    """`11.0` for macosx_11_0_arm64: what MACOSX_DEPLOYMENT_TARGET and zig's target say."""
+    return f"{target.version[0]}.{target.version[1]}"
+
+
+class MacToolchain:
+    """zig wrappers for one macOS target; the same interface as builder.toolchain.CrossToolchain."""
+
+    TOOLS = ("cc", "c++", "ar", "ranlib")
+
+    def __init__(self, target: str) -> None:
+        self.target_tag = target
+        self.target = mac_target(target)
+        self.arch = self.target.arch
+        zig_cpu, self.gnu_triple = ARCHES[self.arch]
+        self.version = deployment_target(self.target)
+        self.triple = f"{zig_cpu}-macos.{self.version}"
+        self.root = cache_dir() / "toolchain" / self.triple
+        self.bin = self.root / "bin"
+
+    def tool(self, name: str) -> Path:
+        if name not in self.TOOLS:
+            raise KeyError(name)
+        self.ensure()
+        return self.bin / name
+
+    def ensure(self, progress: Progress | None = None) -> Path:
+        """Write the wrapper scripts (idempotent); return the bin folder."""
+        zig = " ".join(_sh_quote(p) for p in zig_command())
+        caches = "".join(f"export {k}={_sh_quote(v)}\n" for k, v in zig_cache_dirs().items())
+        # -bundle crashes zig 0.17 (use -shared); -bundle_loader and -arch take an argument.
+        filter_args = (
+            'skip=0\nfor a in "$@"; do shift\n'
+            "  if [ $skip = 1 ]; then skip=0; continue; fi\n"
+            '  case "$a" in\n'
+            '    -bundle) set -- "$@" -shared ;;\n'
+            "    -bundle_loader|-arch) skip=1 ;;\n"
+            "    -Wl,-Bsymbolic-functions) ;;\n"
+            '    *) set -- "$@" "$a" ;;\n'
+            "  esac\n"
+            "done\n"
+        )
+        scripts = {
+            "cc": f'{filter_args}exec {zig} cc -target {self.triple} "$@"\n',
+            "c++": f'{filter_args}exec {zig} c++ -target {self.triple} "$@"\n',
+            "ar": f'exec {zig} ar "$@"\n',
+            "ranlib": f'exec {zig} ranlib "$@"\n',
+        }
+        self.bin.mkdir(parents=True, exist_ok=True)
+        for name, body in scripts.items():
+            text = f"#!/bin/sh\n# generated by wheelfarm for {self.triple}\n{caches}{body}"
+            path = self.bin / name
+            if not path.exists() or path.read_text() != text:
+                with atomic_writer(path) as fh:
+                    os.fchmod(fh.fileno(), 0o755)
+                    fh.write(text.encode())
+        return self.bin
+
+    def env(self) -> dict[str, str]:
+        """Variables that make C/C++ build systems use this toolchain (see CrossToolchain.env)."""
+        self.ensure()
+        flags = "-O2 -fno-sanitize=undefined"
+        b = self.bin
+        return {
+            "CC": str(b / "cc"),
+            "CXX": str(b / "c++"),
+            "AR": str(b / "ar"),
+            "RANLIB": str(b / "ranlib"),
+            "LDSHARED": f"{b / 'cc'} -shared -undefined dynamic_lookup",
+            "LDCXXSHARED": f"{b / 'c++'} -shared -undefined dynamic_lookup",
+            "CFLAGS": flags,
+            "CXXFLAGS": flags,
+            "MACOSX_DEPLOYMENT_TARGET": self.version,
+            "PATH": f"{b}{os.pathsep}{os.environ.get('PATH', '')}",
+            **zig_cache_dirs(),
+        }
+
+    def sysconfigdata(self, python: Path) -> tuple[str, Path]:
+        return sysconfigdata(python, self)
+
+
+# --------------------------------------------------------------------------------------------
+# pyconfig.h for darwin
+
+# Linux-only features of a Linux CPython's pyconfig.h that macOS lacks (its configure finds none of
+# these headers or functions). Extensions read them through Python.h.
+_NOT_ON_DARWIN = re.compile(
+    r"^#define (HAVE_LINUX_\w+|HAVE_SYS_EPOLL_H|HAVE_EPOLL\w*|HAVE_SYS_EVENTFD_H|HAVE_EVENTFD|"
+    r"HAVE_ACCEPT4|HAVE_PIPE2|HAVE_DUP3|HAVE_MREMAP|HAVE_COPY_FILE_RANGE|HAVE_SPLICE|"
+    r"HAVE_MEMFD_CREATE|HAVE_GETRANDOM\w*|HAVE_SYS_SYSMACROS_H|HAVE_SYS_SENDFILE_H|HAVE_PRLIMIT|"
+    r"HAVE_SCHED_SETAFFINITY|HAVE_GETRES[UG]ID|HAVE_SETRES[UG]ID|HAVE_SEM_CLOCKWAIT|"
+    r"HAVE_SEM_TIMEDWAIT|HAVE_POSIX_FADVISE|HAVE_POSIX_FALLOCATE|HAVE_PREADV2|HAVE_PWRITEV2|"
+    r"HAVE_PTHREAD_CONDATTR_SETCLOCK|HAVE_PTHREAD_GETCPUCLOCKID|HAVE_ENDIAN_H|HAVE_SYS_AUXV_H|"
+    r"HAVE_MALLOC_H|HAVE_PTHREAD_GETATTR_NP|HAVE_CLOCK_NANOSLEEP|HAVE_SYS_RANDOM_H|"
+    r"PY_HAVE_PERF_TRAMPOLINE|_GNU_SOURCE|_POSIX_C_SOURCE|_XOPEN_SOURCE\w*|_NETBSD_SOURCE|"
+    r"__BSD_VISIBLE)\b.*$",
+    re.M,
+)
+# The x87/x86_64 inline-assembly helpers exist on x86_64 only.
+_X86_ASM = re.compile(r"^#define (HAVE_GCC_ASM_FOR_X64|HAVE_GCC_ASM_FOR_X87)\b.*$", re.M)
+# What a macOS CPython's configure finds and Linux's does not (stat fields read by some extensions).
+_DARWIN_ONLY = (
+    "HAVE_STRUCT_STAT_ST_BIRTHTIME",
+    "HAVE_STRUCT_STAT_ST_FLAGS",
+    "HAVE_STRUCT_STAT_ST_GEN",
+)
+
+
+def darwin_pyconfig(text: str, arch: str) -> str:
+    """A Linux CPython's pyconfig.h made a darwin one for `arch` (arm64 or x86_64)."""
+    text = _NOT_ON_DARWIN.sub(lambda m: f"/* #undef {m[1]} (not on darwin) */", text)
+    if arch != "x86_64":
+        text = _X86_ASM.sub(lambda m: f"/* #undef {m[1]} (not on {arch}) */", text)
+    # arm64 macOS's long double is a double; x86_64's is the x87 80-bit one, as on Linux.
+    if arch == "arm64":
+        text = re.sub(
+            r"^#define SIZEOF_LONG_DOUBLE \d+", "#define SIZEOF_LONG_DOUBLE 8", text, flags=re.M
+        )
+        text = re.sub(
+            r"^#define ALIGNOF_LONG_DOUBLE \d+", "#define ALIGNOF_LONG_DOUBLE 8", text, flags=re.M
+        )
+    for name in _DARWIN_ONLY:
+        text = re.sub(rf"^/\* #undef {name} \*/", f"#define {name} 1", text, flags=re.M)
+    if "#define _DARWIN_C_SOURCE" not in text:
+        text = text.replace(
+            "#ifndef Py_PYCONFIG_H", "#ifndef Py_PYCONFIG_H\n#define _DARWIN_C_SOURCE 1", 1
+        )
+    return f"/* darwin {arch} pyconfig.h generated by wheelfarm from the host's */\n{text}"
+
+
+def darwin_headers(include: Path, arch: str, root: Path) -> Path:
+    """A copy of the host's include folder `include` with a darwin `pyconfig.h`; returns the copy."""
+    pyconfig = include / "pyconfig.h"
+    if not pyconfig.exists():
+        raise ToolchainError(f"{include}: no pyconfig.h (the host CPython has no headers)")
+    text = darwin_pyconfig(pyconfig.read_text(), arch)
+    key = hashlib.sha256(f"{include.resolve()}\n{text}".encode()).hexdigest()[:12]
+    dest = root / "include" / f"{include.name}-{arch}-{key}"
+    if (dest / ".complete").exists():
+        return dest
+    tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(include, tmp, symlinks=False)
+    (tmp / "pyconfig.h").write_text(text)
+    (tmp / ".complete").write_text("")
+    try:
+        os.replace(tmp, dest)
+    except OSError:  # another build made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+# --------------------------------------------------------------------------------------------
+# _sysconfigdata for darwin
+
+_HOST_VARS = (
+    "import json, sys, sysconfig; "
+    "name = sysconfig._get_sysconfigdata_name(); "
+    "mod = __import__(name, fromlist=['build_time_vars']); "
+    "print(json.dumps({'name': name, 'vars': mod.build_time_vars}, default=str))"
+)
+
+
+def sysconfigdata(python: Path, toolchain: MacToolchain) -> tuple[str, Path]:
+    """Write (once) `_sysconfigdata__darwin_darwin` for `python`; return (module name, folder)."""
+    name, folder, _headers = _sysconfigdata(python, toolchain)
+    return name, folder
+
+
+def _sysconfigdata(python: Path, toolchain: MacToolchain) -> tuple[str, Path, Path]:
+    proc = subprocess.run(
+        [str(python), "-c", _HOST_VARS], capture_output=True, text=True, env=_clean_env()
+    )
+    if proc.returncode != 0:
+        raise ToolchainError(f"{python}: cannot read its sysconfig data: {proc.stderr.strip()}")
+    data = json.loads(proc.stdout)
+    host: dict = data["vars"]
+    version = host.get("VERSION", "")
+    threaded = "t" if host.get("Py_GIL_DISABLED") else ""
+    soabi = f"cpython-{version.replace('.', '')}{threaded}-darwin"
+    headers = darwin_headers(Path(host["INCLUDEPY"]), toolchain.arch, toolchain.root)
+    cc, cxx = str(toolchain.tool("cc")), str(toolchain.tool("c++"))
+    opt = "-DNDEBUG -fwrapv -O2 -Wall"
+    cflags = f"{opt} -fno-sanitize=undefined -I{headers}"
+    shared = "-shared -undefined dynamic_lookup"
+    new = dict(host)
+    new.update(
+        {
+            "CC": cc,
+            "CXX": cxx,
+            "LDSHARED": f"{cc} {shared}",
+            "BLDSHARED": f"{cc} {shared}",
+            "LDCXXSHARED": f"{cxx} {shared}",
+            "AR": str(toolchain.tool("ar")),
+            "ARFLAGS": "rcs",
+            "OPT": opt,
+            "BASECFLAGS": "",
+            "CFLAGS": cflags,
+            "PY_CFLAGS": cflags,
+            "PY_CFLAGS_NODIST": "",
+            "PY_CORE_CFLAGS": cflags,
+            "CONFIGURE_CFLAGS": "",
+            "CONFIGURE_CPPFLAGS": "",
+            "CONFIGURE_LDFLAGS": "",
+            "CPPFLAGS": f"-I{headers}",
+            "LDFLAGS": "",
+            "PY_LDFLAGS": "",
+            "PY_LDFLAGS_NODIST": "",
+            "LIBS": "",
+            "SHLIBS": "",
+            "CCSHARED": "-fPIC",
+            "EXT_SUFFIX": f".{soabi}.so",
+            "SHLIB_SUFFIX": ".so",
+            "SOABI": soabi,
+            "MULTIARCH": "darwin",
+            "PLATFORM_TRIPLET": "darwin",
+            "HOST_GNU_TYPE": toolchain.gnu_triple,
+            "MACHDEP": "darwin",
+            "MACOSX_DEPLOYMENT_TARGET": toolchain.version,
+            "CONFIG_ARGS": "",
+            "INCLUDEPY": str(headers),
+            "CONFINCLUDEPY": str(headers),
+            "Py_ENABLE_SHARED": 0,
+            "PYTHONFRAMEWORK": "",
+        }
+    )
+    name = "_sysconfigdata__darwin_darwin"
+    text = (
+        f"# Generated by wheelfarm from {python} ({data['name']}) for {toolchain.triple}.\n"
+        f"build_time_vars = {new!r}\n"
+    )
+    key = hashlib.sha256(f"{python.resolve()}\n{text}".encode()).hexdigest()[:12]
+    folder = toolchain.root / "sysconfig" / f"cp{version.replace('.', '')}{threaded}-{key}"
+    path = folder / f"{name}.py"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    return name, folder, headers
+
+
+def cross_env(python: Path, target: str) -> dict[str, str]:
+    """The environment that makes `python` (a host CPython) build extensions for macOS `target`."""
+    tc = MacToolchain(target)
+    name, folder, headers = _sysconfigdata(python, tc)
+    env = tc.env()
+    env.update(
+        {
+            "_PYTHON_SYSCONFIGDATA_NAME": name,
+            "_PYTHON_HOST_PLATFORM": f"macosx-{tc.version}-{tc.arch}",
+            "PYTHONPATH": str(folder),
+            # setuptools lets an environment CFLAGS replace sysconfig's, so the header copy must
+            # come first through CPPFLAGS too (joined with, never replaced by, the build's own).
+            "CPPFLAGS": f"-I{headers}",
+            "ARCHFLAGS": f"-arch {tc.arch}",
+        }
+    )
+    return env
