@@ -2,6 +2,8 @@
 # Everything else is installed by these targets: the virtualenv from PyPI, Debian packages with apt-get.
 
 PYTHON ?= python3.11
+# Where `make farm` serves the index.
+PORT ?= 8080
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Tests and the farm run the venv's commands (wheelfarm, twine, uv) by name.
@@ -43,4 +45,4 @@ clean-venv:
 # The main job: the nightly loop over recipes/ on the embedded defaults (local index, SQLite ledger),
 # then keep serving the index with what it built.
 farm: install
-	$(BIN)/wheelfarm nightly --serve
+	$(BIN)/wheelfarm nightly --serve --port $(PORT)

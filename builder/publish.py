@@ -22,13 +22,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from packaging.utils import parse_wheel_filename
 
+from builder.common.farmconfig import index_base_url
 from builder.common.fetch import sha256_file
 from builder.common.upstream import (
     IndexClient,
@@ -44,14 +46,6 @@ UPLOADED = "uploaded"
 PRESENT = "already-present"  # our index has these exact bytes
 UPSTREAM_HAS_IT = "upstream-has-it"  # the upstream index has these exact bytes
 REFUSED = "refused"
-
-
-def index_base_url(url: str) -> str:
-    """A wheelfarm index's base URL from its base, /simple/ or /legacy/ URL (no trailing slash)."""
-    base = url.rstrip("/")
-    for suffix in ("/simple", "/legacy"):
-        base = base.removesuffix(suffix)
-    return base
 
 
 class PublishError(RuntimeError):
@@ -116,8 +110,12 @@ def publish(
     *,
     upstream: IndexClient | None = None,
     check: bool = True,
+    output: TextIO | None = None,
 ) -> list[PublishResult]:
-    """Publish `wheels` to `dest`; one result per wheel, in order. A refusal never stops the others."""
+    """Publish `wheels` to `dest`; one result per wheel, in order. A refusal never stops the others.
+
+    twine's own output goes to `output` (the nightly's publish log), else to stderr: never stdout,
+    which belongs to our --json output."""
     from twine.commands.upload import upload
     from twine.exceptions import TwineException
     from twine.settings import Settings
@@ -162,14 +160,30 @@ def publish(
                 results.append(PublishResult(wheel, REFUSED, why, checked))
                 continue
             try:
-                # twine prints its banners on stdout, which belongs to our --json output.
-                with contextlib.redirect_stdout(sys.stderr):
+                with _twine_output(output or sys.stderr):
                     upload(settings, [str(wheel)])
             except (TwineException, OSError) as exc:  # requests' HTTPError is an OSError
                 results.append(PublishResult(wheel, REFUSED, f"upload failed: {exc}", checked))
                 continue
             results.append(PublishResult(wheel, UPLOADED, "", checked))
     return results
+
+
+@contextlib.contextmanager
+def _twine_output(to: TextIO) -> Iterator[None]:
+    """Send what twine prints (through rich's global console, and its logger) to `to`, unwrapped."""
+    import rich
+
+    console = rich.get_console()
+    saved = dict(console.__dict__)
+    # A log file is no terminal: without a width rich would wrap file names at 80 columns.
+    rich.reconfigure(file=to, width=400, no_color=not to.isatty())
+    try:
+        with contextlib.redirect_stdout(to), contextlib.redirect_stderr(to):
+            yield
+    finally:
+        console.__dict__.clear()
+        console.__dict__.update(saved)
 
 
 def _refusal(wheel: Path, check: bool) -> tuple[str | None, dict[str, object] | None]:

@@ -20,11 +20,11 @@ from index_server.errors import text_error
 from index_server.farm import (
     FarmDataError,
     check_log_id,
-    find_key_line,
     log_key,
     make_grid,
     strip_ansi,
 )
+from index_server.logview import view
 from index_server.simple import file_url
 from index_server.state import get_state
 
@@ -243,7 +243,7 @@ def build_log(name: str, log_id: str) -> Response:
     farm = get_state().farm.status
     cell = farm.by_log.get((normalized, log_id)) if farm else None
     text = strip_ansi(data.decode("utf-8", errors="replace"))
-    before, key_line, after = find_key_line(text, cell.key_line if cell else None)
+    shown = view(text, cell.key_line if cell else None)
     return _html(
         render_template(
             "log.html",
@@ -251,8 +251,27 @@ def build_log(name: str, log_id: str) -> Response:
             log_id=log_id,
             cell=cell,
             size=human_size(len(data)),
-            before=before,
-            key_line=key_line,
-            after=after,
+            view=shown,
+            errors=shown.errors,
+            has_key=any(s.has_key for s in shown.sections),
         )
     )
+
+
+@bp.get("/project/<name>/logs/<log_id>/raw")
+def raw_build_log(name: str, log_id: str) -> Response:
+    """The log as it was pushed, as plain text (UTF-8; the browser never sniffs it as HTML)."""
+    normalized = distfile.project_name(name)
+    if normalized is None:
+        return text_error(404, f"no project named {name!r} in this index (not a valid name)")
+    if normalized != name:
+        return redirect(f"/project/{normalized}/logs/{quote(log_id)}/raw", code=301)
+    try:
+        check_log_id(log_id)
+        data = get_state().storage.read_bytes(log_key(normalized, log_id))
+    except (FarmDataError, FileNotFoundError):
+        return text_error(404, f"no build log {log_id!r} for project {normalized!r} in this index")
+    resp = Response(data, mimetype="text/plain")
+    resp.headers["Content-Type"] = "text/plain; charset=utf-8"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp

@@ -7,10 +7,8 @@ log's path, so one failing job never stops the others (`build_jobs` runs a list)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import json
 import os
 import platform
 import re
@@ -68,7 +66,8 @@ class BuildResult:
     grafted: tuple[str, ...] = ()  # libraries auditwheel copied into the wheel
     duration: float = 0.0
     sdist_sha256: str = ""
-    # Things people must see though the build passed: a native library needing a newer glibc ...
+    # What will change the outcome later, found on the way: a library that raises the glibc floor,
+    # a test that cannot run for this Python, a fallback backend taken.
     warnings: tuple[str, ...] = ()
     test: TestEvidence | None = None  # what the outcome rests on (None when the build failed)
     parity: str = ""  # the parity gate's summary ("" when it did not run)
@@ -417,18 +416,25 @@ def build_sdist(
     run_test: bool = True,
     sdist_sha256: str = "",
     progress: Progress | None = None,
+    warnings: Sequence[str] = (),
     parity: ParitySpec | None = None,
     parity_index: str | None = None,
 ) -> BuildResult:
     """Build, repair, verify and test one sdist for (python, target); never raises for a failure.
 
-    With `parity` (a recipe's [parity]) or `parity_index` (the upstream index), the parity gate runs
+    `warnings` (e.g. the native libraries') are kept in the result with those found here. With
+    `parity` (a recipe's [parity]) or `parity_index` (the upstream index), the parity gate runs
     before the wheel is kept: a difference from upstream's wheel of the same release fails the build.
     """
     options = options or BuildOptions()
     start = time.monotonic()
     log_path = _log_path(log_dir or default_log_dir(), project, version, python, target)
     say = progress or (lambda _msg: None)
+    found = list(warnings)
+
+    def warn(message: str) -> None:
+        found.append(message)
+        say(f"warning: {message}")
 
     def result(status: Outcome, **kw: object) -> BuildResult:
         return BuildResult(
@@ -441,6 +447,7 @@ def build_sdist(
             log=log_path,
             duration=time.monotonic() - start,
             sdist_sha256=sdist_sha256,
+            warnings=tuple(found),
             **kw,  # type: ignore[arg-type]
         )
 
@@ -463,6 +470,10 @@ def build_sdist(
             opts = _merge_pipeline_env(options, env)
             say(f"building {project} {version} for cp{python} {target}")
             raw, used = build_raw(sdist, python, target, opts, workdir / "backend", log, say)
+            if used != options.backend:
+                warn(
+                    f"built with the fallback backend {used}: the {options.backend} backend failed"
+                )
             options = dataclasses.replace(options, backend=used)  # the result names it
             say(f"repairing {raw.name}")
             lib_dirs = [d for p in prefixes for d in prefix_lib_dirs(p, target)]
@@ -505,6 +516,7 @@ def build_sdist(
                     message = f"checked, not run: {why}"
                     evidence = TestEvidence(status, command=describe_test(test), reason=why)
                     log.section(message)
+                    warn(f"the test cannot run: no arm64 {libc}interpreter for Python {python}")
                 else:
                     say(f"testing {repaired.name} under qemu")
                     src_dirs = [p for p in (workdir / "backend" / "src").glob("*") if p.is_dir()]
@@ -634,9 +646,15 @@ def build_url(
 
 
 def native_prefixes(
-    recipe: Recipe, target: str, log: BuildLog, progress: Progress | None = None
+    recipe: Recipe,
+    target: str,
+    log: BuildLog,
+    progress: Progress | None = None,
+    warnings: list[str] | None = None,
 ) -> list[Path]:
-    """Prefixes holding the recipe's native libraries built for `target` (builder.build.natives)."""
+    """Prefixes holding the recipe's native libraries built for `target` (builder.build.natives).
+
+    The libraries' warnings (a reused prefix's too) are appended to `warnings`."""
     if not recipe.native:
         return []
     try:
@@ -662,7 +680,9 @@ def native_prefixes(
         log.write(f"  {p.name}: {p.path} ({'built' if p.built else 'reused'}; log {p.log})")
     for warning in native.warnings:
         log.write(f"  warning: {warning}")
-        if progress:
+        if warnings is not None:
+            warnings.append(warning)
+        if progress is not None:  # a reused prefix's warning is news to this build too
             progress(f"warning: {warning}")
     return [p.path for p in native.prefixes]
 
@@ -696,18 +716,19 @@ def build_job(
         recipe = recipe or load_recipe(job.recipe_path)
     except (RecipeError, OSError) as exc:
         return _early_failure("recipe", str(exc), **common)
+    lib_warnings: list[str] = []  # the libraries' own, reused prefixes' included
     if recipe.native:
         log_path = _log_path(
             log_dir or default_log_dir(), job.project, job.version, job.python, job.target
         )
         with BuildLog(log_path) as log:
             try:
-                prefixes = native_prefixes(recipe, job.target, log, progress)
+                prefixes = native_prefixes(recipe, job.target, log, progress, lib_warnings)
             except BuildError as exc:
                 return _early_failure(exc.step, exc.summary, log_path=log_path, **common)
     else:
         prefixes = []
-    result = build_url(
+    return build_url(
         job.sdist_url,
         job.sdist_sha256,
         filename=job.sdist_filename or None,
@@ -719,23 +740,11 @@ def build_job(
         run_test=run_test,
         progress=progress,
         out_dir=out_dir,
+        warnings=lib_warnings,
         parity=recipe.parity,
         parity_index=parity_index or ("pypi" if recipe.parity is not None else None),
         **common,
     )
-    warnings = native_warnings(prefixes)
-    return dataclasses.replace(result, warnings=warnings) if warnings else result
-
-
-def native_warnings(prefixes: Sequence[Path]) -> tuple[str, ...]:
-    """The warnings recorded with each native library's prefix (glibc above the target's floor)."""
-    from builder.build.natives import MARKER
-
-    out: list[str] = []
-    for p in prefixes:
-        with contextlib.suppress(OSError, ValueError):
-            out.extend(json.loads((p / MARKER).read_text()).get("warnings", ()))
-    return tuple(out)
 
 
 def _early_failure(

@@ -14,11 +14,13 @@ import click
 SUBCOMMANDS: dict[str, str] = {
     "build": "builder.cli.build:build",
     "check": "builder.cli.check:check",
+    "config": "builder.cli.config:config_command",
     "cibw-build": "builder.cli.cibw:cibw_build_command",
     "cibw-options": "builder.cli.cibw:cibw_options_command",
     "doctor": "builder.cli.build:doctor",
     "export": "index_server.export_cli:export_command",
     "fanout": "builder.cli.fanout:fanout_command",
+    "init": "builder.cli.config:init_command",
     "ledger": "builder.cli.ledger:ledger",
     "nightly": "builder.cli.nightly:nightly",
     "plan": "builder.cli.plan:plan_command",
@@ -50,6 +52,16 @@ class LazyGroup(click.Group):
                 raise TypeError(f"{self.lazy[cmd_name]} is not a click command")
             return command
         return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> object:
+        # A bad farm configuration (read by every command, see builder.common.farmconfig) is one
+        # clean error naming the file and the key, wherever it is first read.
+        from builder.common.farmconfig import ConfigError
+
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @click.group(

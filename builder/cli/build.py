@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,8 +12,10 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from builder.build.pipeline import BuildResult, build_jobs
+from builder.cli.progress import print_rows, stderr_console
 from builder.common.outcome import Outcome
 
 STATUS_STYLE = {
@@ -38,6 +41,21 @@ def _progress(total: int, quiet: bool) -> Iterator:
     if quiet:
         yield None, None
         return
+    err = stderr_console()
+    if not err.is_terminal:
+        # A file or a pipe: one plain line per step change, nothing redrawn.
+        def line(message: str) -> None:
+            err.out(f"{time.strftime('%H:%M:%S')} {message}", highlight=False)
+
+        def finished(result: BuildResult) -> None:
+            line(
+                f"{result.status} {result.project} {result.version} cp{result.python} "
+                f"{result.target} ({result.duration:.1f}s)"
+                + (f": {result.error}" if result.error else "")
+            )
+
+        yield line, finished
+        return
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -50,29 +68,46 @@ def _progress(total: int, quiet: bool) -> Iterator:
         task = bar.add_task("building", total=total)
 
         def step(message: str) -> None:
-            bar.update(task, description=message)
+            if message.startswith("warning: "):  # shown when found, and again in the summary
+                bar.console.print(Text("warning: ", style="yellow") + message[9:])
+            else:
+                bar.update(task, description=message)
 
         def done(result: BuildResult) -> None:
             style = STATUS_STYLE.get(result.status, "white")
             bar.console.print(
-                f"[{style}]{result.status}[/] {result.project} {result.version} "
-                f"cp{result.python} {result.target} ({result.duration:.1f}s)"
-                + (f": {result.error}" if result.error else "")
+                Text(str(result.status), style=style)
+                + f" {result.project} {result.version} cp{result.python} {result.target} "
+                f"({result.duration:.1f}s)" + (f": {result.error}" if result.error else "")
             )
             bar.advance(task)
 
         yield step, done
 
 
-def _table(results: list[BuildResult]) -> Table:
-    table = Table(title="wheelfarm build", title_justify="left")
-    for col in ("project", "version", "python", "target", "status", "wheel / error"):
-        table.add_column(col, overflow="fold")
+def _print_results(results: list[BuildResult], console: Console) -> None:
+    """The summary (plain rows when not a terminal: nothing cut), then each warning again."""
+    rows = [
+        (
+            r.project,
+            r.version,
+            r.python,
+            r.target,
+            str(r.status),
+            r.wheel.name if r.wheel else f"{r.step} (see below)",
+        )
+        for r in results
+    ]
+    styles = [STATUS_STYLE.get(r.status, "") for r in results]
+    headers = ("project", "version", "python", "target", "status", "wheel / error")
+    print_rows(console, headers, rows, styles)
     for r in results:
-        style = STATUS_STYLE.get(r.status, "white")
-        detail = r.wheel.name if r.wheel else f"{r.step} (see below)"
-        table.add_row(r.project, r.version, r.python, r.target, f"[{style}]{r.status}[/]", detail)
-    return table
+        for w in dict.fromkeys(r.warnings):
+            console.print(
+                Text("warning: ", style="yellow")
+                + f"{r.project} {r.version} cp{r.python} {r.target}: {w}",
+                soft_wrap=not console.is_terminal,
+            )
 
 
 @click.command("build")
@@ -88,7 +123,10 @@ def _table(results: list[BuildResult]) -> Table:
 @click.option("--target", "targets", multiple=True, help="Platform tag (repeatable).")
 @click.option("--sdist", help="Build this sdist (path or URL) instead of the upstream one.")
 @click.option("--sha256", help="Expected sha256 of --sdist (computed for a local file).")
-@click.option("--index", help="Upstream index URL (default: PyPI; 'pip' = pip's index).")
+@click.option(
+    "--index",
+    help="Upstream index URL, 'pypi' or 'pip' [default: the farm configuration's upstream].",
+)
 @click.option(
     "--out",
     "out_dir",
@@ -145,6 +183,7 @@ def build(
             parse(value)
         except TargetError as exc:
             raise click.BadParameter(f"{value!r}: {exc}", param_hint=hint) from None
+    from builder.cli.config import farm_config
     from builder.plan.request import RequestError, jobs_for_recipe, jobs_from_plan
 
     try:
@@ -161,11 +200,11 @@ def build(
                 targets=targets,
                 sdist=sdist,
                 sha256=sha256,
-                index=index,
+                index=farm_config(upstream=("--index", index)).upstream,
             )
     except RequestError as exc:
         raise click.ClickException(str(exc)) from None
-    with _progress(len(jobs), quiet=as_json or not sys.stderr.isatty()) as (step, done):
+    with _progress(len(jobs), quiet=as_json) as (step, done):
         results = build_jobs(
             jobs,
             out_dir=out_dir,
@@ -180,10 +219,7 @@ def build(
     if as_json:
         click.echo(json.dumps({"results": [r.to_dict() for r in results]}, indent=2))
     else:
-        Console().print(_table(results))
-        for r in results:  # e.g. a Debian library that needs a newer glibc than the target
-            for w in r.warnings:
-                click.echo(f"warning: {r.project} {r.version} {r.target}: {w}", err=True)
+        _print_results(results, Console(file=sys.stdout, highlight=False))
         for r in results:
             if r.parity:
                 click.echo(f"parity: {r.project} {r.version} cp{r.python} {r.target}: {r.parity}")

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from builder.cli.config import farm_config
+from builder.cli.progress import NightlyDisplay, print_rows, stderr_console
 from builder.common.outcome import CellState, Outcome
 from builder.common.paths import data_dir
 from builder.farm.ledger import LedgerError, database_url
@@ -33,13 +35,17 @@ STYLE = {
 @click.command("nightly")
 @click.argument("recipes", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option(
-    "--index", "index_url", metavar="URL", help="Our index (default with --serve: local)."
+    "--index",
+    "index_url",
+    metavar="URL",
+    help="Our index [default with --serve: the local one; else the farm configuration's own-index].",
 )
 @click.option(
     "--token", envvar="WHEELFARM_INDEX_TOKEN", help="Upload token ($WHEELFARM_INDEX_TOKEN)."
 )
 @click.option(
-    "--upstream", default="pypi", show_default=True, help="'pypi', 'pip' or an index URL."
+    "--upstream",
+    help="'pypi', 'pip' or an index URL [default: the farm configuration's upstream, else pypi].",
 )
 @click.option("--ledger", metavar="URL|PATH", help="SQLite path or postgresql:// URL.")
 @click.option("--jobs", "-j", type=int, default=os.cpu_count() or 1, show_default=True)
@@ -75,7 +81,7 @@ def nightly(
     recipes: tuple[Path, ...],
     index_url: str | None,
     token: str | None,
-    upstream: str,
+    upstream: str | None,
     ledger: str | None,
     jobs: int,
     pythons: tuple[str, ...],
@@ -90,18 +96,27 @@ def nightly(
 ) -> None:
     """Plan, build, repair, check, test and publish every recipe; never redo finished work.
 
-    RECIPES are files or folders (default: recipes/). Exit status: 0 all good, 1 a job failed, a
-    recipe could not be planned or a good wheel could not be published, 2 the run could not start.
+    RECIPES are files or folders (default: the farm configuration's recipes folder). Exit status: 0
+    all good, 1 a job failed, a recipe could not be planned or a good wheel could not be published,
+    2 the run could not start.
     """
-    if not serve and not index_url:
-        raise click.UsageError("say where to publish: --index URL, or --serve for the local index")
-    console = Console(stderr=True)
-    with _embedded_index(serve, port, upstream) as (served_url, served_token, storage):
+    farm = farm_config(upstream=("--upstream", upstream), own_index=("--index", index_url))
+    if not serve and not farm.own_index:
+        raise click.UsageError(
+            "say where to publish: --index URL, --serve for the local index, or own-index in the "
+            "farm configuration (wheelfarm init)"
+        )
+    console = stderr_console()
+    with _embedded_index(serve, port, farm.upstream, console) as (
+        served_url,
+        served_token,
+        storage,
+    ):
         cfg = NightlyConfig(
-            recipes=recipes or (Path("recipes"),),
-            index_url=index_url or served_url,
+            recipes=recipes or (farm.recipes,),
+            index_url=(index_url or served_url) if serve else str(farm.own_index),
             token=token or served_token,
-            upstream=upstream,
+            upstream=farm.upstream,
             ledger=ledger,
             jobs=jobs,
             pythons=pythons,
@@ -110,8 +125,8 @@ def nightly(
             timeout=timeout,
         )
         try:
-            with console.status("nightly") as status:
-                report = run_nightly(cfg, progress=lambda msg: status.update(msg))
+            with NightlyDisplay(console, jobs=jobs) as display:
+                report = run_nightly(cfg, progress=display.say, events=display.event)
         except (NightlyError, PublishError, LedgerError) as exc:
             click.echo(f"wheelfarm nightly: {exc}", err=True)
             sys.exit(2)
@@ -120,7 +135,7 @@ def nightly(
             doc = report.to_dict() | ({"export": exported} if exported else {})
             click.echo(json.dumps(doc, indent=2))
         else:
-            _print(report, Console())
+            _print(report, Console(file=sys.stdout, highlight=False))
             if exported:
                 console.print(
                     f"export {exported['dest']}: {len(exported['pages_written'])} page(s) "
@@ -129,7 +144,7 @@ def nightly(
         if exported is not None and "error" in exported:
             click.echo(f"wheelfarm nightly: export: {exported['error']}", err=True)
         if serve:
-            console.print(f"serving {cfg.index_url} (Ctrl-C stops)")
+            console.print(f"still serving {cfg.index_url} (Ctrl-C stops)", soft_wrap=True)
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
     sys.exit(0 if report.ok and not (exported and "error" in exported) else 1)
@@ -162,9 +177,10 @@ def _protected(storage: Path | None, ledger: str | None) -> tuple[Path, ...]:
 
 @contextlib.contextmanager
 def _embedded_index(
-    serve: bool, port: int, upstream: str
+    serve: bool, port: int, upstream: str, console: Console
 ) -> Iterator[tuple[str, str | None, Path | None]]:
-    """With --serve: the local index under gunicorn and a token of this run's own."""
+    """With --serve: the local index under gunicorn and a token of this run's own. It serves from
+    the first seconds, and says so at once: /status fills up as the run goes."""
     if not serve:
         yield "", None, None
         return
@@ -180,6 +196,11 @@ def _embedded_index(
     try:
         config = Config(storage, upstream=upstream)  # its uploads are rebuilds of upstream releases
         with running_index(config, port, data_dir() / "index.log") as url:
+            console.print(
+                f"serving {url} (the run's progress: {url}status; "
+                f"index log: {data_dir() / 'index.log'})",
+                soft_wrap=True,  # one line, wherever it goes
+            )
             yield url, secret, storage
     except IndexStartError as exc:
         raise click.ClickException(str(exc)) from None
@@ -188,16 +209,22 @@ def _embedded_index(
 
 
 def _print(report: NightlyReport, console: Console) -> None:
-    table = Table("project", "version", "python", "target", "status", "reason / key line")
+    """The summary: a table (plain rows when not a terminal: nothing cut), errors, and every
+    warning again, since the live lines that first showed them may be long gone."""
+    rows, styles = [], []
     for c in report.cells:
-        style = STYLE.get(c.status, "")
         why = c.key_line if c.status == Outcome.FAILED and c.key_line else c.reason
-        status = f"[{style}]{c.label}[/]" if style else c.label
-        table.add_row(c.project, c.version, c.python, c.target, status, why)
-    console.print(table)
+        rows.append((c.project, c.version, c.python, c.target, c.label, why or ""))
+        styles.append(STYLE.get(c.status, ""))
+    headers = ("project", "version", "python", "target", "status", "reason / key line")
+    print_rows(console, headers, rows, styles)
+    wrap = not console.is_terminal
     for error in report.errors:
-        console.print(f"[red]error[/]: {error}")
+        console.print(Text("error", style="red") + f": {error}", soft_wrap=wrap)
     for warning in report.warnings:
-        console.print(f"[yellow]warning[/]: {warning}")
+        console.print(Text("warning", style="yellow") + f": {warning}", soft_wrap=wrap)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts().items()))
-    console.print(f"run {report.run_id}: {counts or 'nothing to do'} in {report.duration:.1f} s")
+    console.print(
+        f"run {report.run_id}: {counts or 'nothing to do'} in {report.duration:.1f} s",
+        soft_wrap=not console.is_terminal,
+    )

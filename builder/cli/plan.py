@@ -11,7 +11,9 @@ from pathlib import Path
 
 import click
 
+from builder.cli.config import farm_config
 from builder.cli.minutes import minute_options, model_from
+from builder.common.farmconfig import FarmConfig
 from builder.common.targets import TargetError, parse_python, parse_target
 from builder.common.upstream import IndexClient, UpstreamError
 from builder.plan.estimate import estimate
@@ -58,6 +60,26 @@ def _progress(total: int, label: str) -> Iterator[Callable[[str], None] | None]:
         yield lambda _name: bar.advance(task)
 
 
+def _own_index(cfg: FarmConfig, timeout: float) -> str | None:
+    """The own index's simple URL. One the configuration names (not an option) that does not
+    answer is a warning, and the plan goes on without it: the farm may simply not be running."""
+    url = cfg.own_simple_url
+    if url is None or cfg.source("own-index").startswith("--"):
+        return url
+    import httpx
+
+    try:
+        httpx.get(url, timeout=min(timeout, 5.0)).raise_for_status()
+    except httpx.HTTPError as exc:
+        click.echo(
+            f"warning: the farm's own index {url} (own-index from {cfg.source('own-index')}) does "
+            f"not answer ({exc}); planning without it",
+            err=True,
+        )
+        return None
+    return url
+
+
 def _clients(index: str | None, own_index: str | None, refresh: bool, timeout: float):
     try:
         up = IndexClient(index, refresh=refresh, timeout=timeout)
@@ -85,27 +107,30 @@ def _print_plan(result: Plan) -> None:
     "--index-url",
     "index",
     metavar="URL",
-    help="Upstream index: a URL, 'pypi' (default) or 'pip' (pip's configured index).",
+    help="Upstream index: a URL, 'pypi' or 'pip' (pip's configured index) "
+    "[default: the farm configuration's upstream, else pypi].",
 )
 @click.option(
     "--own-index",
     metavar="URL",
-    envvar="WHEELFARM_OWN_INDEX",
-    help="wheelfarm's own index: wheels published there are not planned again.",
+    help="wheelfarm's own index: wheels published there are not planned again "
+    "[default: the farm configuration's own-index, or $WHEELFARM_OWN_INDEX].",
 )
 @click.option(
     "--python",
     "pythons",
     multiple=True,
     metavar="X.Y",
-    help="Only these Pythons (repeatable); with -r, the Pythons to check (default: this one).",
+    help="Only these Pythons (repeatable); with -r, the Pythons to check "
+    "[default: the farm configuration's pythons, else this one].",
 )
 @click.option(
     "--target",
     "targets",
     multiple=True,
     metavar="TAG",
-    help="Only these targets (repeatable); required with -r.",
+    help="Only these targets (repeatable); with -r, the targets to check "
+    "[default: the farm configuration's targets].",
 )
 @click.option(
     "-r",
@@ -116,9 +141,7 @@ def _print_plan(result: Plan) -> None:
 @click.option(
     "--recipes-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path("recipes"),
-    show_default=True,
-    help="With -r: where existing recipes live.",
+    help="With -r: where existing recipes live [default: the farm configuration's recipes].",
 )
 @click.option(
     "--write-recipes",
@@ -161,7 +184,7 @@ def plan_command(
     pythons: tuple[str, ...],
     targets: tuple[str, ...],
     requirements: Path | None,
-    recipes_dir: Path,
+    recipes_dir: Path | None,
     write_recipes: Path | None,
     explore: bool,
     wheel_check: str | None,
@@ -179,10 +202,18 @@ def plan_command(
     """
     _validate(pythons, targets)
     model = model_from(minutes)
+    cfg = farm_config(
+        upstream=("--index", index),
+        own_index=("--own-index", own_index),
+        recipes=("--recipes-dir", recipes_dir),
+    )
+    index = cfg.upstream
+    own_index = _own_index(cfg, timeout)
     if requirements:
+        cfg = cfg.with_options(pythons=("--python", pythons), targets=("--target", targets))
         _plan_requirements(
-            requirements, index, own_index, pythons, targets, recipes_dir, write_recipes,
-            refresh, timeout, as_json, explore,
+            requirements, index, own_index, cfg.pythons, cfg.targets, cfg.recipes,
+            write_recipes, refresh, timeout, as_json, explore,
         )  # fmt: skip
         return
     if write_recipes or explore:
@@ -194,11 +225,10 @@ def plan_command(
             )
         wheel_check = "builder.check.upstream_gate:upstream_wheel_problem"
     hook = _load_hook(wheel_check)
-    loaded, errors = load_recipes(recipes or [Path("recipes")])
+    recipes = recipes or (cfg.recipes,)
+    loaded, errors = load_recipes(recipes)
     if not loaded and not errors:
-        raise click.ClickException(
-            "no recipes found in " + ", ".join(map(str, recipes or ["recipes"]))
-        )
+        raise click.ClickException("no recipes found in " + ", ".join(map(str, recipes)))
     up, own = _clients(index, own_index, refresh, timeout)
     with up, _progress(len(loaded), "asking the index") as progress:
         result = plan(
@@ -250,7 +280,8 @@ def _plan_requirements(
 
     if not targets:
         raise click.UsageError(
-            "-r needs at least one --target (e.g. --target manylinux_2_28_aarch64)"
+            "-r needs at least one --target (e.g. --target manylinux_2_28_aarch64), or "
+            "targets in the farm configuration (wheelfarm init)"
         )
     pythons = pythons or (f"{sys.version_info.major}.{sys.version_info.minor}",)
     try:

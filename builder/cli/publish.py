@@ -16,7 +16,11 @@ from builder.publish import REFUSED, Destination, PublishError, publish, summari
 @click.command("publish")
 @click.argument("wheels", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
-    "--index", "index_url", metavar="URL", help="wheelfarm index (base, /simple/ or /legacy/ URL)."
+    "--index",
+    "index_url",
+    metavar="URL",
+    help="wheelfarm index (base, /simple/ or /legacy/ URL) [default: the farm configuration's "
+    "own-index].",
 )
 @click.option(
     "--repository", metavar="NAME", help="Take index URL and token from ~/.pypirc [NAME]."
@@ -26,9 +30,8 @@ from builder.publish import REFUSED, Destination, PublishError, publish, summari
 )
 @click.option(
     "--upstream",
-    default="pypi",
-    show_default=True,
-    help="Index whose file names must not be shadowed ('pypi', 'pip', a URL, or 'none').",
+    help="Index whose file names must not be shadowed ('pypi', 'pip', a URL, or 'none') "
+    "[default: the farm configuration's upstream, else pypi].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one result per wheel as JSON.")
 def publish_command(
@@ -45,6 +48,10 @@ def publish_command(
     index has with other bytes, is refused; the same bytes already on our index are skipped.
     Exit status: 0 when nothing was refused, 1 otherwise, 2 when publishing could not start.
     """
+    from builder.cli.config import farm_config
+
+    cfg = farm_config(upstream=("--upstream", upstream), own_index=("--index", index_url))
+    index_url, upstream = cfg.own_index, cfg.upstream
     files = [f for w in wheels for f in (sorted(w.glob("*.whl")) if w.is_dir() else [w])]
     try:
         if repository:

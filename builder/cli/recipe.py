@@ -23,7 +23,10 @@ def lint(paths: tuple[Path, ...], as_json: bool) -> None:
 
     Every problem of every file is reported as FILE: KEY: MESSAGE; the exit status is 1 if any.
     """
-    results = recipes.lint(paths or [Path("recipes")])
+    from builder.cli.config import farm_config
+
+    paths = paths or (farm_config().recipes,)
+    results = recipes.lint(paths)
     bad = [r for r in results if not r.ok]
     if as_json:
         doc = {"ok": not bad, "recipes": [r.to_dict() for r in results]}
@@ -36,9 +39,7 @@ def lint(paths: tuple[Path, ...], as_json: bool) -> None:
         summary = f"{len(results)} recipe(s) checked, {len(bad)} with {errors} error(s)"
         click.echo(summary if bad else f"{len(results)} recipe(s) checked, all clean", err=True)
     if not results:
-        raise click.ClickException(
-            "no recipes found in " + ", ".join(map(str, paths or ["recipes"]))
-        )
+        raise click.ClickException("no recipes found in " + ", ".join(map(str, paths)))
     if bad:
         raise SystemExit(1)
 
@@ -50,28 +51,28 @@ def lint(paths: tuple[Path, ...], as_json: bool) -> None:
     "--index-url",
     "index",
     metavar="URL",
-    help="Upstream index: a URL, 'pypi' (default) or 'pip'.",
+    help="Upstream index: a URL, 'pypi' or 'pip' [default: the farm configuration's upstream].",
 )
 @click.option(
     "--dir",
     "out_dir",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path("recipes"),
-    show_default=True,
+    help="Where to write it [default: the farm configuration's recipes folder].",
 )
 @click.option(
     "--python",
     "pythons",
     multiple=True,
     metavar="X.Y",
-    help="Pythons (default: 3.9-3.13 that requires-python allows).",
+    help="Pythons [default: the farm configuration's pythons, else 3.9-3.13 that requires-python "
+    "allows].",
 )
 @click.option(
     "--target",
     "targets",
     multiple=True,
     metavar="TAG",
-    help="Targets (default: manylinux_2_17_aarch64).",
+    help="Targets [default: the farm configuration's targets, else manylinux_2_17_aarch64].",
 )
 @click.option(
     "--version", "version", metavar="V", help="Pin one version instead of the newest releases."
@@ -95,7 +96,7 @@ def lint(paths: tuple[Path, ...], as_json: bool) -> None:
 def new(
     name: str,
     index: str | None,
-    out_dir: Path,
+    out_dir: Path | None,
     pythons: tuple[str, ...],
     targets: tuple[str, ...],
     version: str | None,
@@ -105,17 +106,24 @@ def new(
     as_json: bool,
 ) -> None:
     """Write a starting recipe for NAME from the upstream index and its newest sdist."""
+    from builder.cli.config import farm_config
     from builder.common.upstream import IndexClient, UpstreamError
     from builder.plan.starting_recipe import DEFAULT_TARGETS, RecipeNewError, write_recipe
 
+    cfg = farm_config(
+        upstream=("--index", index),
+        recipes=("--dir", out_dir),
+        pythons=("--python", pythons),
+        targets=("--target", targets),
+    )
     try:
-        with IndexClient(index) as client:
+        with IndexClient(cfg.upstream) as client:
             path = write_recipe(
                 name,
                 client,
-                out_dir,
-                pythons=pythons or None,
-                targets=targets or DEFAULT_TARGETS,
+                cfg.recipes,
+                pythons=cfg.pythons or None,
+                targets=cfg.targets or DEFAULT_TARGETS,
                 version=version,
                 latest=latest,
                 force=force,
@@ -176,8 +184,12 @@ def new(
 
 @recipe.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--index", help="Upstream index: 'pypi' (default), 'pip' or a URL.")
-@click.option("--own-index", metavar="URL", help="wheelfarm's own index (its /simple/ URL).")
+@click.option(
+    "--index", help="Upstream index: 'pypi', 'pip' or a URL [default: the farm configuration's]."
+)
+@click.option(
+    "--own-index", metavar="URL", help="wheelfarm's own index [default: the farm configuration's]."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one entry per recipe as JSON.")
 def status(
     paths: tuple[Path, ...], index: str | None, own_index: str | None, as_json: bool
@@ -186,12 +198,14 @@ def status(
 
     Exit status 0; 1 when a recipe could not be planned.
     """
+    from builder.cli.config import farm_config
     from builder.common.upstream import IndexClient
     from builder.plan.planner import BUILD, OURS, UPSTREAM, load_recipes, plan
 
-    loaded, errors = load_recipes(paths or [Path("recipes")])
-    with IndexClient(index) as up:
-        own = IndexClient(own_index) if own_index else None
+    cfg = farm_config(upstream=("--index", index), own_index=("--own-index", own_index))
+    loaded, errors = load_recipes(paths or [cfg.recipes])
+    with IndexClient(cfg.upstream) as up:
+        own = IndexClient(cfg.own_simple_url) if cfg.own_simple_url else None
         result = plan(loaded, up, own, errors=errors)
         if own:
             own.close()

@@ -55,8 +55,15 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 def first_error_line(text: str) -> str | None:
     """The line of `text` that states the real error (rules and noise: error_lines.toml)."""
+    found = error_lines(text, limit=1)
+    return found[0] if found else None
+
+
+def error_lines(text: str, limit: int = 5) -> list[str]:
+    """Up to `limit` distinct lines that state real errors, the most specific rule first."""
     rules, noise = _rules()
     lines = [_ANSI.sub("", ln).strip() for ln in text.splitlines()]
+    found: list[str] = []
     for rule in rules:
         for number, line in enumerate(lines):
             if not line or noise.search(line) or not rule.pattern.search(line):
@@ -67,9 +74,12 @@ def first_error_line(text: str) -> str | None:
                     if not nxt or noise.search(nxt):
                         break
                     message.append(nxt)
-                return (" ".join(message) or line)[:300]
-            return line[:300]
-    return None
+                line = " ".join(message) or line
+            if line[:300] not in found:
+                found.append(line[:300])
+            if len(found) >= limit:
+                return found
+    return found
 
 
 class BuildLog:

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from builder.common.farm_protocol import MAX_LOG_BYTES
-from builder.publish import index_base_url
+from builder.common.farmconfig import index_base_url
 
 TOKEN_ENV = "WHEELFARM_INDEX_TOKEN"
 TRUNCATED = "[wheelfarm: the first {cut} bytes of this log were cut; the last {kept} follow]\n"

@@ -42,6 +42,7 @@ from builder.common.upstream import IndexClient, UpstreamError
 from builder.farm.client import FarmClient, FarmClientError
 from builder.farm.ledger import Action, Inputs, Ledger
 from builder.farm.sandbox import sandboxed, scrubbed_env
+from builder.farm.worker import STEP_PREFIX
 from builder.plan.planner import BUILD, OURS, SKIP, Decision, Job, load_recipes, plan
 from builder.publish import PRESENT, UPLOADED, Destination, publish
 from builder.recipes.recipe import Recipe
@@ -49,6 +50,7 @@ from builder.recipes.recipe import Recipe
 Progress = Callable[[str], None]
 NOT_PUBLISHED = "not published: "  # a good wheel the index refused or could not take
 KEPT = "kept, not published: "  # the recipe does not publish wheels that could not be run
+STATUS_INTERVAL = 5.0  # seconds between two pushes of the status during a run
 DEFAULT_TIMEOUT = 3 * 3600.0  # one job; a hung build is killed and recorded as a timeout
 
 
@@ -97,12 +99,34 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class JobEvent:
+    """What a live display needs about one job: queued, started, a step (or a warning), finished."""
+
+    kind: str  # "queued" | "start" | "step" | "warning" | "finish"
+    project: str
+    version: str
+    python: str
+    target: str
+    text: str = ""  # the step, the warning, or the finished job's status
+    duration: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.project, self.version, self.python, self.target)
+
+
+Events = Callable[[JobEvent], None]
+
+
+@dataclass(frozen=True)
 class NightlyReport:
     run_id: str
     cells: tuple[Cell, ...]
     errors: tuple[str, ...]  # recipes that failed lint, projects the upstream could not answer
     duration: float
-    warnings: tuple[str, ...] = ()  # the index's farm pages could not be updated (builds stand)
+    # Found during the run: a glibc floor raised by a library, a test that cannot run for a Python,
+    # a fallback backend taken, the index's farm pages not updated (builds stand).
+    warnings: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -146,7 +170,10 @@ def _zig_version() -> str:
     return zig_version()
 
 
-def run_nightly(cfg: NightlyConfig, progress: Progress | None = None) -> NightlyReport:
+def run_nightly(
+    cfg: NightlyConfig, progress: Progress | None = None, events: Events | None = None
+) -> NightlyReport:
+    """One run. `progress` gets the run's own steps (planning, setup); `events` each job's."""
     say = progress or (lambda _msg: None)
     start = time.monotonic()
     recipes, lint_errors = load_recipes(cfg.recipes)
@@ -180,8 +207,17 @@ def run_nightly(cfg: NightlyConfig, progress: Progress | None = None) -> Nightly
             errors=lint_errors,
         )
         by_name = {r.canonical_name: r for r in recipes}
-        farm = _Farm(cfg, dest, upstream, own, ledger, wheelhouse, logs, say, farm_pages)
+        farm = _Farm(cfg, dest, upstream, own, ledger, wheelhouse, logs, say, farm_pages, events)
         cells, todo = farm.triage(planned.decisions, by_name)
+        # Recipes without native libraries first: they take seconds, so the first wheels reach the
+        # index early, while one with libraries waits on building them (once per target, locked).
+        todo.sort(key=lambda t: len(t.recipe.native) > 0)
+        say(f"{len(todo)} job(s) to build, {len(cells)} cell(s) need nothing")
+        for t in todo:
+            farm.emit("queued", t.job)
+        # /status fills up while the run goes on: the plan now, each finished job as it comes.
+        farm.live = _LiveStatus(ledger.run_id, recipes, planned.errors, started, start, cells, todo)
+        farm.show_progress(force=True)
         if todo:
             # Host packages are installed here, outside the builds' sandbox (where apt cannot).
             from builder.build.toolchain.host import ensure_cross_strip, ensure_qemu
@@ -203,16 +239,17 @@ def run_nightly(cfg: NightlyConfig, progress: Progress | None = None) -> Nightly
 
 
 def status_document(
-    report: NightlyReport, recipes: Sequence[Recipe], started: datetime
+    report: NightlyReport, recipes: Sequence[Recipe], started: datetime, finished: bool = True
 ) -> dict[str, object]:
-    """The farm's state for the index's /status and project pages (farm_status.schema.json)."""
+    """The farm's state for the index's /status and project pages (farm_status.schema.json);
+    `finished=False` while the run is going on (its cells to build are "running")."""
     now = datetime.now(UTC)
     return {
         "generated": now.isoformat(),
         "run": {
             "id": report.run_id,
             "started": started.isoformat(),
-            "finished": now.isoformat(),
+            "finished": now.isoformat() if finished else None,
             "duration": round(report.duration, 2),
             "counts": report.counts(),
         },
@@ -246,6 +283,42 @@ def status_document(
     }
 
 
+class _LiveStatus:
+    """What /status shows during the run: every cell, the ones still to build as "running"."""
+
+    def __init__(
+        self,
+        run_id: str,
+        recipes: Sequence[Recipe],
+        errors: Sequence[object],
+        started: datetime,
+        start: float,
+        cells: Sequence[Cell],
+        todo: Sequence[_Todo],
+    ) -> None:
+        self.run_id, self.recipes, self.errors = run_id, recipes, errors
+        self.started, self.start = started, start
+        self.cells = {_key(c): c for c in cells}
+        for t in todo:
+            j = t.job
+            self.cells[_key(j)] = Cell(
+                j.project, j.version, j.python, j.target, Outcome.RUNNING, "queued"
+            )
+
+    def document(self) -> dict[str, object]:
+        report = NightlyReport(
+            run_id=self.run_id,
+            cells=tuple(self.cells.values()),
+            errors=tuple(str(e) for e in self.errors),
+            duration=time.monotonic() - self.start,
+        )
+        return status_document(report, self.recipes, self.started, finished=False)
+
+
+def _key(c: Cell | Job) -> tuple[str, str, str, str]:
+    return (c.project, c.version, c.python, c.target)
+
+
 @dataclass
 class _Todo:
     job: Job
@@ -269,19 +342,57 @@ class _Farm:
         logs: Path,
         say: Progress,
         pages: FarmClient,
+        events: Events | None = None,
     ) -> None:
         self.cfg, self.dest, self.upstream, self.own = cfg, dest, upstream, own
         self.ledger, self.wheelhouse, self.logs, self.say = ledger, wheelhouse, logs, say
         self.pages = pages
+        self.events = events or (lambda _event: None)
         self.warnings: list[str] = []
         self._publish_lock = threading.Lock()
+        self._warn_lock = threading.Lock()
+        self.live: _LiveStatus | None = None
+        self._status_lock = threading.Lock()
+        self._last_status = 0.0
+
+    def show_progress(self, done: Cell | None = None, force: bool = False) -> None:
+        """Record a finished cell and push the run's status so far (at most every few seconds)."""
+        if self.live is None:
+            return
+        with self._status_lock:
+            if done is not None:
+                self.live.cells[_key(done)] = done
+            now = time.monotonic()
+            if not force and now - self._last_status < STATUS_INTERVAL:
+                return
+            self._last_status = now
+            doc = self.live.document()
+        self.push(lambda: self.pages.put_status(doc))
+
+    def emit(self, kind: str, job: Job, text: str = "", duration: float = 0.0) -> None:
+        self.events(
+            JobEvent(kind, job.project, job.version, job.python, job.target, text, duration)
+        )
+
+    def warn(self, message: str, job: Job | None = None) -> None:
+        """A warning is shown when it is found (an event) and kept for the run's summary."""
+        if job is not None:
+            message = f"{job.project} {job.version} cp{job.python} {job.target}: {message}"
+        with self._warn_lock:
+            if message in self.warnings:
+                return
+            self.warnings.append(message)
+        if job is not None:
+            self.emit("warning", job, message)
+        else:
+            self.say(f"warning: {message}")
 
     def push(self, put: Callable[[], object]) -> None:
         """Update the index's farm pages; a failure is a warning, never a lost build."""
         try:
             put()
         except FarmClientError as exc:
-            self.warnings.append(str(exc))
+            self.warn(str(exc))
 
     # -- deciding --------------------------------------------------------------------------------
 
@@ -395,8 +506,17 @@ class _Farm:
         job = todo.job
         cell = Cell(job.project, job.version, job.python, job.target, Outcome.FAILED, todo.reason)
         attempt = self.ledger.start_attempt(job, todo.inputs)
-        self.say(f"building {job.project} {job.version} cp{job.python} {job.target}")
+        self.emit("start", job, "starting")
+        cell = self._run_job(todo, cell, attempt)
+        self.emit("finish", job, cell.label, cell.duration)
+        self.show_progress(cell)
+        return cell
+
+    def _run_job(self, todo: _Todo, cell: Cell, attempt: int) -> Cell:
+        job = todo.job
         result, raw_log = self._build_in_sandbox(job)
+        for warning in result.warnings:
+            self.warn(warning, job)
         self.push(lambda: self.pages.put_log(job.project, result.log.name, result.log))
         if result.status is Outcome.FAILED:
             failure = classify(raw_log, returncode=None)
@@ -409,7 +529,6 @@ class _Farm:
                 log_path=result.log,
                 duration=result.duration,
             )
-            self.say(f"failed {job.project} {job.version} cp{job.python}: {key_line}")
             return replace(
                 cell,
                 reason=f"{result.step}: {result.message or result.error}",
@@ -461,18 +580,7 @@ class _Farm:
         ]
         started = time.monotonic()
         try:
-            proc = subprocess.run(
-                sandboxed(command, self.cfg.protect),
-                env=scrubbed_env(),
-                capture_output=True,
-                text=True,
-                timeout=self.cfg.timeout,
-            )
-            out, err, code = proc.stdout, proc.stderr, proc.returncode
-        except subprocess.TimeoutExpired as exc:
-            out, err = _text(exc.stdout), _text(exc.stderr)
-            err += f"\nwheelfarm: the build timed out after {self.cfg.timeout:.0f} seconds"
-            code = None
+            out, err, code = self._run_worker(sandboxed(command, self.cfg.protect), job)
         finally:
             os.unlink(fh.name)
         last = out.strip().rsplit("\n", 1)[-1] if out.strip() else ""
@@ -500,6 +608,49 @@ class _Farm:
             return result, out + "\n" + err
         return result, _read(result.log)
 
+    def _run_worker(self, command: list[str], job: Job) -> tuple[str, str, int | None]:
+        """Run the worker; its progress lines on stderr become step events as they come."""
+        proc = subprocess.Popen(
+            command,
+            env=scrubbed_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        out: list[str] = []
+        err: list[str] = []
+
+        def read_err(stream) -> None:
+            for line in stream:
+                if line.startswith(STEP_PREFIX):
+                    step = line[len(STEP_PREFIX) :].strip()
+                    if step.startswith("warning: "):
+                        self.warn(step.removeprefix("warning: "), job)
+                    else:
+                        self.emit("step", job, step)
+                else:
+                    err.append(line)
+
+        readers = [
+            threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True),
+            threading.Thread(target=read_err, args=(proc.stderr,), daemon=True),
+        ]
+        for t in readers:
+            t.start()
+        try:
+            code: int | None = proc.wait(timeout=self.cfg.timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+            err.append(f"\nwheelfarm: the build timed out after {self.cfg.timeout:.0f} seconds")
+        for t in readers:
+            t.join(timeout=10)  # a grandchild holding the pipes open must not hang the run
+        return "".join(out), "".join(err), code
+
     # -- publishing ------------------------------------------------------------------------------
 
     def _publish(
@@ -513,8 +664,9 @@ class _Farm:
         built_at: float,
         evidence: TestEvidence,
     ) -> Cell:
-        with self._publish_lock:
-            results = publish(wheels, self.dest, upstream=self.upstream)
+        # twine's own output goes to the publish log, never between our progress lines.
+        with self._publish_lock, (self.logs / "publish.log").open("a") as twine_log:
+            results = publish(wheels, self.dest, upstream=self.upstream, output=twine_log)
         refused = [r for r in results if not r.ok]
         if refused:
             return replace(cell, reason=NOT_PUBLISHED + refused[0].reason, log=log)
@@ -570,9 +722,3 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
-
-
-def _text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data if isinstance(data, str) else data.decode(errors="replace")

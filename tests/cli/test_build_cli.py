@@ -143,3 +143,50 @@ def test_doctor_json_lists_tools_pythons_and_combinations(env) -> None:
         and "qemu-aarch64" in human.stdout
         and "Python x target" in human.stdout
     )
+
+
+WARN_RECIPE = """
+[project]
+name = "wf-warn"
+pythons = ["3.11"]
+targets = ["manylinux_2_17_aarch64"]
+
+[[native]]
+name = "openssl"
+source = "debian:libssl-dev"
+build-system = "debian-binary"
+args = ["libssl3"]
+
+[test]
+imports = ["wf_warn"]
+"""
+
+
+def test_a_native_library_warning_reaches_the_console_at_once_and_in_the_summary(
+    tmp_path: Path, env
+) -> None:
+    """Debian 12's arm64 libssl3 needs glibc 2.3x, above manylinux_2_17: the warning is on the
+    console when the library is prepared (before the wheel is built), and again after the table."""
+    sdist = make_sdist(tmp_path / "sdist", "wf-warn", "1.0.0", c_extension=True)
+    recipe = tmp_path / "wf-warn.toml"
+    recipe.write_text(WARN_RECIPE)
+    proc = run(
+        "build", str(recipe), "--sdist", str(sdist), "--version", "1.0.0", "--no-test",
+        "--out", str(tmp_path / "wheels"), env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()  # a pipe: plain lines, one per step
+    warned = [
+        i for i, line in enumerate(lines) if "warning: openssl: libssl.so.3 needs glibc" in line
+    ]
+    building = [i for i, line in enumerate(lines) if "building wf-warn 1.0.0 for cp3.11" in line]
+    assert warned and building and warned[0] < building[0], proc.stderr
+    assert "the wheel will only reach manylinux_2_" in lines[warned[0]]
+    summary = proc.stdout.splitlines()
+    assert any(line.startswith("wf-warn") and "built" in line for line in summary), proc.stdout
+    assert any(
+        line.startswith(
+            "warning: wf-warn 1.0.0 cp3.11 manylinux_2_17_aarch64: openssl: libssl.so.3"
+        )
+        for line in summary
+    ), proc.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -82,7 +83,9 @@ def farm(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
-def nightly(farm, *recipes: str, background: bool = False, extra: tuple[str, ...] = ()):
+def nightly(
+    farm, *recipes: str, background: bool = False, as_json: bool = True, extra: tuple[str, ...] = ()
+):
     tmp = farm["tmp"]
     env = {
         **os.environ,
@@ -91,9 +94,10 @@ def nightly(farm, *recipes: str, background: bool = False, extra: tuple[str, ...
         "NF_INDEX_STORAGE": str(farm["index"].data),
         "NF_PROBE_OUT": str(tmp / "probe.txt"),
         "NF_SLOW_MARKER": str(tmp / "slow.marker"),
+        "COLUMNS": "60",  # a narrow pipe: rich would cut table cells to fit 60 columns
     }
     args = [
-        "wheelfarm", "nightly", "--json", "--jobs", "2",
+        "wheelfarm", "nightly", *(["--json"] if as_json else []), "--jobs", "2",
         "--index", farm["index"].url, "--upstream", farm["up"].url,
         "--ledger", str(tmp / "ledger.sqlite3"), "--protect", str(farm["index"].data), *extra,
         *(str(farm["recipes"] / f"{r}.toml") for r in recipes),
@@ -102,6 +106,9 @@ def nightly(farm, *recipes: str, background: bool = False, extra: tuple[str, ...
         return subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode in (0, 1), done.stderr
+    farm["stderr"], farm["stdout"] = done.stderr, done.stdout
+    if not as_json:
+        return done.returncode, done.stdout, done.stderr
     report = json.loads(done.stdout)
     return done.returncode, report, {c["project"]: c for c in report["cells"]}
 
@@ -126,6 +133,18 @@ def test_nightly_builds_publishes_then_does_nothing_and_rebuilds_a_changed_recip
     assert broken["status"] == "failed" and broken["failure_class"] == "compiler-error"
     assert "error" in broken["key_line"] and Path(broken["log"]).is_file()
     assert any("nf-bad.toml" in e and "flavour" in e for e in report["errors"])
+
+    # Not a terminal: one plain line per step change as it happens, nothing redrawn, and twine's
+    # output in the publish log rather than between our lines.
+    err = farm["stderr"]
+    alpha = "nf-alpha 1.0 cp3.11 manylinux_2_17_aarch64: "
+    for step in ("starting", "building nf-alpha 1.0 for cp3.11", "repairing", "testing"):
+        assert alpha + step in err, err
+    assert re.search(re.escape(alpha) + r"tested, published in \d+ s \(\d+ done, ", err), err
+    assert "nf-broken 1.0 cp3.11 manylinux_2_17_aarch64: failed in" in err
+    assert "\r" not in err and "\x1b[" not in err and "Uploading" not in err
+    twine_log = (farm["tmp"] / "data" / "logs" / "publish.log").read_text()
+    assert "Uploading nf_alpha-1.0-cp311" in twine_log
 
     # The sdist's own code ran without the token and could not write into the index storage.
     probe = (farm["tmp"] / "probe.txt").read_text()
@@ -162,6 +181,14 @@ def test_nightly_builds_publishes_then_does_nothing_and_rebuilds_a_changed_recip
     assert cells["nf-broken"]["status"] == "failed"
     assert "not retried" in cells["nf-broken"]["reason"]
     assert report["warnings"] == []  # every run's status document is accepted by the index
+
+    # The summary written to a pipe: plain rows as wide as their content, nothing cut.
+    code, out, err = nightly(farm, "nf-alpha", "nf-broken", as_json=False)
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("nf-")}
+    assert rows["nf-alpha"].startswith(
+        "nf-alpha   1.0      3.11    manylinux_2_17_aarch64  in this index"
+    )
+    assert "manylinux_2_17_aarch64  failed" in rows["nf-broken"] and "\x1b[" not in out
     assert len(ledger_rows(farm, "nf-alpha")) == 1 and len(ledger_rows(farm, "nf-broken")) == 1
 
     # A changed recipe rebuilds only itself; the new wheel gets the next build tag.
@@ -186,6 +213,10 @@ def test_a_killed_nightly_resumes_without_redoing_or_duplicating(farm) -> None:
         assert proc.poll() is None, "the nightly ended before it was killed"
         time.sleep(0.5)
     time.sleep(2)  # inside the build now
+    # /status fills up during the run: the cell being built shows as running, the run unfinished.
+    live = httpx.get(farm["index"].url + "/api/farm/status").json()
+    slow = [c for c in live["cells"] if c["project"] == "nf-slow"]
+    assert [c["status"] for c in slow] == ["running"] and live["run"]["finished"] is None, live
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     (row,) = ledger_rows(farm, "nf-slow")
@@ -240,3 +271,49 @@ def test_a_wheel_nothing_could_run_is_checked_not_run_everywhere(farm, tmp_path:
     assert cell["status"] == "checked-not-run" and not cell["published"], cell
     assert cell["reason"].startswith("kept, not published: ") and code == 0
     assert own_files(farm, "nf-py312") == [wheel]  # only the earlier, marked one
+
+
+def test_serve_starts_the_index_first_and_says_so_at_once(tmp_path: Path) -> None:
+    """`nightly --serve` (what `make farm` runs): the index answers and the first line says where
+    before the run plans anything; the summary follows; the index keeps serving until SIGTERM."""
+    from support.index_server import free_port
+
+    write_static_index(
+        tmp_path / "up", {"nf-pure": [FileSpec("nf_pure-1.0-py3-none-any.whl", b"x")]}
+    )
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "nf-pure.toml").write_text(recipe("nf-pure", "import nf_pure"))
+    port = free_port()
+    env = {**os.environ, "WHEELFARM_DATA": str(tmp_path / "data"), "COLUMNS": "60"}
+    with StaticIndexServer(tmp_path / "up") as up:
+        proc = subprocess.Popen(
+            ["wheelfarm", "nightly", "--serve", "--port", str(port), "--upstream", up.url,
+             str(recipes)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            assert proc.stderr is not None and proc.stdout is not None
+            first = proc.stderr.readline()
+            url = f"http://127.0.0.1:{port}/"
+            assert first.startswith(f"serving {url} (the run's progress: {url}status"), first
+            assert httpx.get(url + "simple/").status_code == 200  # answering already
+            rest = []
+            for line in proc.stderr:
+                rest.append(line)
+                if line.startswith("still serving"):
+                    break
+            assert any(re.match(r"\d\d:\d\d:\d\d planning 1 recipes", ln) for ln in rest), rest
+            assert rest[-1] == f"still serving {url} (Ctrl-C stops)\n"
+            assert httpx.get(url + "status").status_code == 200
+            assert proc.poll() is None  # still serving after the run
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        summary = proc.stdout.read()
+        row = "nf-pure  1.0      3.11    manylinux_2_17_aarch64  not needed (upstream has it)"
+        assert row in summary, summary
+        assert code == 128 + signal.SIGTERM
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url + "simple/", timeout=2)  # the index went with it

@@ -446,7 +446,7 @@ def test_status_and_project_pages_in_a_browser(farm, browser, tmp_path: Path) ->
     assert browser.current_url == f"{server.url}/project/{PROJECT}/logs/run-7-cp312"
     assert browser.find_element(By.ID, "failure-class").text == "missing-header"
     assert browser.find_element(By.ID, "key-line").text == KEY_LINE
-    assert browser.find_element(By.ID, "log").text == strip_ansi(LOG).rstrip("\n")
+    assert browser.find_element(By.CSS_SELECTOR, "#log pre").text == strip_ansi(LOG).rstrip("\n")
     assert browser.find_element(By.ID, "log-key-line").text == KEY_LINE
     browser.save_screenshot(str(tmp_path / "log.png"))
 
