@@ -81,6 +81,16 @@ def test_python_39_wheel_is_tested_with_debian_bullseyes_interpreter(tmp_path: P
     assert "wheelfarm-test-ok aarch64 3.9." in r.log.read_text()  # bullseye's python3.9 ran it
 
 
+def test_python_313_wheel_is_tested_with_debian_trixies_interpreter(tmp_path: Path) -> None:
+    sdist = make_sdist(tmp_path / "sdist", "wf-ext", c_extension=True)
+    spec = TestSpec(imports=("wf_ext", "wf_ext._native"), call=CALL)
+    r = _build(sdist, tmp_path / "out", "wf-ext", python="3.13", test=spec)
+    assert r.status == Outcome.TESTED, (r.message, r.log.read_text()[-2000:])
+    assert "cp313-cp313-manylinux_2_17_aarch64" in r.tags
+    assert "wheelfarm-test-ok aarch64 3.13." in r.log.read_text()  # trixie's python3.13 ran it
+    assert r.test is not None and "python3.13 of trixie-arm64" in r.test.interpreter
+
+
 @pytest.mark.parametrize("python", ["3.14", "3.15"])
 def test_sid_interpreters_run_under_qemu(python: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # This machine's Debian mirror is a snapshot: sid's Release file is signed but expired.
