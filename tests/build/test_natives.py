@@ -180,7 +180,9 @@ def test_a_failing_build_reports_the_first_error_line(cache: Path, tmp_path: Pat
 
 
 def test_recipe_entries_are_checked(tmp_path: Path) -> None:
-    with pytest.raises(deps.NativeBuildError, match="'scons' is not one of autotools, configure, cmake"):
+    with pytest.raises(
+        deps.NativeBuildError, match="'scons' is not one of autotools, configure, cmake"
+    ):
         deps.spec_of({"name": "x", "source": "debian:x", "build-system": "scons"})
     assert (
         deps.spec_of({"name": "x", "source": "y", "build-system": "meson"}).build_system == "meson"
