@@ -96,6 +96,23 @@ class Project:
         return None
 
 
+def selected_files(current: Project | None, name: str, selector: str) -> list[FileRecord]:
+    """The files a yank or unyank names: one file by its name, or every file of a version.
+    LookupError when the project or the selector matches nothing."""
+    if current is None:
+        raise LookupError(f"no project {name!r} in the index")
+    matches = [f for f in current.files if f.filename == selector]
+    if not matches:
+        try:
+            wanted = Version(selector)
+        except ValueError:
+            wanted = None
+        matches = [f for f in current.files if wanted is not None and Version(f.version) == wanted]
+    if not matches:
+        raise LookupError(f"project {name!r} has no file or version {selector!r}")
+    return matches
+
+
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -366,20 +383,7 @@ class Catalog:
         version. Returns the changed records; LookupError when nothing matches."""
         name = canonicalize_name(project)
         self.refresh()
-        current = self.project(name)
-        if current is None:
-            raise LookupError(f"no project {name!r} in the index")
-        matches = [f for f in current.files if f.filename == selector]
-        if not matches:
-            try:
-                wanted = Version(selector)
-            except ValueError:
-                wanted = None
-            matches = [
-                f for f in current.files if wanted is not None and Version(f.version) == wanted
-            ]
-        if not matches:
-            raise LookupError(f"project {name!r} has no file or version {selector!r}")
+        matches = selected_files(self.project(name), name, selector)
         changed = []
         try:
             for f in matches:

@@ -23,7 +23,14 @@ from packaging.version import Version
 from sqlalchemy.engine import Connection
 
 from index_server import distfile
-from index_server.catalog import Catalog, FileRecord, Project, file_key, now_iso
+from index_server.catalog import (
+    Catalog,
+    FileRecord,
+    Project,
+    file_key,
+    now_iso,
+    selected_files,
+)
 from index_server.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -277,20 +284,7 @@ class SqlCatalog(Catalog):
     def set_yanked(self, project: str, selector: str, reason: str | None) -> list[FileRecord]:
         name = canonicalize_name(project)
         self.refresh(force=True)
-        current = self.project(name)
-        if current is None:
-            raise LookupError(f"no project {name!r} in the index")
-        matches = [f for f in current.files if f.filename == selector]
-        if not matches:
-            try:
-                wanted = Version(selector)
-            except ValueError:
-                wanted = None
-            matches = [
-                f for f in current.files if wanted is not None and Version(f.version) == wanted
-            ]
-        if not matches:
-            raise LookupError(f"project {name!r} has no file or version {selector!r}")
+        matches = selected_files(self.project(name), name, selector)
         changed = [replace(f, yanked=reason) for f in matches]
         with self.engine.begin() as conn:  # all of them or none
             self._change(conn, {name})
