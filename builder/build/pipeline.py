@@ -37,6 +37,7 @@ from builder.common.buildlog import BuildError, BuildLog
 from builder.common.outcome import Outcome, TestEvidence
 from builder.common.paths import cache_dir, data_dir
 from builder.common.targets import parse_target, supported_tags
+from builder.plan.compat import check_sdist
 from builder.plan.planner import Job
 from builder.recipes.recipe import BuildOptions, ParitySpec, Recipe, TestSpec
 
@@ -401,6 +402,20 @@ def _log_path(log_dir: Path, project: str, version: str, python: str, target: st
     return log_dir / name / f"{name}-{version}-cp{python.replace('.', '')}-{target}-{stamp}.log"
 
 
+def _check_compat(sdist: Path, python: str, options: BuildOptions, log: BuildLog) -> None:
+    """Fail at once, with the reason, when the sdist's C cannot build for this CPython as released
+    (builder.plan.compat): building it would only fail later with a compiler error. A recipe with a
+    before-build step may patch the C itself: then it is only written to the log."""
+    blockers = [b for c in check_sdist(sdist, [python]) for b in c.blockers]
+    if not blockers:
+        return
+    reason = f"this release cannot build for CPython {python}: {'; '.join(blockers)}"
+    if options.before_build:
+        log.write(f"compatibility: {reason} (going on: the recipe's before-build may patch it)")
+        return
+    raise BuildError("compat", reason, log.path)
+
+
 def build_sdist(
     sdist: Path,
     *,
@@ -468,6 +483,7 @@ def build_sdist(
 
                 env.update(prefix_extra_env(prefixes, target))
             opts = _merge_pipeline_env(options, env)
+            _check_compat(sdist, python, options, log)
             say(f"building {project} {version} for cp{python} {target}")
             raw, used = build_raw(sdist, python, target, opts, workdir / "backend", log, say)
             if used != options.backend:
