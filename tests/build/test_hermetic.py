@@ -58,6 +58,22 @@ def test_a_passed_through_target_triple_is_replaced_by_the_floor(tmp_path: Path)
         assert out.read_bytes()[:4] == b"\x7fELF"
 
 
+@pytest.mark.parametrize("form", ["-Wl,{}", "{}"])
+def test_an_implicit_linker_script_links_its_symbol_aliases(tmp_path: Path, form: str) -> None:
+    """libattr links `-Wl,libattr.lds`, a script of versioned aliases (GNU ld reads a text input as
+    a script; zig's driver rejects it): the wrapper hands it to lld, and the aliases are exported."""
+    tc = CrossToolchain(TARGET)
+    (tmp_path / "a.c").write_text("int wf_impl(void) { return 1; }\n")
+    (tmp_path / "v.map").write_text("WF_1.0 { global: wf_get; local: *; };\n")
+    (tmp_path / "a.lds").write_text('"wf_get@WF_1.0" = wf_impl;\n')
+    out = tmp_path / "liba.so"
+    cmd = [tc.tool("cc"), "-shared", "-fPIC", f"-Wl,--version-script,{tmp_path / 'v.map'}"]
+    cmd += [form.format(tmp_path / "a.lds"), tmp_path / "a.c", "-o", out]
+    subprocess.run(cmd, check=True)
+    syms = subprocess.run(["readelf", "--dyn-syms", "-W", out], capture_output=True, text=True)
+    assert "wf_get@WF_1.0" in syms.stdout
+
+
 def test_a_version_script_in_libtools_comma_form_links(tmp_path: Path) -> None:
     tc = CrossToolchain(TARGET)
     (tmp_path / "v.c").write_text("int wf_visible(void) { return 1; }\n")

@@ -233,6 +233,9 @@ class CrossToolchain:
         # zig's clang fails on its own triple; say the language.
         def filter_args(lang: str) -> str:
             return (
+                # a text file named as a linker input: a version script or an implicit script
+                '_script() { if [ -f "$1" ] && grep -qI . "$1"; then if grep -q "global:" "$1";'
+                ' then a="-Wl,--version-script=$1"; else a="-Wl,-T,$1"; fi; fi; }\n'
                 'skipnext=0; hasx=0; vs=0\nfor a in "$@"; do shift; skip=0\n'
                 "  if [ $skipnext = 1 ]; then skipnext=0; continue; fi\n"
                 # libtool splits -Wl,--version-script,FILE into two -Wl args (libattr)
@@ -244,10 +247,12 @@ class CrossToolchain:
                 # libtool's -Wl,--version-script,FILE (libattr): zig takes only =FILE
                 '    -Wl,--version-script,*) a="-Wl,--version-script=${a#-Wl,--version-script,}";;\n'
                 "    -Wl,--version-script) vs=1; skip=1;;\n"
-                # an implicit linker script given as an input (libattr: -Wl,libattr.lds): GNU ld
-                # takes it, lld does not; a version script it is
-                '    -Wl,*.lds|-Wl,*.map) f="${a#-Wl,}"; if [ -f "$f" ] && grep -q "global:" "$f";'
-                ' then a="-Wl,--version-script=$f"; fi;;\n'
+                # an implicit linker script given as an input (libattr: -Wl,libattr.lds, symbol
+                # aliases): GNU ld takes it, zig's driver rejects it; lld reads it after -T (which
+                # only adds to lld's built-in layout). A version script goes to --version-script.
+                "    -Wl,-*) ;;\n"
+                '    -Wl,*) f="${a#-Wl,}"; case "$f" in *,*) ;; *) _script "$f";; esac;;\n'
+                '    *.lds) f="$a"; _script "$f";;\n'
                 f'    -x|-x*) hasx=1;; -) [ $hasx = 1 ] || set -- "$@" -x {lang};; esac\n'
                 '  [ $skip = 1 ] || set -- "$@" "$a"\n'
                 "done\n"
