@@ -8,7 +8,6 @@ PYTHONPATH and could fetch aarch64 wheels of build dependencies into the x86_64 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -28,6 +27,7 @@ from builder.build.toolchain.host import (
 )
 from builder.build.toolchain.leaks import Leak, scan_commands
 from builder.build.toolchain.meson import write_cross_file
+from builder.common.atomic import file_lock
 from builder.common.buildlog import BuildError, BuildLog
 from builder.common.paths import cache_dir
 from builder.common.sdist import SdistError, build_requirements, unpack
@@ -59,10 +59,8 @@ def build_env(python: str, requirements: Sequence[str], log: BuildLog) -> Path:
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     root = cache_dir() / "buildenv" / f"{python}-{key}"
     exe = root / "bin" / "python"
-    root.parent.mkdir(parents=True, exist_ok=True)
     # venvs are not relocatable (script shebangs): build in place under a lock, mark when done.
-    with open(root.parent / f".{root.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(root.parent / f".{root.name}.lock"):
         if (root / ".complete").exists():
             log.section(f"build env (cached): {root}")
             return exe

@@ -19,7 +19,6 @@ PKG_CONFIG_PATH, CMAKE_PREFIX_PATH, a CMake toolchain file, and LD_LIBRARY_PATH 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -50,6 +49,7 @@ from builder.build.natives.registry import BUILD_SYSTEMS
 from builder.build.toolchain.host import COMMAND_LOG_VAR
 from builder.build.toolchain.leaks import scan_commands
 from builder.check.elfdyn import ElfFacts, ElfReadError, read_elf
+from builder.common.atomic import file_lock
 from builder.common.buildlog import BuildError, BuildLog
 from builder.common.fetch import FetchError, fetch_verified, sha256_file
 from builder.common.paths import cache_dir
@@ -376,14 +376,6 @@ def _layout(prefix: Path, arch: str) -> tuple[tuple[Path, ...], tuple[Path, ...]
     )
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
 def _prefix_of(spec: NativeSpec, path: Path, log: Path, arch: str, built: bool) -> NativePrefix:
     info = json.loads((path / MARKER).read_text())
     include_dirs, lib_dirs = _layout(path, arch)
@@ -425,7 +417,7 @@ def build_native(
         say(f"{spec.name}: reusing {final}")
         return _prefix_of(spec, final, log, arch, built=False)
 
-    with _locked(root / f".{spec.name}-{key}.lock"):
+    with file_lock(root / f".{spec.name}-{key}.lock"):
         if (final / MARKER).exists():  # another process built it while we waited
             return _prefix_of(spec, final, log, arch, built=False)
         if final.exists():  # a half-made prefix without its marker is never used: start again
