@@ -8,11 +8,16 @@ outside the folder are refused.
 
 from __future__ import annotations
 
+import functools
+import re
 import tarfile
+import tomllib
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 
 class SdistError(ValueError):
@@ -65,6 +70,41 @@ def build_requirements(project: Path) -> list[str]:
     except BuildException as exc:
         raise SdistError(f"{project / 'pyproject.toml'}: {exc}") from None
     try:
-        return sorted({str(Requirement(r)) for r in requires})
+        return merge_requirements([*requires, *era_requirements(project)])
     except InvalidRequirement as exc:
         raise SdistError(f"{project / 'pyproject.toml'}: {exc}") from None
+
+
+ERA_RULES = Path(__file__).with_name("build_era_rules.toml")
+
+
+@functools.cache
+def _era_rules(path: Path = ERA_RULES) -> tuple[tuple[str, re.Pattern[str], str], ...]:
+    data = tomllib.loads(path.read_text())
+    return tuple((r["file"], re.compile(r["pattern"], re.M), r["requires"]) for r in data["rule"])
+
+
+def era_requirements(project: Path) -> list[str]:
+    """Upper bounds an older project's build scripts need (build_era_rules.toml): a setup.py that
+    imports pkg_resources builds only with a setuptools that still ships it, as a user would pin
+    with PIP_CONSTRAINT."""
+    out = []
+    for name, pattern, requires in _era_rules():
+        path = project / name
+        if path.is_file() and pattern.search(path.read_text(errors="replace")):
+            out.append(requires)
+    return out
+
+
+def merge_requirements(requires: Sequence[str]) -> list[str]:
+    """Normalized requirements with one entry per (name, extras, marker): specifiers of the same
+    project are intersected (`setuptools>=40.8.0` and `setuptools<82` -> `setuptools<82,>=40.8.0`)."""
+    merged: dict[tuple[str, str, str], Requirement] = {}
+    for text in requires:
+        req = Requirement(text)
+        key = (canonicalize_name(req.name), ",".join(sorted(req.extras)), str(req.marker or ""))
+        if key in merged and not req.url:
+            merged[key].specifier &= req.specifier
+        else:
+            merged[key] = req
+    return sorted({str(r) for r in merged.values()})
