@@ -3,6 +3,7 @@
 Layout under DEST (the same URLs as `wheelfarm serve`):
   simple/index.html, simple/index.json                 the project list, PEP 503 HTML and PEP 691 JSON
   simple/<project>/index.html, .../index.json          each project page (PEP 592 yanks, PEP 700 fields)
+  .../index.html.gz, .../index.json.gz                 each page gzipped, for nginx's gzip_static
   files/<project>/<filename>                           the distributions (unless --files-url)
   files/<project>/<filename>.metadata                  each wheel's core metadata (PEP 658/714)
   .wheelfarm-export.json                               what was written, with sha256s (incremental runs)
@@ -11,13 +12,16 @@ Pages are rendered by the same functions as the live server's (`index_server.sim
 relative to the page (`../../files/...`), so the export can be served under any host and prefix; with
 `files_url` the file links point to where the files live (e.g. the live index or a bucket) and no
 file is copied. Every write goes to a temporary file that is renamed into place: a reader sees the old
-page or the new one, never half of one. An incremental run rewrites only pages whose bytes changed,
-copies only files it has not copied before, and removes what the catalog no longer holds.
+page or the new one, never half of one. An incremental run rewrites only pages whose bytes changed
+(and their `.gz` siblings with them), copies only files it has not copied before, and removes what
+the catalog no longer holds. A bucket export has no `.gz` siblings: a CDN compresses by itself, and
+a static bucket would serve them as downloads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -38,6 +42,7 @@ from index_server.simple import (
 from index_server.storage import CHUNK, Storage
 
 MANIFEST = ".wheelfarm-export.json"
+GZ = ".gz"
 
 
 class ExportError(Exception):
@@ -96,6 +101,24 @@ class _Dest:
         path = self.root / rel
         if self.manifest.get(rel) == digest and path.is_file():
             return False
+        atomic_write_bytes(path, body)
+        self.manifest[rel] = digest
+        return True
+
+    def write_page(self, rel: str, body: bytes) -> bool:
+        """A page and its gzipped sibling (`rel.gz`, what nginx's gzip_static sends to clients that
+        accept gzip): both rewritten when the page changed or one of them is missing, else left."""
+        gz_rel = rel + GZ
+        self.seen.update((rel, gz_rel))
+        digest = _sha256(body)
+        path, gz_path = self.root / rel, self.root / gz_rel
+        if self.manifest.get(rel) == digest and path.is_file() and gz_path.is_file():
+            return False
+        # mtime=0: the same page always compresses to the same bytes. The sibling goes first, so a
+        # page on disk never has a .gz older than the last export's.
+        packed = gzip.compress(body, compresslevel=9, mtime=0)
+        atomic_write_bytes(gz_path, packed)
+        self.manifest[gz_rel] = _sha256(packed)
         atomic_write_bytes(path, body)
         self.manifest[rel] = digest
         return True
@@ -169,6 +192,9 @@ class _BucketDest(_Dest):
         self.manifest[rel] = digest
         return True
 
+    def write_page(self, rel: str, body: bytes) -> bool:
+        return self.write_if_changed(rel, body)
+
     def copy_once(self, rel: str, sha256: str, storage: Storage, key: str) -> bool:
         self.seen.add(rel)
         if self.manifest.get(rel) == sha256:
@@ -230,7 +256,7 @@ def _export(
     progress: Callable[[str], None] | None,
 ) -> None:
     def page(rel: str, body: bytes) -> None:
-        if target.write_if_changed(rel, body):
+        if target.write_page(rel, body):
             report.pages_written.append(rel)
         else:
             report.pages_unchanged += 1

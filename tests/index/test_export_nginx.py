@@ -3,12 +3,15 @@ shipped configuration (deploy/nginx/wheelfarm-export.conf), and installed from w
 
 from __future__ import annotations
 
+import gzip
 import json
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -35,13 +38,18 @@ def export(data: Path, dest: Path, *extra: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def get(url: str, accept: str | None = None) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+def get(
+    url: str, accept: str | None = None, encoding: str | None = None
+) -> tuple[int, Message, bytes]:
+    headers = {"Accept": accept} if accept else {}
+    if encoding:
+        headers["Accept-Encoding"] = encoding
+    req = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, dict(resp.headers), resp.read()
+            return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        return exc.code, exc.headers, exc.read()
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +139,11 @@ def test_export_holds_both_representations_metadata_and_files(
     index = json.loads((exported / "simple" / "index.json").read_text())
     assert {"tiny-pure", "tiny-native"} <= {p["name"] for p in index["projects"]}
     assert not list(exported.rglob("*.part"))
+    # Every page has its gzipped sibling (for nginx's gzip_static), the page's bytes exactly.
+    pages = sorted(exported.glob("simple/**/index.*[ln]"))
+    assert len(pages) == 2 * len(index["projects"]) + 2
+    for page in pages:
+        assert gzip.decompress(Path(f"{page}.gz").read_bytes()) == page.read_bytes()
 
 
 def test_export_is_incremental_and_replaces_pages_atomically(
@@ -161,6 +174,24 @@ def test_export_is_incremental_and_replaces_pages_atomically(
     yanked = export(index_data, exported)
     assert len(yanked["pages_written"]) == 2 and yanked["files_copied"] == []
     assert json.loads(page.read_text())["files"][-1]["yanked"] == "test"
+    # The .gz siblings follow their pages: rewritten with them, left alone otherwise, written
+    # again when missing, removed with them.
+    gz = Path(f"{page}.gz")
+    assert gzip.decompress(gz.read_bytes()) == page.read_bytes()
+    stamp = gz.stat().st_mtime_ns
+    assert export(index_data, exported)["pages_written"] == [] and gz.stat().st_mtime_ns == stamp
+    gz.unlink()
+    assert export(index_data, exported)["pages_written"] == ["simple/tiny-pure/index.json"]
+    assert gzip.decompress(gz.read_bytes()) == page.read_bytes()
+    gone = make_wheel(tmp_path / "gone", "gone-proj", "1.0")
+    assert upload(gone).returncode == 0
+    export(index_data, exported)
+    assert (exported / "simple/gone-proj/index.html.gz").is_file()
+    for folder in ("files", "records"):  # the project leaves the index (as an operator would)
+        shutil.rmtree(index_data / folder / "gone-proj")
+    removed = export(index_data, exported)["removed"]
+    assert {"simple/gone-proj/index.html.gz", "simple/gone-proj/index.json.gz"} <= set(removed)
+    assert not (exported / "simple/gone-proj").exists()
 
 
 def test_export_with_links_to_the_live_index(index_data: Path, tmp_path: Path):
@@ -231,6 +262,25 @@ def test_nginx_known_difference_and_plain_urls(nginx):
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+@pytest.mark.parametrize("accept", [None, PIP_ACCEPT])
+def test_nginx_sends_the_gzipped_pages_to_clients_that_accept_gzip(nginx, exported, accept):
+    url, _ = nginx
+    for path in ("/simple/", "/simple/tiny-pure/"):
+        want = negotiate(accept)
+        page = exported / path.strip("/") / ("index.json" if want == JSON else "index.html")
+        status, headers, body = get(url + path, accept, encoding="gzip, deflate")
+        assert status == 200 and headers.get("Content-Encoding") == "gzip"
+        assert body == Path(f"{page}.gz").read_bytes()  # the file, not compressed per request
+        assert gzip.decompress(body) == page.read_bytes()
+        assert headers["Content-Type"].split(";")[0] == (TEXT_HTML if want == HTML else want)
+        assert {"Accept", "Accept-Encoding"} <= {
+            v.strip() for v in ",".join(headers.get_all("Vary")).split(",")
+        }
+        # A client that does not accept gzip gets the page itself.
+        status, headers, body = get(url + path, accept)
+        assert "Content-Encoding" not in headers and body == page.read_bytes()
 
 
 def test_pip_and_uv_install_from_the_export_under_nginx(nginx, published: Dists, tmp_path: Path):
