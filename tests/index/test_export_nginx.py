@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from support.index_server import Dists, Server, create_token, free_port, start_s
 from support.nginx import NGINX, command, export_conf
 from support.projects import make_wheel
 
+from index_server.export import spelling_pattern
 from index_server.simple import HTML, JSON, TEXT_HTML, negotiate
 
 PIP_ACCEPT = (
@@ -310,3 +312,52 @@ def test_pip_and_uv_install_from_the_export_under_nginx(nginx, published: Dists,
     assert "GET /simple/tiny-native/ " in requests and "GET /simple/tiny-pure/ " in requests
     assert '.whl.metadata HTTP/1.1" 200' in requests
     assert '"GET /files/tiny-native/tiny_native-1.0-' in requests
+
+
+def test_a_spelling_pattern_matches_every_other_spelling_and_not_the_name():
+    pattern = re.compile(spelling_pattern("foo-bar2"), re.IGNORECASE)  # nginx's ~* is PCRE, /i
+    for path in (
+        "/simple/Foo_Bar2/",
+        "/simple/foo.bar2",
+        "/simple/FOO-BAR2/",
+        "/simple/foo_-.bar2/",
+    ):
+        assert pattern.match(path), path
+    for path in ("/simple/foo-bar2/", "/simple/foo-bar2", "/simple/foobar2/", "/simple/foo-bar23/",
+                 "/simple/x-foo-bar2/", "/simple/foo-bar2/index.json"):  # fmt: skip
+        assert not pattern.match(path), path
+    with pytest.raises(ValueError):
+        spelling_pattern("Foo_Bar")
+
+
+def test_nginx_redirects_other_spellings_to_the_normalized_page(nginx, exported: Path):
+    url, _ = nginx
+    opener = urllib.request.build_opener(NoRedirect)
+    for path in ("/simple/Tiny_Pure/", "/simple/TINY.PURE/", "/simple/tiny__pure", "/simple/Tiny-Pure/",
+                 "/simple/tiny-NATIVE/"):  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as err:
+            opener.open(urllib.request.Request(url + path, headers={"Accept": JSON}), timeout=5)
+        want = "/simple/tiny-native/" if "native" in path.lower() else "/simple/tiny-pure/"
+        assert (err.value.code, err.value.headers["Location"]) == (301, want), path
+    # Followed, the redirect ends on the page (urllib follows it, as pip and uv do).
+    status, headers, body = get(url + "/simple/Tiny_Pure/", JSON)
+    assert status == 200 and headers["Content-Type"] == JSON
+    assert body == (exported / "simple/tiny-pure/index.json").read_bytes()
+    # Names the index does not hold stay 404s; the map itself is not served.
+    for path in ("/simple/Tiny_Purex/", "/simple/No_Such/", "/.wheelfarm-names.map"):
+        assert get(url + path)[0] == 404, path
+
+
+def test_pip_installs_through_a_non_normalized_project_url(nginx, published: Dists, tmp_path):
+    """pip normalizes names itself before asking an index; a link someone wrote by hand (here a
+    --find-links page) keeps its spelling, and the redirect makes it work."""
+    url, log = nginx
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-cache-dir"]
+    proc = subprocess.run(
+        [*pip, "install", "--target", str(tmp_path / "pip"), "--no-index",
+         "--find-links", f"{url}/simple/Tiny_Pure/", "tiny-pure==0.1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert list((tmp_path / "pip").glob("tiny_pure-0.1.dist-info"))
+    assert '"GET /simple/Tiny_Pure/ HTTP/1.1" 301' in log.read_text()
