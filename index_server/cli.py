@@ -24,6 +24,36 @@ def _data(data: Path | None) -> Path:
     return data if data is not None else default_data_dir()
 
 
+# Where an index lives beyond the data folder (the multi-host layout): `serve`, `export`, `yank`,
+# `unyank` and `token` take the same two options, so every command reaches the same index.
+storage_option = click.option(
+    "--storage",
+    metavar="s3://BUCKET/PREFIX",
+    envvar="WHEELFARM_INDEX_STORAGE",
+    help="Keep files and records in an S3-compatible store (endpoint and credentials: AWS_* "
+    "variables; WHEELFARM_S3_DOWNLOADS=redirect|stream) instead of the data folder.",
+)
+database_option = click.option(
+    "--database",
+    metavar="postgresql://...",
+    envvar="WHEELFARM_INDEX_DATABASE",
+    help="Keep the catalog (files, hashes, metadata digests, yanks) in PostgreSQL, shared by hosts.",
+)
+
+
+def _where(data: Path | None, storage: str | None) -> str:
+    """How messages name the index: the bucket URL or the data folder."""
+    return storage or str(_data(data))
+
+
+def _storage(data: Path | None, storage: str | None):
+    """The index's Storage: the bucket of --storage, else the data folder."""
+    from index_server.storage import LocalStorage
+    from index_server.storage_s3 import storage_from_url
+
+    return storage_from_url(storage) or LocalStorage(_data(data))
+
+
 @click.command()
 @data_option
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -74,19 +104,8 @@ def _data(data: Path | None) -> Path:
     is_flag=True,
     help="Refuse (422, with the findings) wheels that fail the wheel checker (wheelfarm check).",
 )
-@click.option(
-    "--storage",
-    metavar="s3://BUCKET/PREFIX",
-    envvar="WHEELFARM_INDEX_STORAGE",
-    help="Keep files and records in an S3-compatible store (endpoint and credentials: AWS_* "
-    "variables; WHEELFARM_S3_DOWNLOADS=redirect|stream) instead of the data folder.",
-)
-@click.option(
-    "--database",
-    metavar="postgresql://...",
-    envvar="WHEELFARM_INDEX_DATABASE",
-    help="Keep the catalog (files, hashes, metadata digests, yanks) in PostgreSQL, shared by hosts.",
-)
+@storage_option
+@database_option
 def serve(
     data: Path | None,
     host: str,
@@ -227,17 +246,29 @@ def token_revoke(token_id: str, data: Path | None) -> None:
 
 
 def _set_yanked(
-    project: str, target: str, reason: str | None, data: Path | None, as_json: bool
+    project: str,
+    target: str,
+    reason: str | None,
+    data: Path | None,
+    storage: str | None,
+    database: str | None,
+    as_json: bool,
 ) -> None:
-    from index_server.catalog import Catalog
-    from index_server.storage import LocalStorage, StorageError
+    import sqlalchemy as sa
 
+    from index_server.catalog_sql import catalog_for
+    from index_server.storage import StorageError
+
+    where = _where(data, storage)
     try:
-        changed = Catalog(LocalStorage(_data(data))).set_yanked(project, target, reason)
+        # The change reaches every host: a bump of the bucket's generation object, or of the
+        # database's change counter.
+        catalog = catalog_for(_storage(data, storage), database)
+        changed = catalog.set_yanked(project, target, reason)
     except LookupError as exc:
-        raise click.ClickException(f"{_data(data)}: {exc.args[0]}") from None
-    except StorageError as exc:
-        raise click.ClickException(f"{_data(data)}: {exc}") from None
+        raise click.ClickException(f"{where}: {exc.args[0]}") from None
+    except (StorageError, sa.exc.SQLAlchemyError) as exc:
+        raise click.ClickException(f"{where}: {exc}") from None
     if as_json:
         click.echo(json.dumps([{"filename": f.filename, "yanked": f.yanked} for f in changed]))
         return
@@ -250,17 +281,36 @@ def _set_yanked(
 @click.argument("target", metavar="FILE|VERSION")
 @click.option("--reason", default="", help="Why (shown to pip users).")
 @data_option
+@storage_option
+@database_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def yank(project: str, target: str, reason: str, data: Path | None, as_json: bool) -> None:
+def yank(
+    project: str,
+    target: str,
+    reason: str,
+    data: Path | None,
+    storage: str | None,
+    database: str | None,
+    as_json: bool,
+) -> None:
     """Yank one file, or every file of a version, of PROJECT (PEP 592)."""
-    _set_yanked(project, target, reason, data, as_json)
+    _set_yanked(project, target, reason, data, storage, database, as_json)
 
 
 @click.command()
 @click.argument("project")
 @click.argument("target", metavar="FILE|VERSION")
 @data_option
+@storage_option
+@database_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def unyank(project: str, target: str, data: Path | None, as_json: bool) -> None:
+def unyank(
+    project: str,
+    target: str,
+    data: Path | None,
+    storage: str | None,
+    database: str | None,
+    as_json: bool,
+) -> None:
     """Undo a yank of one file or of every file of a version."""
-    _set_yanked(project, target, None, data, as_json)
+    _set_yanked(project, target, None, data, storage, database, as_json)

@@ -280,6 +280,38 @@ def test_a_yank_through_one_host_is_seen_on_the_other(hosts, tmp_path: Path):
         time.sleep(0.02)
 
 
+def test_wheelfarm_yank_and_unyank_on_the_shared_index(hosts, seaweedfs: SeaweedFS, tmp_path: Path):
+    """The command line reaches the multi-host index (--storage, and --database when the catalog is
+    in PostgreSQL) and both hosts see the change."""
+    a, b = hosts["a"], hosts["b"]
+    wheel = make_wheel(tmp_path, "cli-yank-proj", "3.0")
+    assert twine_upload(a.url, hosts["token"], wheel).returncode == 0
+    where = ["--storage", hosts["storage"].bucket_url()]
+    where += ["--database", hosts["database"]] if hosts["database"] else []
+    env = os.environ | seaweedfs.env()
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["wheelfarm", *argv, *where], capture_output=True, text=True, env=env)
+
+    def wait_yanked(host: Server, state) -> None:
+        deadline = time.monotonic() + 5
+        while wait_listed(host, "cli-yank-proj", wheel.name).get("yanked", False) != state:
+            assert time.monotonic() < deadline, f"{host.url} does not show yanked={state!r}"
+            time.sleep(0.02)
+
+    proc = run("yank", "Cli_Yank.Proj", "3.0", "--reason", "from the shell", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [{"filename": wheel.name, "yanked": "from the shell"}]
+    for host in (a, b):
+        wait_yanked(host, "from the shell")
+    proc = run("unyank", "cli-yank-proj", wheel.name)
+    assert proc.returncode == 0 and f"un-yanked {wheel.name}" in proc.stdout, proc.stderr
+    for host in (a, b):
+        wait_yanked(host, False)
+    proc = run("yank", "cli-yank-proj", "9.9")
+    assert proc.returncode == 1 and "has no file or version '9.9'" in proc.stderr
+
+
 def basic(token: str) -> str:
     import base64
 
