@@ -111,6 +111,70 @@ def test_a_failed_upload_leaves_nothing(store: S3Storage):
     assert store.list("files/p") == []
 
 
+BUMP = """
+import sys
+from index_server.storage_s3 import S3Storage
+store = S3Storage(sys.argv[1])
+for _ in range(8):
+    with store.locked("counter"):
+        value = int(store.read_bytes("counter"))
+        store.put_bytes("counter", str(value + 1).encode())
+"""
+
+
+def test_locked_excludes_across_hosts(seaweedfs: SeaweedFS):
+    """Three processes (three hosts, as far as the bucket can tell) increment one object under the
+    lock: no increment is lost (without the lock, most are)."""
+    url = f"s3://{BUCKET}/lock-{uuid.uuid4().hex[:8]}"
+    store = S3Storage(url, client=seaweedfs.client())
+    store.ensure_bucket()
+    store.put_bytes("counter", b"0")
+    env = os.environ | seaweedfs.env()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", BUMP, url], env=env, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
+    assert store.read_bytes("counter") == b"24"
+    assert store.list("") == ["counter"]  # released locks leave nothing; .locks is not listed
+
+
+def test_a_lock_is_renewed_while_held_and_taken_over_when_its_holder_is_killed(
+    seaweedfs: SeaweedFS, tmp_path: Path
+):
+    url = f"s3://{BUCKET}/lease-{uuid.uuid4().hex[:8]}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time\n"
+            "from index_server.storage_s3 import S3Storage\n"
+            f"store = S3Storage({url!r}, lock_lease=1.5)\n"
+            "store.ensure_bucket()\n"
+            "with store.locked('tokens'):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(600)\n"
+        )],
+        stdout=subprocess.PIPE, env=os.environ | seaweedfs.env(), start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        # Held for well over its 1.5 s lease: renewed, so a waiter gives up.
+        waiter = S3Storage(url, client=seaweedfs.client(), lock_lease=1.5, lock_wait=4)
+        with pytest.raises(StorageError, match="still held after 4 s"), waiter.locked("tokens"):
+            pass
+        holder.kill()  # SIGKILL: no release, no more renewals
+        holder.wait()
+        start = time.monotonic()
+        waiter.lock_wait = 30
+        with waiter.locked("tokens"):
+            taken = time.monotonic() - start
+        assert taken < 6, taken  # the lease (1.5 s) plus the store's one-second clock
+        assert waiter.list("") == []  # released
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_downloads_redirect_to_a_presigned_url(seaweedfs: SeaweedFS):
     storage = S3Storage(f"s3://{BUCKET}/presign", client=seaweedfs.client(), downloads="redirect")
     storage.ensure_bucket()
