@@ -376,6 +376,117 @@ def test_wheelfarm_yank_and_unyank_on_the_shared_index(hosts, seaweedfs: Seaweed
     assert proc.returncode == 1 and "has no file or version '9.9'" in proc.stderr
 
 
+def index_options(hosts) -> list[str]:
+    """What `wheelfarm ...` needs to reach the hosts' index (as every host is started with)."""
+    where = ["--storage", hosts["storage"].bucket_url()]
+    return where + (["--database", hosts["database"]] if hosts["database"] else [])
+
+
+def authorised(host: Server, token: str) -> bool:
+    """Whether the host takes `token` for writes (a yank of a project that does not exist: 404 once
+    the token is accepted, 401 when it is not)."""
+    req = urllib.request.Request(
+        f"{host.url}/api/projects/no-such-project/yank",
+        data=json.dumps({"target": "1.0"}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": basic(token)},
+        method="POST",
+    )
+    try:
+        urllib.request.urlopen(req, timeout=10).close()
+    except urllib.error.HTTPError as exc:
+        assert exc.code in (401, 404), exc.code
+        return exc.code == 404
+    raise AssertionError("a yank of a missing project succeeded")
+
+
+def test_tokens_created_at_once_through_two_hosts_all_survive(hosts, seaweedfs: SeaweedFS):
+    """8 `wheelfarm token create` at once, as on two hosts: every token is kept and works on both
+    hosts; a revoke is honoured by both. The tokens are rows in PostgreSQL with --database, else
+    auth/tokens.json in the bucket under its lock object."""
+    a, b = hosts["a"], hosts["b"]
+    env = os.environ | seaweedfs.env()
+    cmd = ["wheelfarm", "token", "create", "--json", *index_options(hosts)]
+    procs = [
+        subprocess.Popen([*cmd, f"racer-{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=env, text=True)
+        for i in range(8)
+    ]  # fmt: skip
+    created = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        created.append(json.loads(out))
+    listing = subprocess.run(
+        ["wheelfarm", "token", "list", "--json", *index_options(hosts)],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    names = [t["name"] for t in json.loads(listing.stdout)]
+    assert {f"racer-{i}" for i in range(8)} <= set(names) and "ci" in names  # "ci": the fixture's
+    for i, token in enumerate(created):
+        assert authorised(a if i % 2 else b, token["token"]), token["name"]
+    bucket_tokens = json.loads(hosts["storage"].read_bytes("auth/tokens.json"))["tokens"]
+    if hosts["database"]:
+        # The bucket's file is what the fixture wrote before the hosts started: imported once.
+        assert [t["name"] for t in bucket_tokens] == ["ci"]
+        with psycopg.connect(hosts["database"]) as conn:
+            rows = conn.execute("SELECT name FROM index_tokens WHERE name LIKE 'racer-%'")
+            assert len(rows.fetchall()) == 8
+    else:
+        assert {f"racer-{i}" for i in range(8)} <= {t["name"] for t in bucket_tokens}
+    revoke = subprocess.run(
+        ["wheelfarm", "token", "revoke", "racer-3", *index_options(hosts)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert revoke.returncode == 0, revoke.stderr
+    deadline = time.monotonic() + 3
+    while authorised(a, created[3]["token"]) or authorised(b, created[3]["token"]):
+        assert time.monotonic() < deadline, "a revoked token is still accepted"
+        time.sleep(0.05)
+    assert authorised(a, created[4]["token"]) and authorised(b, created[4]["token"])
+
+
+STATUS = {
+    "generated": "2026-12-01T04:00:00Z",
+    "run": {"id": "run-42", "counts": {"published": 1}},
+    "recipes": {},
+    "cells": [],
+}
+
+
+def test_farm_status_pushed_through_one_host_is_read_through_the_other(hosts):
+    a, b = hosts["a"], hosts["b"]
+    for generated in ("2026-12-01T04:00:00Z", "2026-12-02T04:00:00Z"):
+        body = json.dumps(STATUS | {"generated": generated}).encode()
+        req = urllib.request.Request(
+            f"{a.url}/api/farm/status",
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": basic(hosts["token"])},
+            method="PUT",
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert json.load(resp)["generated"] == generated
+        deadline = time.monotonic() + 1.5
+        while True:
+            try:
+                with urllib.request.urlopen(f"{b.url}/api/farm/status", timeout=5) as resp:
+                    if resp.read() == body:
+                        break
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 404
+            assert time.monotonic() < deadline, f"host B does not serve the status {generated}"
+            time.sleep(0.02)
+        with urllib.request.urlopen(f"{b.url}/status", timeout=5) as resp:
+            assert "run-42" in resp.read().decode()
+    in_bucket = hosts["storage"].exists("farm/status.json")
+    if hosts["database"]:
+        assert not in_bucket
+        with psycopg.connect(hosts["database"]) as conn:
+            (doc,) = conn.execute("SELECT document FROM index_farm_status").fetchone()
+            assert json.loads(bytes(doc))["generated"] == "2026-12-02T04:00:00Z"
+    else:
+        assert in_bucket
+
+
 def basic(token: str) -> str:
     import base64
 
