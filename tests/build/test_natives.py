@@ -7,6 +7,7 @@ the test's own; zig's cache is the real one (linked in), so only the first run p
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from pathlib import Path
@@ -296,3 +297,20 @@ def test_a_library_build_that_names_a_host_folder_fails_naming_the_command(
     assert "host leak: -I/usr/include/libxml2" in info.value.first_error
     assert "wfsum.c" in info.value.first_error  # the command that did it
     assert not list((cache / "prefix" / TARGET).glob("wfleak-*/.wheelfarm-native.json"))
+
+
+def test_autoreconf_runs_when_a_patch_left_configure_older_than_its_inputs(tmp_path: Path) -> None:
+    """Debian's quilt patches touch configure.ac or Makefile.am after the release's configure was
+    made: make would rerun aclocal itself (exit 127 without it), so the build regenerates first."""
+    from builder.build.natives.autotools import needs_autoreconf
+
+    assert needs_autoreconf(tmp_path)  # no configure at all
+    for name in ("configure.ac", "lib/Makefile.am", "configure"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("")
+    os.utime(tmp_path / "configure.ac", (1000, 1000))
+    os.utime(tmp_path / "lib/Makefile.am", (1000, 1000))
+    os.utime(tmp_path / "configure", (2000, 2000))
+    assert not needs_autoreconf(tmp_path)
+    os.utime(tmp_path / "lib/Makefile.am", (3000, 3000))  # patched after the release
+    assert needs_autoreconf(tmp_path)

@@ -1,14 +1,30 @@
-"""autotools: `./configure --host=<triple>` (autoreconf -fi first when there is no configure), make,
-make install DESTDIR=..."""
+"""autotools: `./configure --host=<triple>` (autoreconf -fi first when there is no configure or
+it is older than its inputs), make, make install DESTDIR=..."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from builder.build.natives.base import BuildContext, BuildSystem, ensure_host, jobs
+
+# What configure and the Makefile.in files are generated from: when a patch (Debian's quilt series)
+# touched one of them, make would rerun aclocal/automake itself, with whatever the host has.
+INPUTS = ("configure.ac", "configure.in", "acinclude.m4", "aclocal.m4", "Makefile.am")
+
+
+def needs_autoreconf(src: Path) -> bool:
+    """No configure, or one older than an input it is generated from (patched after release)."""
+    configure = src / "configure"
+    if not configure.exists():
+        return True
+    made = configure.stat().st_mtime
+    inputs = [src / n for n in INPUTS] + list(src.glob("m4/*.m4")) + list(src.glob("*/Makefile.am"))
+    return any(p.exists() and p.stat().st_mtime > made for p in inputs)
 
 
 def build(ctx: BuildContext) -> None:
     src, run = ctx.source, ctx.run
-    if not (src / "configure").exists():
+    if needs_autoreconf(src):
         ensure_host(["autoconf", "automake", "libtool"], ctx)
         run(["autoreconf", "-fi"], src)
     run(
