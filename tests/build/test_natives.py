@@ -314,3 +314,14 @@ def test_autoreconf_runs_when_a_patch_left_configure_older_than_its_inputs(tmp_p
     assert not needs_autoreconf(tmp_path)
     os.utime(tmp_path / "lib/Makefile.am", (3000, 3000))  # patched after the release
     assert needs_autoreconf(tmp_path)
+
+
+def test_configure_is_found_in_the_source_subfolder_when_not_at_the_top(tmp_path: Path) -> None:
+    from builder.build.natives.autotools import configure_dir
+
+    (tmp_path / "doc").mkdir()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "configure.ac").write_text("")  # krb5's layout
+    assert configure_dir(tmp_path) == tmp_path / "src"
+    (tmp_path / "configure").write_text("")
+    assert configure_dir(tmp_path) == tmp_path

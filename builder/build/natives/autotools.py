@@ -22,8 +22,19 @@ def needs_autoreconf(src: Path) -> bool:
     return any(p.exists() and p.stat().st_mtime > made for p in inputs)
 
 
+def configure_dir(top: Path) -> Path:
+    """Where configure (or configure.ac) is: the top of the tree, else the one subfolder that has
+    it (krb5 keeps its whole build under src/)."""
+    marks = ("configure", "configure.ac", "configure.in")
+    if any((top / m).exists() for m in marks):
+        return top
+    found = sorted({p.parent for m in marks for p in top.glob(f"*/{m}")})
+    preferred = [d for d in found if d.name in ("src", "source")]
+    return preferred[0] if preferred else found[0] if len(found) == 1 else top
+
+
 def build(ctx: BuildContext) -> None:
-    src, run = ctx.source, ctx.run
+    src, run = configure_dir(ctx.source), ctx.run
     if needs_autoreconf(src):
         ensure_host(["autoconf", "automake", "libtool"], ctx)
         run(["autoreconf", "-fi"], src)
