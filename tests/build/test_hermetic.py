@@ -58,6 +58,22 @@ def test_a_passed_through_target_triple_is_replaced_by_the_floor(tmp_path: Path)
         assert out.read_bytes()[:4] == b"\x7fELF"
 
 
+def test_a_version_script_naming_symbols_the_link_lacks_links_as_with_gnu_ld(
+    tmp_path: Path,
+) -> None:
+    """alsa-lib's version script lists symbols of features switched off: GNU ld ignores them."""
+    tc = CrossToolchain(TARGET)
+    (tmp_path / "u.c").write_text("int wf_here(void) { return 0; }\n")
+    (tmp_path / "u.map").write_text("WF_1 { global: wf_here; wf_switched_off; local: *; };\n")
+    out = tmp_path / "libu.so"
+    script = f"-Wl,--version-script={tmp_path / 'u.map'}"
+    subprocess.run(
+        [tc.tool("cc"), "-shared", "-fPIC", script, tmp_path / "u.c", "-o", out], check=True
+    )
+    syms = subprocess.run(["readelf", "--dyn-syms", "-W", out], capture_output=True, text=True)
+    assert "wf_here@@WF_1" in syms.stdout
+
+
 @pytest.mark.parametrize("form", ["-Wl,{}", "{}"])
 def test_an_implicit_linker_script_links_its_symbol_aliases(tmp_path: Path, form: str) -> None:
     """libattr links `-Wl,libattr.lds`, a script of versioned aliases (GNU ld reads a text input as
