@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -325,3 +326,19 @@ def test_configure_is_found_in_the_source_subfolder_when_not_at_the_top(tmp_path
     assert configure_dir(tmp_path) == tmp_path / "src"
     (tmp_path / "configure").write_text("")
     assert configure_dir(tmp_path) == tmp_path
+
+
+def test_a_configure_check_written_for_gcc_13_passes(tmp_path: Path) -> None:
+    """OpenLDAP checks `pthread_detach(&thread)` (a pointer for an integer): gcc <= 13 warned,
+    clang 16+ refuses, and configure stopped with "could not locate pthread_detach()"."""
+    from builder.build.natives import _build_env
+    from builder.build.toolchain.host import CrossToolchain
+
+    env = _build_env(CrossToolchain(TARGET), {})
+    (tmp_path / "t.c").write_text(
+        "#include <pthread.h>\nint main(void) { pthread_t t; return pthread_detach(&t); }\n"
+    )
+    cmd = [env["CC"], *env["CFLAGS"].split(), "-c", "t.c", "-o", "t.o"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "int-conversion" in proc.stderr  # still said, as a warning

@@ -158,7 +158,7 @@ def toolchain_key(toolchain: Toolchain) -> str:
     """What identifies the toolchain's output: its compilers, flags and zig's version."""
     env = toolchain.env()
     keys = ("CC", "CXX", "AR", "RANLIB", "CFLAGS", "CXXFLAGS", "LDFLAGS", "CPPFLAGS")
-    parts = [f"{k}={env.get(k, '')}" for k in keys]
+    parts = [f"{k}={env.get(k, '')}" for k in keys] + [f"legacy={' '.join(LEGACY_C_WARNINGS)}"]
     for attr in ("triple", "target", "version"):
         parts.append(f"{attr}={getattr(toolchain, attr, '')}")
     with contextlib.suppress(metadata.PackageNotFoundError):
@@ -355,11 +355,24 @@ def cmake_toolchain_file(
     return path
 
 
+# C that the compilers these libraries were written for (gcc <= 13) warned about and clang 16+
+# refuses: configure checks written that way (OpenLDAP's pthread_detach(&thread)) fail and switch
+# features off, or stop configure. Warnings again, as gcc 13 had them; C only.
+LEGACY_C_WARNINGS = (
+    "-Wno-error=int-conversion",
+    "-Wno-error=incompatible-pointer-types",
+    "-Wno-error=incompatible-function-pointer-types",
+    "-Wno-error=implicit-function-declaration",
+    "-Wno-error=implicit-int",
+)
+
+
 def _build_env(toolchain: Toolchain, deps_env: Mapping[str, str]) -> dict[str, str]:
     env = {**os.environ, **toolchain.env()}
     env = merge_env(env, deps_env)
     env.setdefault("CFLAGS", "-O2 -fno-sanitize=undefined")
     env.setdefault("CXXFLAGS", env["CFLAGS"])
+    env["CFLAGS"] = " ".join([env["CFLAGS"], *LEGACY_C_WARNINGS])
     env.setdefault("SOURCE_DATE_EPOCH", "1")
     env.pop("DESTDIR", None)
     return env
