@@ -11,6 +11,7 @@ import pytest
 from support.projects import make_meson_sdist, make_sdist
 
 import builder.build.toolchain.host as host
+from builder.build.natives.resolve import Missing, missing_from_log
 from builder.build.pipeline import build_sdist
 from builder.build.toolchain.host import CrossToolchain, zig_clang_version
 from builder.build.toolchain.leaks import scan_args, scan_commands
@@ -237,3 +238,37 @@ def test_meson_python_sdist_is_cross_built_with_a_cross_file(tmp_path: Path) -> 
     log = r.log.read_text()
     assert "--cross-file=" in log and "0 leaks" in log
     assert "libpython" not in log.split("host leak scan")[0].split("meson-python: cross file")[1]
+
+
+# As mysqlclient's setup.py does: ask pkg-config quietly for each name it knows, then fail in its own
+# words, naming none. (Only in the cross build: the sdist itself is made on the host.)
+ASKS_QUIETLY = (
+    "import os, subprocess, sys\n"
+    "if os.environ.get('_PYTHON_HOST_PLATFORM'):\n"
+    "    for name in ('wfquiet', 'wfquiet-compat'):\n"
+    "        if subprocess.run(['pkg-config', '--exists', name + ' >= 1.0']).returncode == 0:\n"
+    "            break\n"
+    "    else:\n"
+    "        sys.exit('Can not find valid pkg-config name.')\n"
+)
+
+
+@pytest.mark.slow
+def test_modules_asked_of_pkg_config_quietly_are_named_in_the_log(tmp_path: Path) -> None:
+    sdist = make_sdist(tmp_path / "sdist", "wf-quiet", c_extension=True, setup_prelude=ASKS_QUIETLY)
+    r = build_sdist(
+        sdist,
+        project="wf-quiet",
+        version="1.0.0",
+        python="3.11",
+        target=TARGET,
+        out_dir=tmp_path / "out",
+        log_dir=tmp_path / "logs",
+        test=TestSpec(imports=("wf_quiet",)),
+    )
+    assert r.status == Outcome.FAILED and r.step == "build", r.message
+    text = r.log.read_text()
+    assert missing_from_log(text) == [
+        Missing("pkg-config", "wfquiet"),
+        Missing("pkg-config", "wfquiet-compat"),
+    ]

@@ -23,6 +23,7 @@ from builder.build.toolchain.host import (
     cross_env,
     cross_target,
     find_host_python,
+    pkg_config_misses,
     python_host_dirs,
 )
 from builder.build.toolchain.leaks import Leak, scan_commands
@@ -244,6 +245,10 @@ class CrossBackend(Backend):
         except BuildError as exc:
             # A leak is the likelier cause of a failed build than what the compiler said last.
             check_leaks(commands, python, log, failed=exc)
+            if misses := pkg_config_misses(commands):
+                log.section("pkg-config modules the build asked for and did not get")
+                for name in misses:  # pkg-config's own words: what the resolver reads
+                    log.write(f"  Package {name} was not found in the pkg-config search path")
             raise
         check_leaks(commands, python, log)
         wheels = sorted(dist.glob("*.whl"))
