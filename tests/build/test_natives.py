@@ -300,10 +300,10 @@ def test_a_library_build_that_names_a_host_folder_fails_naming_the_command(
     assert not list((cache / "prefix" / TARGET).glob("wfleak-*/.wheelfarm-native.json"))
 
 
-def test_autoreconf_runs_when_a_patch_left_configure_older_than_its_inputs(tmp_path: Path) -> None:
+def test_a_configure_older_than_its_patched_inputs_is_kept(tmp_path: Path) -> None:
     """Debian's quilt patches touch configure.ac or Makefile.am after the release's configure was
-    made: make would rerun aclocal itself (exit 127 without it), so the build regenerates first."""
-    from builder.build.natives.autotools import needs_autoreconf
+    made: make would rerun aclocal itself (exit 127 without it; cups' autoheader fails)."""
+    from builder.build.natives.autotools import mark_generated_current, needs_autoreconf
 
     assert needs_autoreconf(tmp_path)  # no configure at all
     for name in ("configure.ac", "lib/Makefile.am", "configure"):
@@ -315,6 +315,15 @@ def test_autoreconf_runs_when_a_patch_left_configure_older_than_its_inputs(tmp_p
     assert not needs_autoreconf(tmp_path)
     os.utime(tmp_path / "lib/Makefile.am", (3000, 3000))  # patched after the release
     assert needs_autoreconf(tmp_path)
+    # the shipped configure is kept (marked current), so make does not rerun aclocal/autoheader
+    (tmp_path / "lib/Makefile.in").write_text("")
+    os.utime(tmp_path / "lib/Makefile.in", (1500, 1500))
+    assert set(mark_generated_current(tmp_path)) == {
+        tmp_path / "configure",
+        tmp_path / "lib/Makefile.in",
+    }
+    assert not needs_autoreconf(tmp_path)
+    assert (tmp_path / "lib/Makefile.in").stat().st_mtime > 3000
 
 
 def test_configure_is_found_in_the_source_subfolder_when_not_at_the_top(tmp_path: Path) -> None:

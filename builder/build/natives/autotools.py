@@ -1,5 +1,5 @@
-"""autotools: `./configure --host=<triple>` (autoreconf -fi first when there is no configure or
-it is older than its inputs), make, make install DESTDIR=..."""
+"""autotools: `./configure --host=<triple>` (autoreconf -fi first when there is no configure), make,
+make install DESTDIR=...; a configure older than its inputs is marked current instead."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 from builder.build.natives.base import BuildContext, BuildSystem, ensure_host, jobs
 
 # What configure and the Makefile.in files are generated from: when a patch (Debian's quilt series)
-# touched one of them, make would rerun aclocal/automake itself, with whatever the host has.
+# touched one of them, make would rerun aclocal/automake itself, with whatever the host has (exit 127
+# without them, or autoheader failing on a hand-kept config.h.in: cups).
 INPUTS = ("configure.ac", "configure.in", "acinclude.m4", "aclocal.m4", "Makefile.am")
 
 
@@ -33,11 +34,31 @@ def configure_dir(top: Path) -> Path:
     return preferred[0] if preferred else found[0] if len(found) == 1 else top
 
 
+GENERATED = ("aclocal.m4", "configure", "config.h.in", "Makefile.in")
+
+
+def mark_generated_current(src: Path) -> list[Path]:
+    """Touch the release's generated files (aclocal.m4 first, as automake's own order) so that make
+    builds with the shipped configure instead of regenerating it; return what was touched."""
+    touched = []
+    for name in GENERATED:
+        for path in sorted([src / name, *src.glob(f"**/{name}")]):
+            if path.is_file() and path not in touched:
+                path.touch()
+                touched.append(path)
+    return touched
+
+
 def build(ctx: BuildContext) -> None:
     src, run = configure_dir(ctx.source), ctx.run
-    if needs_autoreconf(src):
+    if not (src / "configure").exists():
         ensure_host(["autoconf", "automake", "libtool"], ctx)
         run(["autoreconf", "-fi"], src)
+    elif needs_autoreconf(src):
+        touched = mark_generated_current(src)
+        run.note(
+            f"  configure is older than its patched inputs: {len(touched)} generated files kept"
+        )
     run(
         [
             "./configure",
