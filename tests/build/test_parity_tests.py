@@ -379,3 +379,15 @@ def test_check_parity_compares_the_tests_of_any_wheel(project, accepted, tmp_pat
     assert report["compared"][parity.TESTS] == report["matched"][parity.TESTS] == 3
     assert not [f for f in report["findings"] if f["rule"].startswith(("WF029", "WF030"))]
     assert "3/3 tests same outcome" in report["summary"]
+
+
+@pytest.mark.slow
+def test_with_nothing_to_compare_the_test_command_decides_alone(project, tmp_path: Path) -> None:
+    # The index has the sdist, no wheel: parity is "not compared", and the test-command is not
+    # skipped for that: it runs under qemu in the test step, where test_answer fails.
+    with StaticIndexServer(_index(tmp_path / "index", project["sdist"])) as server:
+        r = _build(project, tmp_path, ParitySpec(tests=True), server.url)
+    assert r.status is Outcome.FAILED and r.step == "test-command", (r.message, r.error)
+    log = r.log.read_text()
+    assert "parity did not run the tests: the test-command decides alone" in log
+    assert "assert 41 == 42" in log and "parity tests (ours, qemu)" not in log
