@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
@@ -40,6 +41,9 @@ from builder.common.targets import parse_target, supported_tags
 from builder.plan.compat import check_sdist
 from builder.plan.planner import Job
 from builder.recipes.recipe import BuildOptions, ParitySpec, Recipe, TestSpec
+
+if TYPE_CHECKING:
+    from builder.build.parity import ParityReport
 
 MACOS_NOT_RUN = "checked, not run: no macOS to run on"
 # 2000-01-01: a fixed default keeps wheels reproducible when the sdist gives no better date.
@@ -504,6 +508,13 @@ def build_sdist(
             tags = tuple(sorted(str(t) for t in parse_wheel_filename(repaired.name)[3]))
             status, message = Outcome.BUILT, "built, no test asked"
             evidence = TestEvidence(Outcome.BUILT, reason="no test asked for (--no-test)")
+            gate = parity is not None or parity_index is not None
+            # With [parity] tests the parity gate runs the test-command (with upstream's wheel and
+            # with ours) and judges it test by test: a test that fails with both wheels is not
+            # ours to fix. The test below runs it only when the gate could not compare.
+            deferred = (
+                gate and parity is not None and parity.tests and bool(test and test.test_command)
+            )
             if target.startswith("macosx_"):
                 # Nothing here executes Mach-O (qemu-user runs ELF only): the checker's static
                 # proof (signature, symbols, load paths) is all there is, written to the log.
@@ -522,6 +533,7 @@ def build_sdist(
                 )
                 log.section(message)
             elif run_test and test is not None:
+                run_spec = dataclasses.replace(test, test_command="") if deferred else test
                 # Debian's arm64 CPython is a glibc one: it cannot load musllinux wheels.
                 glibc = cross_target(target).libc == "gnu"
                 sysroot = test_sysroot(python) if glibc else None
@@ -539,7 +551,7 @@ def build_sdist(
                     output = run_wheel_test(
                         repaired,
                         python,
-                        test,
+                        run_spec,
                         sysroot,
                         workdir / "test",
                         log,
@@ -554,10 +566,27 @@ def build_sdist(
                         output_sha256=hashlib.sha256(output.encode()).hexdigest(),
                     )
             parity_summary = ""
-            if parity is not None or parity_index is not None:
-                parity_summary = parity_gate(
-                    repaired, python, target, test, parity, parity_index, workdir, log, say
+            if gate:
+                report = parity_gate(
+                    repaired, python, target, test, parity, parity_index, workdir, log, say, sdist
                 )
+                parity_summary = report.summary()
+                if status is Outcome.TESTED and deferred and not report.tests_run:
+                    assert test is not None and sysroot is not None
+                    log.section("parity did not run the tests: the test-command decides alone")
+                    output += run_wheel_test(
+                        repaired,
+                        python,
+                        dataclasses.replace(test, call=""),
+                        sysroot,
+                        workdir / "test-command",
+                        log,
+                        platforms=parse_target(target).platforms,
+                        project_dir=src_dirs[0] if src_dirs else None,
+                    )
+                    evidence = dataclasses.replace(
+                        evidence, output_sha256=hashlib.sha256(output.encode()).hexdigest()
+                    )
             out_dir.mkdir(parents=True, exist_ok=True)
             final = out_dir.resolve() / repaired.name
             shutil.copy2(repaired, final.with_name(final.name + ".part"))
@@ -600,9 +629,11 @@ def parity_gate(
     workdir: Path,
     log: BuildLog,
     say: Progress,
-) -> str:
-    """Compare `wheel` with upstream's wheel of the same release (builder.build.parity);
-    raise BuildError("parity") on a difference the recipe does not accept; return the summary."""
+    sdist: Path | None = None,
+) -> ParityReport:
+    """Compare `wheel` with upstream's wheel of the same release (builder.build.parity; the
+    project's tests run from `sdist` when the recipe asks); raise BuildError("parity") on a
+    difference the recipe does not accept; return the report."""
     from builder.build.parity import compare_with_upstream
 
     say(f"comparing {wheel.name} with upstream's wheel")
@@ -614,13 +645,15 @@ def parity_gate(
         platforms=parse_target(target).platforms,
         python=python,
         index_url=index,
+        test_command=test.test_command if test else "",
+        sdist=sdist,
     )
     summary = report.summary()
     log.section(f"parity: {summary}")
     if not report.ok:
         first = next(f for f in report.findings if f.severity == "error")
         raise BuildError("parity", f"{first.rule}: {first.message}", log.path)
-    return summary
+    return report
 
 
 def build_url(
