@@ -315,9 +315,23 @@ def _merge_pipeline_env(options: BuildOptions, extra: Mapping[str, str]) -> Buil
 # Backend selection
 
 
+# What clang (zig cc) refuses in C that gcc, the emulated backend's compiler, accepts: GCC's nested
+# functions and variable-size struct fields, and what gcc <= 13 only warns about (Debian 12's gcc 12).
+GCC_ACCEPTS = re.compile(
+    r"function definition is not allowed here"
+    r"|fields must have a constant size"
+    r"|call to undeclared function|implicit declaration of function"
+    r"|incompatible (?:integer to pointer|pointer to integer) conversion"
+    r"|incompatible (?:function )?pointer types"
+    r"|type specifier missing, defaults to 'int'"
+    r"|non-void function .* should return a value"
+)
+
+
 def _worth_falling_back(err: BuildError) -> bool:
     """False when another backend would fail the same way: the project's own C does not compile
-    for this CPython or has an error of its own (a relative path in the compiler's line)."""
+    for this CPython or has an error of its own (a relative path in the compiler's line), unless
+    it is C that only clang refuses (gcc builds it)."""
     from builder.common.classify import FailureClass, classify
 
     if err.step != "build":
@@ -328,6 +342,8 @@ def _worth_falling_back(err: BuildError) -> bool:
     own_source = re.match(
         r"^(?!/)[^:\s]+\.(c|cc|cpp|cxx|pyx|h|hpp):\d+(:\d+)?: error: ", err.summary
     )
+    if own_source and GCC_ACCEPTS.search(err.summary):
+        return True
     return not (cls is FailureClass.COMPILER_ERROR and own_source)
 
 

@@ -23,6 +23,14 @@ def test_which_errors_are_worth_another_backend() -> None:
         return BuildError(step, summary)
 
     assert not _worth_falling_back(err("pkg/_native.c:52:1: error: expected ';'"))
+    # C that only clang refuses: gcc (the emulated backend's) builds it
+    assert _worth_falling_back(err("src/g.c:87:4: error: function definition is not allowed here"))
+    assert _worth_falling_back(
+        err("src/g.c:9:3: error: call to undeclared function 'helper'; ISO C99 and later do not")
+    )
+    assert not _worth_falling_back(  # a CPython API that is gone: gcc fails as well
+        err("src/g.c:9:3: error: call to undeclared function '_PyLong_AsInt'; ISO C99 and later")
+    )
     assert not _worth_falling_back(err("x/_m.c:4:10: fatal error: 'longintrepr.h' file not found"))
     assert _worth_falling_back(err("x/_m.c:4:10: fatal error: 'zlib.h' file not found"))
     assert _worth_falling_back(err("/usr/include/x.h:1:2: error: from a system header"))
