@@ -15,6 +15,7 @@ from builder.build.natives.resolve import Missing, missing_from_log
 from builder.build.pipeline import build_sdist
 from builder.build.toolchain.host import CrossToolchain, zig_clang_version
 from builder.build.toolchain.leaks import scan_args, scan_commands
+from builder.build.toolchain.namespace import userns_available
 from builder.common.outcome import Outcome
 from builder.recipes.recipe import TestSpec
 
@@ -272,3 +273,33 @@ def test_modules_asked_of_pkg_config_quietly_are_named_in_the_log(tmp_path: Path
         Missing("pkg-config", "wfquiet"),
         Missing("pkg-config", "wfquiet-compat"),
     ]
+
+
+# As evdev's setup.py does: read kernel headers from /usr/include itself to generate C. In the cross
+# build /usr/include is the target's headers (zig's), never the host's.
+READS_HEADERS = (
+    "import os\n"
+    "if os.environ.get('_PYTHON_HOST_PLATFORM'):\n"
+    "    assert not os.path.exists('/usr/include/x86_64-linux-gnu'), 'host headers are visible'\n"
+    "    text = open('/usr/include/asm/unistd_64.h').read()\n"
+    "    assert '#define __NR_io_setup 0' in text, 'not the aarch64 system call numbers'\n"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not userns_available(), reason="needs user namespaces (unshare --user)")
+def test_a_build_script_reading_usr_include_reads_the_targets_headers(tmp_path: Path) -> None:
+    assert Path("/usr/include/x86_64-linux-gnu").is_dir()  # the host's, outside the build
+    sdist = make_sdist(tmp_path / "sdist", "wf-hdr", c_extension=True, setup_prelude=READS_HEADERS)
+    r = build_sdist(
+        sdist,
+        project="wf-hdr",
+        version="1.0.0",
+        python="3.11",
+        target=TARGET,
+        out_dir=tmp_path / "out",
+        log_dir=tmp_path / "logs",
+        test=TestSpec(imports=("wf_hdr._native",)),
+    )
+    assert r.status == Outcome.TESTED, (r.message, r.log.read_text()[-3000:])
+    assert "/usr/include is the target's headers" in r.log.read_text()

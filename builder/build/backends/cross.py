@@ -20,6 +20,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from builder.build.backends import Backend
 from builder.build.toolchain.host import (
     COMMAND_LOG_VAR,
+    CrossToolchain,
     cross_env,
     cross_target,
     find_host_python,
@@ -28,6 +29,7 @@ from builder.build.toolchain.host import (
 )
 from builder.build.toolchain.leaks import Leak, scan_commands
 from builder.build.toolchain.meson import write_cross_file
+from builder.build.toolchain.namespace import hermetic_command, userns_available
 from builder.common.atomic import file_lock
 from builder.common.buildlog import BuildError, BuildLog
 from builder.common.paths import cache_dir
@@ -235,13 +237,16 @@ class CrossBackend(Backend):
                 *_as_tuple(settings.get("setup-args")),
                 f"--cross-file={cross}",
             )
+        command = pip_wheel_command(venv_python, src, dist, settings)
+        if not target.startswith("macosx_") and userns_available():
+            includes, _ = python_host_dirs(find_host_python(python).executable)
+            view = CrossToolchain(target).include_view()
+            command = hermetic_command(command, view, keep=[Path(d) for d in includes])
+            log.write(f"  /usr/include is the target's headers ({view}) during the build")
+        elif not target.startswith("macosx_"):
+            log.write("  /usr/include is the host's: this machine cannot make user namespaces")
         try:
-            log.run(
-                pip_wheel_command(venv_python, src, dist, settings),
-                step="build",
-                env=env,
-                cwd=workdir,
-            )
+            log.run(command, step="build", env=env, cwd=workdir)
         except BuildError as exc:
             # A leak is the likelier cause of a failed build than what the compiler said last.
             check_leaks(commands, python, log, failed=exc)

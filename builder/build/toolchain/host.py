@@ -344,6 +344,45 @@ class CrossToolchain:
             **zig_cache_dirs(),
         }
 
+    def include_view(self) -> Path:
+        """The target's /usr/include as zig sees it: one folder of symlinks into zig's libc headers
+        (the target's own first, as zig searches them), made once per zig version. A cross build
+        sees it at /usr/include (builder.build.toolchain.namespace.hermetic_command), so a build
+        script that reads headers itself (evdev's ecodes generator) reads the target's."""
+        from importlib import metadata
+
+        zig_lib = Path(zig_command()[0]).parent / "lib" / "libc" / "include"
+        arch, libc = self.cross.arch, self.cross.libc
+        order = [
+            "any-linux-any",
+            f"{arch}-linux-any",
+            f"generic-{'glibc' if libc == 'gnu' else 'musl'}",
+        ]
+        order.append(f"{arch}-linux-{libc}")  # last wins: the most specific
+        # symlinks into this zig: keyed by its folder too (another checkout has its own venv)
+        where = hashlib.sha256(str(zig_lib).encode()).hexdigest()[:8]
+        view = self.root / f"include-view-{metadata.version('ziglang')}-{libc}-{where}"
+        if (view / ".complete").exists():
+            return view
+        staging = view.with_name(f"{view.name}.{os.getpid()}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name in order:
+            layer = zig_lib / name
+            for path in sorted(layer.rglob("*")):
+                rel = path.relative_to(layer)
+                if path.is_dir():
+                    (staging / rel).mkdir(exist_ok=True)
+                else:
+                    (staging / rel).unlink(missing_ok=True)
+                    (staging / rel).symlink_to(path)
+        (staging / ".complete").write_text("\n".join(order) + "\n")
+        try:
+            os.replace(staging, view)
+        except OSError:  # another build made it first
+            shutil.rmtree(staging, ignore_errors=True)
+        return view
+
     def sysconfigdata(self, python: Path) -> tuple[str, Path]:
         """(module name, folder) of the aarch64 `_sysconfigdata` for the host interpreter `python`."""
         return sysconfigdata(python, self)
