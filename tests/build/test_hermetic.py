@@ -272,3 +272,39 @@ def test_modules_asked_of_pkg_config_quietly_are_named_in_the_log(tmp_path: Path
         Missing("pkg-config", "wfquiet"),
         Missing("pkg-config", "wfquiet-compat"),
     ]
+
+
+def test_python_config_answers_for_the_target_cpython(tmp_path: Path) -> None:
+    """A build script asking python3-config gets the aarch64 CPython's answers, naming no host
+    library folder; outside a cross build of an extension the stand-in is shadowed like the others."""
+    from builder.build.backends.cross import cross_build_environment
+    from builder.build.toolchain.host import find_python, python_host_dirs
+
+    python = find_python("3.11")
+    subprocess.run([python, "-m", "venv", "--without-pip", tmp_path / "venv"], check=True)
+    env = cross_build_environment(tmp_path / "venv" / "bin" / "python", "3.11", TARGET)
+
+    def ask(tool: str, *args: str, rc: int = 0) -> str:
+        p = subprocess.run([tool, *args], env=env, capture_output=True, text=True)
+        assert p.returncode == rc, (tool, args, p.stderr)
+        return p.stdout if rc == 0 else p.stderr
+
+    includes, libdirs = python_host_dirs(python)
+    for tool in ("python3-config", "python3.11-config"):
+        assert ask(tool, "--extension-suffix") == ".cpython-311-aarch64-linux-gnu.so\n"
+        assert ask(tool, "--abiflags") == "\n"
+        flags = ask(tool, "--includes", "--cflags").split()
+        assert f"-I{includes[0]}" in flags and "-O2" in flags
+        assert scan_args(flags, allowed=includes, host_libdirs=libdirs) == []
+        assert ask(tool, "--ldflags") == ask(tool, "--libs") == "\n"  # no host -L, no libpython
+        assert ask(tool, "--ldflags", "--embed") == "-lpython3.11\n"
+        prefix, exec_prefix, configdir = ask(
+            tool, "--prefix", "--exec-prefix", "--configdir"
+        ).split()
+        assert configdir in libdirs and Path(prefix).is_dir() and Path(exec_prefix).is_dir()
+        assert "Usage:" in ask(tool, "--frobnicate", rc=1)
+    assert "not 3.12" in ask("python3.12-config", "--includes", rc=127)
+    # A native library's build (the toolchain's environment alone) has no target CPython.
+    env = {**os.environ, **CrossToolchain(TARGET).env()}
+    env.pop("_PYTHON_SYSCONFIGDATA_NAME", None)
+    assert "not available here" in ask("python3-config", "--includes", rc=127)
