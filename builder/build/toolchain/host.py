@@ -197,6 +197,35 @@ def zig_clang_version() -> str:
     return m.group(1)
 
 
+@functools.cache
+def target_include_dirs(target: str) -> tuple[Path, ...]:
+    """The folders zig searches for <headers> when compiling C and C++ for `target` (a Linux tag):
+    clang's own headers, libc++ and the target libc's (glibc or musl, with the kernel's). A header
+    found there needs no library."""
+    triple = zig_triple(target)
+    cwd = Path(zig_command()[0]).parent
+    dirs: list[Path] = []
+    for driver, lang in (("cc", "c"), ("c++", "c++")):
+        proc = subprocess.run(
+            [*zig_command(), driver, "-target", triple, "-E", "-v", "-x", lang, os.devnull],
+            capture_output=True,
+            text=True,
+            env=_zig_env(),
+            cwd=cwd,
+        )
+        text = proc.stderr + proc.stdout
+        m = re.search(
+            r"#include <\.\.\.> search starts here:\n(.*?)\nEnd of search list", text, re.S
+        )
+        if proc.returncode != 0 or not m:
+            raise ToolchainError(f"zig {driver} -v named no include folders: {text[-400:]!r}")
+        for line in m.group(1).splitlines():
+            folder = (cwd / line.strip()).resolve()
+            if folder not in dirs:
+                dirs.append(folder)
+    return tuple(dirs)
+
+
 def _gcc_answers(bin_dir: str, multiarch: str, triple: str, clang: str) -> str:
     """sh `case` answering the questions build scripts ask a gcc, for the target.
 
