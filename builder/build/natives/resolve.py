@@ -84,12 +84,12 @@ def missing_from_log(text: str) -> list[Missing]:
         for kind, pattern in _LINE_PATTERNS:
             for m in pattern.finditer(line):
                 item = Missing(kind, m.group(1))
-                if item not in found and not _is_python_header(item):
+                if item not in found and not is_python_header(item):
                     found.append(item)
     return found
 
 
-def _is_python_header(m: Missing) -> bool:
+def is_python_header(m: Missing) -> bool:
     return m.kind == "header" and (
         m.name in ("Python.h", "longintrepr.h", "frameobject.h") or m.name.startswith("cpython/")
     )

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.build.natives.resolve import Missing, _is_python_header
+from builder.build.natives.resolve import Missing, is_python_header
 
 RULES_FILE = Path(__file__).with_name("scripts.toml")
 DEFAULT_TARGET = "manylinux_2_17_aarch64"
@@ -376,7 +376,7 @@ def _toolchain_dirs(target: str) -> tuple[Path, ...]:
 def _needs_no_library(m: Missing, own: set[str], toolchain: tuple[Path, ...]) -> bool:
     if m.kind != "header":
         return False
-    if _is_python_header(m) or (_python_include() / m.name).is_file():
+    if is_python_header(m) or (_python_include() / m.name).is_file():
         return True
     if m.name in own:  # the sdist's own (as named, or named by a tail of its path)
         return True
