@@ -140,11 +140,16 @@ def test_the_environment_sees_no_host_pkgconfig_folder_or_config_tool(tmp_path: 
         (["-D__x86_64__", "-c", "x.c"], "-D__x86_64__"),
         (["-msse4.2", "-c", "x.c"], "-msse4.2"),
         (["-L/opt/py/lib", "-lpython3.11"], "-L/opt/py/lib"),
+        (["-D__x86_64", "-c", "x.c"], "-D__x86_64"),
+        # SWIG reads the host's headers itself: its wrapper drops nothing, not even /usr/include
+        (["swig", "-python", "-I/usr/include", "-o", "/b/x_wrap.c", "/b/x.i"], "-I/usr/include"),
+        (["swig4.0", "-python", "-D__x86_64__", "x.i"], "-D__x86_64__"),
     ],
 )
 def test_leaks_are_found(args: list[str], leak: str) -> None:
     found = scan_args(args, host_libdirs=["/opt/py/lib"])
     assert [a for a, _ in found] == [leak]
+    assert ("SWIG reads the headers" in found[0][1]) == args[0].startswith("swig")
 
 
 def test_allowed_and_target_paths_are_not_leaks(tmp_path: Path) -> None:
@@ -154,6 +159,30 @@ def test_allowed_and_target_paths_are_not_leaks(tmp_path: Path) -> None:
     log.write_text(f"{tmp_path}\t-c a.c -I/usr/include\n{tmp_path}\t-c b.c -I/usr/include\n")
     leaks = scan_commands(log)
     assert len(leaks) == 1 and "-c a.c -I/usr/include" in str(leaks[0])
+
+
+@pytest.fixture
+def host_swig() -> None:
+    """Debian's swig on the host (tests/debian-packages.txt), installed here when missing."""
+    try:
+        host.ensure_host_packages(["swig"])
+    except host.ToolchainError as exc:
+        pytest.skip(f"needs Debian's swig on the host and cannot install it: {exc}")
+
+
+def test_the_swig_wrapper_logs_its_command_and_runs_the_hosts(
+    host_swig: None, tmp_path: Path
+) -> None:
+    tc = CrossToolchain(TARGET)
+    env = {**os.environ, **tc.env(), host.COMMAND_LOG_VAR: str(tmp_path / "cc.log")}
+    (tmp_path / "wf.i").write_text("%module wf\nint wf_answer(void);\n")
+    cmd = ["swig", "-python", "-I/usr/include/x86_64-linux-gnu", "-o", "wf_wrap.c", "wf.i"]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "wf_answer" in (tmp_path / "wf_wrap.c").read_text()
+    (leak,) = scan_commands(tmp_path / "cc.log")
+    assert leak.argument == "-I/usr/include/x86_64-linux-gnu" and leak.cwd == str(tmp_path)
+    assert leak.command.startswith("swig -python")
 
 
 @pytest.fixture
@@ -216,6 +245,40 @@ def test_a_host_include_folder_fails_the_build_naming_the_command(
     )
     assert r.status == Outcome.FAILED and r.step == "host leak", r.message
     assert "-I/usr/include/wffoo" in r.error and "_native.c" in r.error, r.error
+    assert not list((tmp_path / "out").glob("*.whl"))
+
+
+# As setup.py files that run SWIG themselves do (only in the cross build: the sdist is made on the
+# host): the host's multiarch headers and the host's architecture define.
+RUNS_SWIG = (
+    "import os, subprocess, tempfile\n"
+    "if os.environ.get('_PYTHON_HOST_PLATFORM'):\n"
+    "    d = tempfile.mkdtemp()\n"
+    "    with open(os.path.join(d, 'wf.i'), 'w') as f:\n"
+    "        f.write('%module wf\\nint wf_answer(void);\\n')\n"
+    "    subprocess.run(['swig', '-python', '-I/usr/include/x86_64-linux-gnu', '-D__x86_64__',\n"
+    "                    '-o', os.path.join(d, 'wf_wrap.c'), os.path.join(d, 'wf.i')], check=True)\n"
+)
+
+
+@pytest.mark.slow
+def test_swig_reading_host_headers_fails_the_build_naming_the_swig_command(
+    host_swig: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WHEELFARM_DATA", str(tmp_path / "data"))
+    sdist = make_sdist(tmp_path / "sdist", "wf-swig", c_extension=True, setup_prelude=RUNS_SWIG)
+    r = build_sdist(
+        sdist,
+        project="wf-swig",
+        version="1.0.0",
+        python="3.11",
+        target=TARGET,
+        out_dir=tmp_path / "out",
+        test=TestSpec(imports=("wf_swig",)),
+    )
+    assert r.status == Outcome.FAILED and r.step == "host leak", r.message
+    assert "-I/usr/include/x86_64-linux-gnu" in r.error and "`swig -python" in r.error, r.error
+    assert "SWIG reads the headers" in r.error and "1 more" in r.error  # -D__x86_64__
     assert not list((tmp_path / "out").glob("*.whl"))
 
 
@@ -303,3 +366,39 @@ def test_a_build_script_reading_usr_include_reads_the_targets_headers(tmp_path: 
     )
     assert r.status == Outcome.TESTED, (r.message, r.log.read_text()[-3000:])
     assert "/usr/include is the target's headers" in r.log.read_text()
+
+
+def test_python_config_answers_for_the_target_cpython(tmp_path: Path) -> None:
+    """A build script asking python3-config gets the aarch64 CPython's answers, naming no host
+    library folder; outside a cross build of an extension the stand-in is shadowed like the others."""
+    from builder.build.backends.cross import cross_build_environment
+    from builder.build.toolchain.host import find_python, python_host_dirs
+
+    python = find_python("3.11")
+    subprocess.run([python, "-m", "venv", "--without-pip", tmp_path / "venv"], check=True)
+    env = cross_build_environment(tmp_path / "venv" / "bin" / "python", "3.11", TARGET)
+
+    def ask(tool: str, *args: str, rc: int = 0) -> str:
+        p = subprocess.run([tool, *args], env=env, capture_output=True, text=True)
+        assert p.returncode == rc, (tool, args, p.stderr)
+        return p.stdout if rc == 0 else p.stderr
+
+    includes, libdirs = python_host_dirs(python)
+    for tool in ("python3-config", "python3.11-config"):
+        assert ask(tool, "--extension-suffix") == ".cpython-311-aarch64-linux-gnu.so\n"
+        assert ask(tool, "--abiflags") == "\n"
+        flags = ask(tool, "--includes", "--cflags").split()
+        assert f"-I{includes[0]}" in flags and "-O2" in flags
+        assert scan_args(flags, allowed=includes, host_libdirs=libdirs) == []
+        assert ask(tool, "--ldflags") == ask(tool, "--libs") == "\n"  # no host -L, no libpython
+        assert ask(tool, "--ldflags", "--embed") == "-lpython3.11\n"
+        prefix, exec_prefix, configdir = ask(
+            tool, "--prefix", "--exec-prefix", "--configdir"
+        ).split()
+        assert configdir in libdirs and Path(prefix).is_dir() and Path(exec_prefix).is_dir()
+        assert "Usage:" in ask(tool, "--frobnicate", rc=1)
+    assert "not 3.12" in ask("python3.12-config", "--includes", rc=127)
+    # A native library's build (the toolchain's environment alone) has no target CPython.
+    env = {**os.environ, **CrossToolchain(TARGET).env()}
+    env.pop("_PYTHON_SYSCONFIGDATA_NAME", None)
+    assert "not available here" in ask("python3-config", "--includes", rc=127)

@@ -272,7 +272,7 @@ def check_leaks(
     includes, libdirs = python_host_dirs(find_host_python(python).executable)
     leaks = scan_commands(commands, allowed=includes, host_libdirs=libdirs)
     count = sum(1 for _ in commands.open()) if commands.exists() else 0
-    log.section(f"host leak scan: {count} compile/link commands, {len(leaks)} leaks")
+    log.section(f"host leak scan: {count} compile/link/generator commands, {len(leaks)} leaks")
     for leak in leaks:
         log.write(f"  {leak}")
     if leaks:
