@@ -402,3 +402,16 @@ def test_python_config_answers_for_the_target_cpython(tmp_path: Path) -> None:
     env = {**os.environ, **CrossToolchain(TARGET).env()}
     env.pop("_PYTHON_SYSCONFIGDATA_NAME", None)
     assert "not available here" in ask("python3-config", "--includes", rc=127)
+
+
+def test_a_build_systems_probes_are_not_leaks(tmp_path: Path) -> None:
+    """configure tries -msse4.2 on a conftest (PostgreSQL's CRC32C check); the target refuses it
+    and nothing of it reaches the build. The same flag in a real compile is a leak."""
+    log = tmp_path / "cc.log"
+    log.write_text(
+        f"{tmp_path}\t-o conftest -O2 -msse4.2 conftest.c\n"
+        f"{tmp_path}/CMakeFiles/CMakeScratch/TryCompile-x\t-c cmTC_1.c -I/usr/include/foo\n"
+        f"{tmp_path}\t-c crc.c -msse4.2 -o crc.o\n"
+    )
+    leaks = scan_commands(log)
+    assert [leak.argument for leak in leaks] == ["-msse4.2"] and "crc.c" in leaks[0].command

@@ -156,6 +156,19 @@ def _scan(
     return found
 
 
+# A build system's feature probe: configure's conftest, CMake's try_compile, meson's sanity checks.
+# A probe tries flags and folders to see whether they work; what it keeps reaches the real compile
+# commands, which are scanned. (PostgreSQL's configure tries -msse4.2, which the target refuses.)
+_PROBE = re.compile(
+    r"(^|/)conftest(\.\w+)?$|(^|/)cmTC_\w+|CMakeScratch|meson-private/|sanitycheck\w*\."
+)
+
+
+def is_probe(args: Sequence[str], cwd: str = "") -> bool:
+    """Whether a logged command is a build system's probe rather than part of the build."""
+    return any(_PROBE.search(a) for a in args) or "CMakeScratch" in cwd or "/CMakeTmp" in cwd
+
+
 def scan_commands(
     log: Path,
     *,
@@ -173,6 +186,8 @@ def scan_commands(
             args = shlex.split(command)
         except ValueError:
             args = command.split()
+        if is_probe(args, cwd):
+            continue
         for arg, reason in scan_args(args, allowed=allowed, host_libdirs=host_libdirs):
             if (arg, reason) not in seen:  # one report per argument, the first command naming it
                 seen.add((arg, reason))
