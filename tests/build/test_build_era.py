@@ -79,3 +79,19 @@ def test_a_project_importing_pkg_resources_is_cross_built_and_tested(tmp_path: P
         log_dir=tmp_path / "logs",
     )
     assert r.status == Outcome.TESTED, (r.message, r.log.read_text()[-3000:])
+
+
+def test_a_legacy_projects_setup_requires_are_build_requirements(tmp_path: Path) -> None:
+    """ssdeep's setup.py: setup_requires=["cffi>=0.8.6", "six"], no [build-system] table."""
+    (tmp_path / "setup.py").write_text(
+        "from setuptools import setup\n"
+        "SETUP_REQUIRES = ['cffi>=0.8.6', 'six']\n"
+        "setup(name='x', setup_requires=SETUP_REQUIRES, cffi_modules=['x/build.py:ffi'])\n"
+    )
+    assert build_requirements(tmp_path) == ["cffi>=0.8.6", "setuptools>=40.8.0", "six"]
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    (tmp_path / "setup.cfg").write_text("[options]\nsetup_requires =\n    cython<3\n    numpy\n")
+    assert build_requirements(tmp_path) == ["cython<3", "numpy", "setuptools>=40.8.0"]
+    # a [build-system] table is the project's own word: setup_requires is not read then
+    (tmp_path / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools", "wheel"]\n')
+    assert build_requirements(tmp_path) == ["setuptools", "wheel"]
