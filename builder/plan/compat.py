@@ -95,6 +95,20 @@ def unguarded(text: str, pattern: str) -> bool:
     return False
 
 
+_PY2_DIRS = {"python2": "python3", "py2": "py3", "Python2": "Python3"}
+
+
+def _python2_only(name: str, names: set[str]) -> bool:
+    """A file of a Python 2 source tree kept beside a Python 3 one (pysqlcipher3's src/python2 and
+    src/python3): setup.py compiles the tree of the running Python, so the other is never built."""
+    parts = PurePosixPath(name).parts
+    for i, part in enumerate(parts[:-1]):
+        twin = _PY2_DIRS.get(part)
+        if twin and any(n.startswith("/".join([*parts[:i], twin, ""])) for n in names):
+            return True
+    return False
+
+
 def _ver(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split("."))
 
@@ -103,7 +117,7 @@ def check_sdist(sdist: Path, pythons: Sequence[str]) -> list[Compat]:
     """One Compat per Python: what blocks a build as released, and the mechanical fixes."""
     rules = _rules()
     names = _names(sdist)
-    texts = list(_sources(sdist))
+    texts = [(n, t) for n, t in _sources(sdist) if not _python2_only(n, names)]
     out = []
     for py in pythons:
         blockers: list[str] = []

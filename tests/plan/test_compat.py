@@ -126,3 +126,17 @@ def test_recipe_new_says_which_pythons_cannot_build_and_applies_the_cython_fix(
         cy = load_recipe(write_recipe("wfcy", up, tmp_path, pythons=["3.11"]))
     assert cy.build.build_requires == ("cython>=0.29.32,<3",)
     assert cy.build.before_build == "rm -f wfcy/_s.c"
+
+
+def test_a_python2_tree_beside_a_python3_one_is_not_read(tmp_path: Path) -> None:
+    """pysqlcipher3 ships src/python2 and src/python3; only the running Python's tree is built."""
+    files = {
+        "src/python2/p.c": "Py_TYPE(obj) = &PyX_Type;\n",
+        "src/python3/p.c": "Py_SET_TYPE(obj, &PyX_Type);\n",
+    }
+    (ok,) = check_sdist(_sdist(tmp_path, "wftwo", files), ["3.11"])
+    assert ok.ok, ok.blockers
+    (blocked,) = check_sdist(
+        _sdist(tmp_path / "b", "wfone", {"src/python2/p.c": files["src/python2/p.c"]}), ["3.11"]
+    )
+    assert not blocked.ok  # with no Python 3 tree, the one there is is what gets built
