@@ -351,3 +351,57 @@ def test_a_configure_check_written_for_gcc_13_passes(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "int-conversion" in proc.stderr  # still said, as a warning
+
+
+@pytest.mark.parametrize(
+    ("files", "system"),
+    [
+        (["configure", "CMakeLists.txt"], "autotools"),  # curl: configure, as Debian builds it
+        (["configure.ac"], "autotools"),
+        (["CMakeLists.txt", "Makefile"], "cmake"),
+        (["meson.build"], "meson"),
+        (["Configure", "config"], "openssl"),
+        (["Makefile"], "make"),  # libcap2
+        (["src/configure.ac"], "autotools"),  # krb5
+    ],
+)
+def test_auto_finds_the_source_trees_build_system(
+    tmp_path: Path, files: list[str], system: str
+) -> None:
+    from builder.build.natives.auto import detect
+
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    assert detect(tmp_path).name == system
+
+
+def test_auto_names_the_tree_when_it_finds_no_build_system(tmp_path: Path) -> None:
+    from builder.build.natives.auto import detect
+
+    with pytest.raises(deps.NativeBuildError, match="no build system found"):
+        detect(tmp_path)
+
+
+def test_a_config_sub_too_old_for_the_target_is_replaced_by_the_hosts(tmp_path: Path) -> None:
+    """db5.3 ships a config.sub from before aarch64 existed: configure stopped at once."""
+    from types import SimpleNamespace
+
+    from builder.build.natives.autotools import refresh_config_scripts
+
+    (tmp_path / "dist").mkdir()
+    old = "#!/bin/sh\ncase $1 in x86_64-*) echo $1;; *) echo unknown >&2; exit 1;; esac\n"
+    (tmp_path / "dist" / "config.sub").write_text(old)
+    (tmp_path / "dist" / "config.guess").write_text("#!/bin/sh\necho x86_64-pc-linux-gnu\n")
+    ctx = SimpleNamespace(run=SimpleNamespace(say=lambda _m: None), spec=SimpleNamespace(name="x"))
+    assert refresh_config_scripts(tmp_path, "aarch64-linux-gnu", ctx) == [
+        tmp_path / "dist" / "config.sub"
+    ]
+    out = subprocess.run(
+        ["sh", "config.sub", "aarch64-linux-gnu"],
+        cwd=tmp_path / "dist",
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "aarch64-unknown-linux-gnu"
+    assert refresh_config_scripts(tmp_path, "aarch64-linux-gnu", ctx) == []  # current now

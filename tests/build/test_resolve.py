@@ -81,7 +81,7 @@ def test_contents_lookup_in_a_local_archive_gives_native_entries(archive: Privat
         "build-system": "autotools",
         "args": ["--without-python", "--without-lzma", "--without-icu", "--disable-static"],
     }
-    assert found[1].entry["build-system"] == "autotools" and "args" not in found[1].entry
+    assert found[1].entry["build-system"] == "auto" and "args" not in found[1].entry
     assert unresolved == [rs.Missing("header", "nowhere.h")]
     # A target whose glibc floor allows bookworm's binaries gets them instead of a source build.
     found, _ = rs.resolve(missing[:1], archive, target_glibc=(2, 36))

@@ -3,6 +3,8 @@ make install DESTDIR=...; a configure older than its inputs is marked current in
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 from builder.build.natives.base import BuildContext, BuildSystem, ensure_host, jobs
@@ -49,8 +51,30 @@ def mark_generated_current(src: Path) -> list[Path]:
     return touched
 
 
+HOST_MISC = Path("/usr/share/misc")  # autotools-dev's current config.sub and config.guess
+
+
+def refresh_config_scripts(src: Path, triple: str, ctx: BuildContext) -> list[Path]:
+    """Replace config.sub/config.guess copies too old to know `triple` (db5.3's from 2010 predates
+    aarch64) with the host's current ones, as Debian's dh_update_autotools_config does."""
+    stale = []
+    for sub in sorted({*src.glob("config.sub"), *src.glob("*/config.sub")}):
+        proc = subprocess.run(["sh", sub.name, triple], cwd=sub.parent, capture_output=True)
+        if proc.returncode != 0:
+            stale.append(sub)
+    if stale:
+        ensure_host(["autotools-dev"], ctx)
+        for sub in stale:
+            for name in ("config.sub", "config.guess"):
+                if (sub.parent / name).exists():
+                    shutil.copy2(HOST_MISC / name, sub.parent / name)
+    return stale
+
+
 def build(ctx: BuildContext) -> None:
     src, run = configure_dir(ctx.source), ctx.run
+    for stale in refresh_config_scripts(ctx.source, ctx.host_triple, ctx):
+        run.note(f"  {stale} did not know {ctx.host_triple}: replaced by {HOST_MISC}'s")
     if not (src / "configure").exists():
         ensure_host(["autoconf", "automake", "libtool"], ctx)
         run(["autoreconf", "-fi"], src)

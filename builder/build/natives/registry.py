@@ -7,6 +7,7 @@ compares them), so a recipe the schema accepts is one the builder can build.
 from __future__ import annotations
 
 from builder.build.natives import (
+    auto,
     autotools,
     cmake,
     configure,
@@ -20,5 +21,5 @@ from builder.build.natives.base import BuildSystem
 
 BUILD_SYSTEMS: dict[str, BuildSystem] = {
     m.SYSTEM.name: m.SYSTEM
-    for m in (autotools, configure, cmake, make, meson, openssl, mklove, debian_binary)
+    for m in (autotools, configure, cmake, make, meson, openssl, mklove, debian_binary, auto)
 }

@@ -121,14 +121,15 @@ def _pick(path: str, packages: tuple[str, ...]) -> str:
 
 def entry_for(source: str, binary: str, target_glibc: tuple[int, int], suite: str) -> dict:
     """The [[native]] entry for a library: Debian's binaries when the target allows their glibc,
-    else Debian's source built with what knowledge.toml says (autotools by default)."""
+    else Debian's source built with what knowledge.toml says (by default `auto`: the build system the
+    source tree has)."""
     if target_glibc >= DEBIAN_GLIBC.get(suite, (99, 0)):
         return {"name": source, "source": f"debian:{binary}", "build-system": "debian-binary"}
     known = knowledge().get("source", {}).get(source, {})
     entry: dict[str, object] = {
         "name": source,
         "source": f"debian:{source}",
-        "build-system": known.get("build-system", "autotools"),
+        "build-system": known.get("build-system", "auto"),
     }
     if known.get("args"):
         entry["args"] = list(known["args"])
