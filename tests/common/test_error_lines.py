@@ -52,6 +52,12 @@ CASES = {
         FailureClass.MISSING_HEADER,
         "libxml/parser.h",
     ),
+    # dbus' configure lacking expat (PKG_CHECK_MODULES)
+    "autoconf-pkg-check-modules.log": (
+        "configure: error: Package requirements (expat) were not met:",
+        FailureClass.MISSING_LIBRARY,
+        "expat",
+    ),
     # krb5's configure.ac is in src/: autoreconf at the top of the tree says so
     "autoreconf-no-configure-ac.log": (
         "autoreconf: error: 'configure.ac' is required",

@@ -63,6 +63,9 @@ _LINE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("header", re.compile(r"^configure: error: .*?\b([\w/+-]*[\w+-]\.h)\b")),
     ("pkg-config", re.compile(r"Package '?([\w.+-]+)'?,? (?:was not found|not found)")),
     ("pkg-config", re.compile(r'Dependency "([\w.+-]+)" not found')),
+    # PKG_CHECK_MODULES' words: "No package 'expat' found", "Package requirements (expat) were not met"
+    ("pkg-config", re.compile(r"No package '([\w.+-]+)' found")),
+    ("pkg-config", re.compile(r"Package requirements \(([\w.+-]+)[^)]*\) were not met")),
     ("library", re.compile(r"(?:cannot find|unable to find library) -l([\w.+-]+)")),
     (
         "library",
