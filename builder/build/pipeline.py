@@ -29,6 +29,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from builder.build.backends import get_backend
 from builder.build.toolchain.host import (
     TARGET_BIN_VAR,
+    TARGET_INCLUDE_VAR,
     CrossToolchain,
     ToolchainError,
     cross_target,
@@ -255,6 +256,8 @@ def prefix_env(prefixes: Sequence[Path], target: str) -> dict[str, str]:
         "LDFLAGS": " ".join(f"-L{d}" for d in libs),
         # The host's *-config stand-ins run the target's copy from these (a script that runs here).
         TARGET_BIN_VAR: os.pathsep.join(str(p / "bin") for p in prefixes if (p / "bin").is_dir()),
+        # what a hermetic cross build shows at /usr/include above the libc headers
+        TARGET_INCLUDE_VAR: os.pathsep.join(str(d) for d in includes),
     }
     if tools := config_tools_dir(prefixes, target):  # curl-config & co. on PATH, nothing else
         env["PATH"] = str(tools)

@@ -415,3 +415,38 @@ def test_a_build_systems_probes_are_not_leaks(tmp_path: Path) -> None:
     )
     leaks = scan_commands(log)
     assert [leak.argument for leak in leaks] == ["-msse4.2"] and "crc.c" in leaks[0].command
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not userns_available(), reason="needs user namespaces (unshare --user)")
+def test_a_hard_coded_usr_include_folder_finds_the_native_librarys_headers(tmp_path: Path) -> None:
+    """pyscard's setup.py adds -I/usr/include/PCSC, where an aarch64 machine with the -dev package
+    has winscard.h: the build's /usr/include shows the native libraries' include folders."""
+    prefix = tmp_path / "prefix"
+    (prefix / "include" / "wfpcsc").mkdir(parents=True)
+    (prefix / "include" / "wfpcsc" / "wf_only_here.h").write_text("#define WF_HERE 1\n")
+    sdist = make_sdist(
+        tmp_path / "sdist",
+        "wf-pcsc",
+        c_extension=True,
+        prelude_c="#include <wf_only_here.h>\n",
+        setup_prelude=(
+            "import os\n"
+            "os.environ['CFLAGS'] = os.environ.get('CFLAGS', '') + ' -I/usr/include/wfpcsc'\n"
+            "if os.environ.get('_PYTHON_HOST_PLATFORM'):\n"
+            "    assert os.path.exists('/usr/include/wfpcsc/wf_only_here.h')\n"
+        ),
+    )
+    r = build_sdist(
+        sdist,
+        project="wf-pcsc",
+        version="1.0.0",
+        python="3.11",
+        target=TARGET,
+        prefixes=[prefix],
+        out_dir=tmp_path / "out",
+        log_dir=tmp_path / "logs",
+        test=TestSpec(imports=("wf_pcsc._native",)),
+    )
+    assert r.status == Outcome.TESTED, (r.message, r.log.read_text()[-3000:])
+    assert "under 1 native libraries' include folders" in r.log.read_text()

@@ -20,6 +20,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from builder.build.backends import Backend
 from builder.build.toolchain.host import (
     COMMAND_LOG_VAR,
+    TARGET_INCLUDE_VAR,
     CrossToolchain,
     cross_env,
     cross_target,
@@ -29,7 +30,11 @@ from builder.build.toolchain.host import (
 )
 from builder.build.toolchain.leaks import Leak, scan_commands
 from builder.build.toolchain.meson import write_cross_file
-from builder.build.toolchain.namespace import hermetic_command, userns_available
+from builder.build.toolchain.namespace import (
+    HOST_INCLUDE_DIRS,
+    hermetic_command,
+    userns_available,
+)
 from builder.common.atomic import file_lock
 from builder.common.buildlog import BuildError, BuildLog
 from builder.common.paths import cache_dir
@@ -238,24 +243,31 @@ class CrossBackend(Backend):
                 f"--cross-file={cross}",
             )
         command = pip_wheel_command(venv_python, src, dist, settings)
-        if not target.startswith("macosx_") and userns_available():
+        hermetic = not target.startswith("macosx_") and userns_available()
+        if hermetic:
             includes, _ = python_host_dirs(find_host_python(python).executable)
             view = CrossToolchain(target).include_view()
-            command = hermetic_command(command, view, keep=[Path(d) for d in includes])
-            log.write(f"  /usr/include is the target's headers ({view}) during the build")
+            layers = [Path(d) for d in env.get(TARGET_INCLUDE_VAR, "").split(os.pathsep) if d]
+            command = hermetic_command(
+                command, view, keep=[Path(d) for d in includes], layers=layers
+            )
+            log.write(
+                f"  /usr/include is the target's headers ({view}, under {len(layers)} native "
+                "libraries' include folders) during the build"
+            )
         elif not target.startswith("macosx_"):
             log.write("  /usr/include is the host's: this machine cannot make user namespaces")
         try:
             log.run(command, step="build", env=env, cwd=workdir)
         except BuildError as exc:
             # A leak is the likelier cause of a failed build than what the compiler said last.
-            check_leaks(commands, python, log, failed=exc)
+            check_leaks(commands, python, log, failed=exc, hermetic=hermetic)
             if misses := pkg_config_misses(commands):
                 log.section("pkg-config modules the build asked for and did not get")
                 for name in misses:  # pkg-config's own words: what the resolver reads
                     log.write(f"  Package {name} was not found in the pkg-config search path")
             raise
-        check_leaks(commands, python, log)
+        check_leaks(commands, python, log, hermetic=hermetic)
         wheels = sorted(dist.glob("*.whl"))
         if len(wheels) != 1:
             raise BuildError(
@@ -265,11 +277,18 @@ class CrossBackend(Backend):
 
 
 def check_leaks(
-    commands: Path, python: str, log: BuildLog, failed: BuildError | None = None
+    commands: Path,
+    python: str,
+    log: BuildLog,
+    failed: BuildError | None = None,
+    hermetic: bool = False,
 ) -> None:
     """Fail the build (BuildError "host leak", naming the command) when a compile or link command
-    named a host folder or a host-only flag; the host CPython's headers are allowed."""
+    named a host folder or a host-only flag; the host CPython's headers are allowed, and so is
+    /usr/include when the build ran `hermetic` (there it was the target's headers)."""
     includes, libdirs = python_host_dirs(find_host_python(python).executable)
+    if hermetic:
+        includes = [*includes, *(str(d) for d in HOST_INCLUDE_DIRS)]
     leaks = scan_commands(commands, allowed=includes, host_libdirs=libdirs)
     count = sum(1 for _ in commands.open()) if commands.exists() else 0
     log.section(f"host leak scan: {count} compile/link/generator commands, {len(leaks)} leaks")

@@ -183,6 +183,9 @@ def host_generators() -> dict[str, str]:
 
 # Colon-separated bin folders of the target prefixes: the config-tool stand-ins look there first.
 TARGET_BIN_VAR = "WHEELFARM_TARGET_BIN"
+# Colon-separated include folders of the target prefixes: a hermetic cross build overlays them on
+# the target's /usr/include.
+TARGET_INCLUDE_VAR = "WHEELFARM_TARGET_INCLUDE"
 
 
 @functools.cache

@@ -218,21 +218,34 @@ HOST_INCLUDE_DIRS = (Path("/usr/include"), Path("/usr/local/include"))
 
 
 def hermetic_command(
-    cmd: Sequence[str | Path], include_view: Path, keep: Sequence[Path] = ()
+    cmd: Sequence[str | Path],
+    include_view: Path,
+    keep: Sequence[Path] = (),
+    layers: Sequence[Path] = (),
 ) -> list[str]:
     """`cmd` in a user and mount namespace where /usr/include is the target's headers
-    (`include_view`) and /usr/local/include is empty: a build script that reads or tests host
-    header files directly (not through the compiler, whose commands are scanned) sees the target's
-    world. `keep`: folders under /usr/include that stay (the host CPython's headers, which the
-    build compiles against). Needs user namespaces (`userns_available`)."""
-    script = ["set -e"]
+    (`include_view`) under the native libraries' include folders (`layers`, first wins: an
+    overlay), and /usr/local/include is empty. A build script that reads or tests header files
+    itself, not through the compiler (whose commands are scanned), sees the target's world, as on
+    an aarch64 machine with the -dev packages installed (`-I/usr/include/PCSC`,
+    `os.path.exists('/usr/include/sys/capability.h')`). `keep`: folders under /usr/include that
+    stay the host's (the host CPython's headers, which the build compiles against). Needs user
+    namespaces (`userns_available`)."""
+    handle = include_view.with_name(include_view.name + ".host")  # the host's, while hidden
+    handle.mkdir(exist_ok=True)
+    q = shlex.quote
+    script = ["set -e", f"mount --bind /usr/include {q(str(handle))}"]
+    if layers:
+        lower = ":".join(str(p) for p in [*layers, include_view])
+        script.append(f"mount -t overlay overlay -o ro,lowerdir={q(lower)} /usr/include")
+    else:
+        script.append(f"mount --rbind {q(str(include_view))} /usr/include")
     for folder in keep:
         if folder.is_relative_to("/usr/include") and folder.is_dir():
-            # mount points inside the view: made once, empty, only ever mounted over
-            (include_view / folder.relative_to("/usr/include")).mkdir(parents=True, exist_ok=True)
-            target = include_view / folder.relative_to("/usr/include")
-            script.append(f"mount --bind {shlex.quote(str(folder))} {shlex.quote(str(target))}")
-    script.append(f"mount --rbind {shlex.quote(str(include_view))} /usr/include")
+            rel = folder.relative_to("/usr/include")
+            # a mount point in the view: made once, empty, only ever mounted over
+            (include_view / rel).mkdir(parents=True, exist_ok=True)
+            script.append(f"mount --bind {q(str(handle / rel))} {q(str(folder))}")
     if HOST_INCLUDE_DIRS[1].is_dir():
         script.append("mount -t tmpfs -o ro,size=4k tmpfs /usr/local/include")
     script.append('exec "$@"')
