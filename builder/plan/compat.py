@@ -79,7 +79,7 @@ def unguarded(text: str, pattern: str) -> bool:
     Python version (pycurl's `#if PY_VERSION_HEX < 0x030900A4 ... Py_TYPE(obj) = type` is fine)."""
     regex = re.compile(pattern)
     stack: list[bool] = []  # per open conditional: does it test the Python version?
-    for line in text.splitlines():
+    for line in _without_comments(text).splitlines():
         if d := _DIRECTIVE.match(line):
             kind, rest = d.groups()
             if kind in ("if", "ifdef", "ifndef"):
@@ -107,6 +107,20 @@ def _python2_only(name: str, names: set[str]) -> bool:
         if twin and any(n.startswith("/".join([*parts[:i], twin, ""])) for n in names):
             return True
     return False
+
+
+_COMMENT = re.compile(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"', re.S)
+
+
+def _without_comments(text: str) -> str:
+    """C without its comments (a block comment keeps its line breaks); string literals stay, so
+    a "//" inside one is not taken for a comment."""
+
+    def repl(m: re.Match[str]) -> str:
+        t = m.group(0)
+        return t if t.startswith('"') else "\n" * t.count("\n")
+
+    return _COMMENT.sub(repl, text)
 
 
 def _ver(text: str) -> tuple[int, ...]:

@@ -76,6 +76,19 @@ def test_a_version_script_naming_symbols_the_link_lacks_links_as_with_gnu_ld(
     assert "wf_here@@WF_1" in syms.stdout
 
 
+@pytest.mark.parametrize("form", [["-Wl,-h,libwfh.so.3"], ["-Wl,-h", "-Wl,libwfh.so.3"]])
+def test_gnu_lds_h_names_the_soname(tmp_path: Path, form: list[str]) -> None:
+    """krb5 links with -Wl,-h,<soname> (GNU ld's alias of -soname); zig knew only -soname."""
+    tc = CrossToolchain(TARGET)
+    (tmp_path / "h.c").write_text("int wf_h(void) { return 0; }\n")
+    out = tmp_path / "libwfh.so"
+    subprocess.run(
+        [tc.tool("cc"), "-shared", "-fPIC", *form, tmp_path / "h.c", "-o", out], check=True
+    )
+    dyn = subprocess.run(["readelf", "-d", out], capture_output=True, text=True).stdout
+    assert "Library soname: [libwfh.so.3]" in dyn
+
+
 @pytest.mark.parametrize("form", ["-Wl,{}", "{}"])
 def test_an_implicit_linker_script_links_its_symbol_aliases(tmp_path: Path, form: str) -> None:
     """libattr links `-Wl,libattr.lds`, a script of versioned aliases (GNU ld reads a text input as

@@ -140,3 +140,12 @@ def test_a_python2_tree_beside_a_python3_one_is_not_read(tmp_path: Path) -> None
         _sdist(tmp_path / "b", "wfone", {"src/python2/p.c": files["src/python2/p.c"]}), ["3.11"]
     )
     assert not blocked.ok  # with no Python 3 tree, the one there is is what gets built
+
+
+def test_commented_out_code_is_not_a_blocker(tmp_path: Path) -> None:
+    """pysqlite3 keeps `//Py_TYPE(&T)= &PyType_Type;` as a comment."""
+    files = {
+        "src/a.c": '//Py_TYPE(&T)= &PyType_Type;\n/* Py_TYPE(o) = t;\n */\nconst char *u = "http://x";\n',
+    }
+    (ok,) = check_sdist(_sdist(tmp_path, "wfcomment", files), ["3.11"])
+    assert ok.ok, ok.blockers

@@ -309,6 +309,9 @@ class CrossToolchain:
                 # libtool's -Wl,--version-script,FILE (libattr): zig takes only =FILE
                 '    -Wl,--version-script,*) a="-Wl,--version-script=${a#-Wl,--version-script,}";;\n'
                 "    -Wl,--version-script) vs=1; skip=1;;\n"
+                # GNU ld's -h, the soname (krb5's shared library rules): zig knows only -soname
+                '    -Wl,-h,*) a="-Wl,-soname,${a#-Wl,-h,}";;\n'
+                '    -Wl,-h) a="-Wl,-soname";;\n'
                 # an implicit linker script given as an input (libattr: -Wl,libattr.lds, symbol
                 # aliases): GNU ld takes it, zig's driver rejects it; lld reads it after -T (which
                 # only adds to lld's built-in layout). A version script goes to --version-script.
