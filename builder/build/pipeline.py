@@ -770,7 +770,8 @@ def build_job(
 
     `backend` forces that backend (no fallback) instead of the recipe's choice. `parity_index`
     (the upstream index, "pypi" for PyPI) turns on the parity gate against upstream's wheels;
-    a recipe with [parity] turns it on against PyPI when no index is given."""
+    a recipe with [parity] turns it on against the index the job was planned against (PyPI for a
+    job that does not say) when no index is given."""
     from builder.recipes.recipe import RecipeError, load_recipe
 
     common = {
@@ -810,7 +811,7 @@ def build_job(
         out_dir=out_dir,
         warnings=lib_warnings,
         parity=recipe.parity,
-        parity_index=parity_index or ("pypi" if recipe.parity is not None else None),
+        parity_index=parity_index or ((job.index or "pypi") if recipe.parity is not None else None),
         **common,
     )
 

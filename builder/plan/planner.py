@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag
@@ -55,6 +56,9 @@ class Job:
     target: str
     reason: str
     recipe_path: str
+    # the index the job was planned against (its simple/ URL): the parity gate compares with that
+    # index's wheels; "" in plans written before it was recorded (then PyPI)
+    index: str = ""
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -62,10 +66,11 @@ class Job:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
         names = {f.name for f in fields(cls)}
-        missing = names - set(data)
+        required = {f.name for f in fields(cls) if f.default is MISSING}
+        missing = required - set(data)
         if missing:
             raise ValueError(f"job is missing {', '.join(sorted(missing))}")
-        return cls(**{k: str(data[k]) for k in names})
+        return cls(**{k: str(data[k]) for k in names if k in data})
 
 
 @dataclass(frozen=True)
@@ -301,6 +306,7 @@ def decide(
                 target=tgt,
                 reason=reason,
                 recipe_path=str(recipe.path),
+                index=urljoin(page.url, ".."),
             )
             cell(version, py, tgt, BUILD, reason, job=job)
     if not live and not yanked:

@@ -244,6 +244,7 @@ def test_jobs_round_trip_as_a_matrix(result: Plan) -> None:
     assert tuple(jobs) == result.jobs
     for entry in doc["include"]:
         assert all(isinstance(v, str) for v in entry.values())  # scalar matrix values
+    assert {j.index for j in jobs} == {result.jobs[0].index} and "/simple/" in jobs[0].index
     assert doc["summary"]["build"] == len(jobs)
     with pytest.raises(ValueError, match="missing"):
         Job.from_dict({"project": "x"})
@@ -401,3 +402,14 @@ def test_recipe_text_helper_is_lint_clean(tmp_path: Path) -> None:
     p = tmp_path / "x.toml"
     p.write_text(textwrap.dedent(recipe_text("x")))
     assert load_recipe(p).name == "x"
+
+
+def test_a_job_records_the_index_it_was_planned_against() -> None:
+    """The parity gate of a plan-driven build compares with that index's wheels, not PyPI's; a plan
+    written before jobs recorded it still loads."""
+    job = Job("x", "1.0", "https://i.example/f/x-1.0.tar.gz", "0" * 64, "x-1.0.tar.gz", "3.11",
+              "manylinux_2_17_aarch64", "only an sdist upstream", "recipes/x.toml",
+              index="https://i.example/simple/")  # fmt: skip
+    assert Job.from_dict(job.to_dict()) == job
+    old = {k: v for k, v in job.to_dict().items() if k != "index"}
+    assert Job.from_dict(old).index == ""
