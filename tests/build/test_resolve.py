@@ -52,6 +52,8 @@ def test_the_missing_things_of_real_logs() -> None:
     assert rs.missing_from_log(acl) == [rs.Missing("header", "attr/error_context.h")]
     optional = "checking for valgrind/valgrind.h... no\nconfigure: error: C compiler cannot create executables\n"
     assert rs.missing_from_log(optional) == []
+    augeas = "configure: error: Could not find a working readline library (see config.log for details).\n"
+    assert rs.missing_from_log(augeas) == [rs.Missing("library", "readline")]
     # dbus' configure (PKG_CHECK_MODULES) lacking expat, as a found library's own build said it
     dbus = (LOGS / "autoconf-pkg-check-modules.log").read_text()
     assert rs.missing_from_log(dbus) == [rs.Missing("pkg-config", "expat")]

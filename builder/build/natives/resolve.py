@@ -71,6 +71,12 @@ _LINE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "library",
         re.compile(r'unable to find (?:dynamic |static )?(?:system )?library "([\w.+-]+)"'),
     ),
+    # configure scripts' own words for a required library (augeas: "Could not find a working
+    # readline library")
+    (
+        "library",
+        re.compile(r"^configure: error: [Cc]ould not find (?:a working |the )?([\w+-]+) library"),
+    ),
     ("config-tool", re.compile(r"wheelfarm: ([\w.+-]+[-_]config) is not available")),
     ("config-tool", re.compile(r"([\w.+-]+[-_]config): (?:command )?not found")),
     ("config-tool", re.compile(r"No such file or directory: '([\w.+-]+[-_]config)'")),
