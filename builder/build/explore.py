@@ -98,7 +98,7 @@ def explore_recipe(
     python: str = "3.11",
     target: str = "manylinux_2_17_aarch64",
     archive: Archive | None = None,
-    max_rounds: int = 3,
+    max_rounds: int = 5,
     sdist: str | None = None,
     sha256: str | None = None,
     index: str | None = None,
