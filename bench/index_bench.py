@@ -29,8 +29,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +43,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from servers import (  # noqa: E402
+    PYPISERVER_ARGS,
+    ensure_pypiserver,
+    free_port,
+    pypiserver_cmd,
+    serving,
+)
 from support.index_server import twine_upload  # noqa: E402
 from support.nginx import balancer_conf, export_conf  # noqa: E402
 from support.nginx import command as nginx_command  # noqa: E402
@@ -54,28 +59,12 @@ from support.static_index import FileSpec, StaticIndexServer, write_static_index
 from builder.common.paths import cache_dir  # noqa: E402
 from index_server.serving import WORKER_ARGS  # noqa: E402
 
-# pypiserver under gunicorn's threaded workers, as before wheelfarm moved to gevent (its venv has no
-# gevent); wheelfarm runs exactly what `wheelfarm serve` runs.
-PYPISERVER_ARGS = ["--worker-class", "gthread", "--threads", "4"]
-
-PYPISERVER = "pypiserver==2.4.2"
-# pypiserver caches directory listings when watchdog imports. Its [cache] extra pins watchdog 6.0.0,
-# with which every read invalidates the cache (pypiserver issue #502: reading the folder fires a
-# watchdog event that clears it), so it looked like ~10 req/s; with watchdog 2.2.1 the cache works.
-# Installed without the extra and with that pin, so the peer runs at its best.
-WATCHDOG = "watchdog==2.2.1"
 RAW_LOG: Path | None = None  # wrk's own output, for anyone who wants to check the parsing
 BIG = "big-project"
 OVERLAY_TAG = (
     "cp311-cp311-manylinux_2_17_x86_64"  # the upstream's cells; the farm's are py3-none-any
 )
 OVERLAY_ROW = "overlay 40-file page"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ensure_wrk() -> str:
@@ -89,21 +78,6 @@ def ensure_wrk() -> str:
         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
     )
     return shutil.which("wrk") or "wrk"
-
-
-def ensure_pypiserver() -> Path:
-    """A venv with pypiserver and the same gunicorn as ours, under the cache folder."""
-    import gunicorn
-
-    venv = cache_dir() / "bench" / "pypiserver-venv"
-    want = [PYPISERVER, WATCHDOG, f"gunicorn=={gunicorn.__version__}"]
-    stamp = venv / "installed.txt"
-    if not stamp.exists() or stamp.read_text() != "\n".join(want):
-        print(f"installing {' '.join(want)} into {venv} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([venv / "bin" / "pip", "install", "-q", *want], check=True)
-        stamp.write_text("\n".join(want))
-    return venv
 
 
 def make_dataset(out: Path, projects: int, files_per_project: int, big_files: int) -> list[Path]:
@@ -260,36 +234,6 @@ def run_wrk(wrk: str, url: str, connections: int, duration: int, threads: int) -
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(x) for x in m.groups())
     return Result(rps, p50, p99, errors)
-
-
-@contextlib.contextmanager
-def serving(cmd: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[str]:
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]} exited:\n{log.read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(url + "/simple/", timeout=30).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def measure(
@@ -458,11 +402,7 @@ def main() -> None:
                 sw.stop()
 
         port = free_port()
-        pypi_cmd = [
-            str(venv / "bin" / "gunicorn"), "--workers", str(args.workers), *PYPISERVER_ARGS,
-            "--bind", f"127.0.0.1:{port}",
-            f"pypiserver:app(root={str(work / 'wheels')!r}, verbosity=0)",
-        ]  # fmt: skip
+        pypi_cmd = pypiserver_cmd(venv, work / "wheels", port, args.workers)
         print(f"pypiserver (gunicorn, {args.workers} workers x 4 threads):", flush=True)
         results["pypiserver"] = measure(
             wrk,
