@@ -141,7 +141,9 @@ class S3Storage(Storage):
         out.seek(0)
         return out  # type: ignore[return-value]
 
-    def put_atomic(self, key: str, source: BinaryIO, *, overwrite: bool = True) -> None:
+    def put_atomic(
+        self, key: str, source: BinaryIO, *, overwrite: bool = True, durable: bool = True
+    ) -> None:
         body = _seekable(source)
         extra = {} if overwrite else {"IfNoneMatch": "*"}
         from botocore.exceptions import ClientError
