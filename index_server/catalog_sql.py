@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from packaging.utils import NormalizedName, canonicalize_name
-from packaging.version import Version
 from sqlalchemy.engine import Connection
 
 from index_server import distfile
@@ -28,10 +27,12 @@ from index_server.catalog import (
     FileRecord,
     Project,
     file_key,
+    file_order,
     now_iso,
     selected_files,
 )
-from index_server.storage import Storage, StorageError
+from index_server.changes import FARM
+from index_server.storage import AlreadyExists, Storage, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def engine_url(url: str) -> str:
 class SqlCatalog(Catalog):
     def __init__(self, storage: Storage, url: str) -> None:
         super().__init__(storage)
+        self._journal = None  # changes are announced in the database (index_generation)
         self.url = engine_url(url)
         # No pre-ping: a dead connection fails the query, which the next request retries anew.
         self.engine = sa.create_engine(self.url, pool_recycle=300, pool_size=8)
@@ -121,7 +123,7 @@ class SqlCatalog(Catalog):
             )
         out = {}
         for name, records in grouped.items():
-            records.sort(key=lambda f: (Version(f.version), f.filename))
+            records.sort(key=file_order)
             out[name] = Project(NormalizedName(name), tuple(records))
         return out
 
@@ -134,6 +136,7 @@ class SqlCatalog(Catalog):
                 self._projects = {n: p for n, p in self._read(conn, None).items() if p.files}
             self._generation = self._seen
             self.version += 1
+            self.farm_generation += 1
 
     def refresh(self, *, force: bool = False) -> None:
         """Read what other hosts changed. The change counter is asked at most every CHECK_EVERY
@@ -157,6 +160,9 @@ class SqlCatalog(Catalog):
                         )
                     )
                 ]
+                if FARM in names or not names:  # the farm's data, or a change of anything
+                    self.farm_generation += 1
+                names = [n for n in names if n != FARM]
                 for name, project in self._read(conn, names).items():
                     if project.files:
                         self._projects[name] = project
@@ -165,6 +171,34 @@ class SqlCatalog(Catalog):
                 self._seen = current
                 self._generation = current
                 self.version += 1
+
+    def known_conflict(self, name: distfile.DistName) -> FileRecord | None:
+        """What the database knows an upload of `name` would duplicate (one query; no look at the
+        bucket: a file stored without a row is found by the upload's conditional PUT)."""
+        with self.engine.connect() as conn:
+            names = [
+                r[0]
+                for r in conn.execute(
+                    sa.select(files_table.c.filename).where(files_table.c.project == name.project)
+                )
+            ]
+            found = name.filename if name.filename in names else None
+            if found is None:
+                found = next(
+                    (n for n in names if n != name.filename and distfile.dist_key(n) == name.key),
+                    None,
+                )
+            if found is None:
+                return None
+            row = conn.execute(
+                sa.select(files_table).where(
+                    files_table.c.project == name.project, files_table.c.filename == found
+                )
+            ).first()
+        return FileRecord(**{k: row._mapping[k] for k in FIELDS}) if row is not None else None
+
+    def conflict(self, name: distfile.DistName) -> FileRecord | None:
+        return self.known_conflict(name) or self.existing(name.project, name.filename)
 
     def existing(self, project: str, filename: str) -> FileRecord | None:
         with self.engine.connect() as conn:
@@ -200,10 +234,12 @@ class SqlCatalog(Catalog):
                 conn.execute(projects_table.insert().values(name=name, changed=generation))
         return generation
 
-    def _insert(self, record: FileRecord) -> None:
+    def _insert(self, record: FileRecord) -> int:
+        """Insert the row (which publishes the file); returns the generation it made."""
         with self.engine.begin() as conn:
-            self._change(conn, {record.project})
+            generation = self._change(conn, {record.project})
             conn.execute(files_table.insert().values(**asdict(record)))
+        return generation
 
     def _bump(self) -> None:
         with self.engine.begin() as conn:
@@ -258,27 +294,47 @@ class SqlCatalog(Catalog):
     ) -> FileRecord:
         """Store the file (first writer wins), its metadata, then its row, which publishes it."""
         record = self._make_record(info, sha256, size, now_iso())
-        fh.seek(0)
         key = file_key(record.project, record.filename)
-        self.storage.put_atomic(key, fh, overwrite=False)
+        generation = None
         try:
-            self._store_metadata(record, info)
-            self._insert(record)
-        except sa.exc.IntegrityError:
+            self._store_file(record, info, fh)
+            generation = self._insert(record)
+        except (AlreadyExists, sa.exc.IntegrityError) as exc:
+            if isinstance(exc, AlreadyExists):
+                raise  # another upload's file: nothing of ours to take back
             # A row without our file cannot exist (the file put decides the winner), unless a
             # reconcile recorded it meanwhile: the file is ours and published.
-            pass
         except BaseException:
             for k in (key + ".metadata", key):
                 with contextlib.suppress(StorageError, OSError):
                     self.storage.delete(k)
             raise
         if notify:
-            self.refresh(force=True)
+            self._published(record, generation)
         return record
+
+    def _published(self, record: FileRecord, generation: int | None) -> None:
+        """Show our own upload at once: when nothing else changed since this process last read
+        (the row made the very next generation), without asking the database again."""
+        with self._lock:
+            if generation is not None and generation == self._seen + 1:
+                old = self._projects.get(record.project)
+                files = [f for f in (old.files if old else ()) if f.filename != record.filename]
+                files.append(record)
+                files.sort(key=file_order)
+                self._projects[record.project] = Project(record.project, tuple(files))
+                self._seen = self._generation = generation
+                self.version += 1
+                return
+        self.refresh(force=True)
 
     def notify(self) -> None:
         self._bump()
+        self.refresh(force=True)
+
+    def farm_changed(self) -> None:
+        with self.engine.begin() as conn:
+            self._change(conn, {FARM})
         self.refresh(force=True)
 
     def set_yanked(self, project: str, selector: str, reason: str | None) -> list[FileRecord]:

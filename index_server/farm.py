@@ -6,9 +6,10 @@ and shows them. Storage layout (keys of index_server.storage, next to the catalo
   farm/logs/<project>/<log id>.log         a build log, as sent
   farm/provenance/<project>/<wheel>.json   a stored wheel's provenance (provenance.schema.json)
 
-Every write bumps the catalog's generation file, so each worker notices it with the stat the catalog
-already makes per request: `Farm.refresh()` does nothing until the generation changes, then re-reads
-the status document (only if it changed) and the stamps of the logs and provenance folders.
+Every write is announced through the catalog (`Catalog.farm_changed`), so each worker notices it with
+the stat the catalog already makes per request: `Farm.refresh()` does nothing until the catalog's
+farm generation changes (not on uploads), then re-reads the status document (only if it changed) and
+the stamps of the logs and provenance folders.
 
 This module does not import Flask. The limits shared with the farm are in builder/common/farm_protocol.py.
 """
@@ -302,7 +303,7 @@ class Farm:
 
     def refresh(self) -> None:
         """Re-check storage when the catalog's generation moved (call after catalog.refresh())."""
-        generation = self.catalog.generation
+        generation = self.catalog.farm_generation
         if generation == self._seen:
             return
         with self._lock:
@@ -353,8 +354,8 @@ class Farm:
         return stamps, racy
 
     def stored(self) -> None:
-        """After a write: tell every worker (bump the generation) and this one."""
-        self.catalog.notify()
+        """After a write: tell every worker (and this one) that the farm's data changed."""
+        self.catalog.farm_changed()
         self.refresh()
 
     # -- reading (for pages) --------------------------------------------------------------------
