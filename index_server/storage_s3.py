@@ -12,8 +12,10 @@ first-writer-wins upload (`overwrite=False`) is a conditional PUT (`If-None-Matc
 writing one filename, the store accepts exactly one and answers the other 412.
 
 Folder stamps: the catalog re-reads a project only when the stamp of `records/<project>` changed. An
-object store has no folder mtime, so every write or delete under a folder also writes a small stamp
-object `.stamps/<folder>` holding the writer's time in nanoseconds, and `stat(folder)` reads it.
+object store has no folder mtime, so every write or delete under a folder whose stamp is read
+(STAMPED: the records and the farm's folders) also writes a small stamp object `.stamps/<folder>`
+holding the writer's time in nanoseconds, and `stat(folder)` reads it. Other folders (files/: an
+upload there is one PUT, not two) have no stamp.
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ from urllib.parse import urlsplit
 from index_server.storage import CHUNK, AlreadyExists, Stat, Storage, StorageError, check_key
 
 STAMPS = ".stamps"
+# The folders whose stat() anything reads (index_server/catalog.py, index_server/farm.py).
+STAMPED = ("records/", "farm/")
 SPOOL = 8 << 20  # objects up to this size are read into memory, larger ones into a temporary file
-# The one key read on every request (the catalog's change stamp): its stat is kept this long, so a
-# request costs no round trip to the store; a change through another host is seen after at most this.
-HOT_KEYS = {"generation"}
+# The keys read on every request (the catalog's change stamp) or every upload (the tokens): their
+# stat is kept this long, so a request costs no round trip to the store; a change through another
+# host (a new or revoked token too) is seen after at most this.
+HOT_KEYS = {"generation", "auth/tokens.json"}
 HOT_TTL = 0.2
 
 
@@ -95,7 +100,7 @@ class S3Storage(Storage):
 
     def _stamp(self, key: str) -> None:
         folder = key.rsplit("/", 1)[0] if "/" in key else ""
-        if not folder or key.startswith(STAMPS + "/"):
+        if not folder or not folder.startswith(STAMPED):
             return
         body = str(time.time_ns()).encode()
         self.client.put_object(Bucket=self.bucket, Key=self._key(f"{STAMPS}/{folder}"), Body=body)
