@@ -385,14 +385,10 @@ class Catalog:
             key = file_key(record.project, record.filename) + ".metadata"
             self.storage.put_bytes(key, info.metadata, durable=durable)
 
-    def _store_file(self, record: FileRecord, info: distfile.DistInfo, fh) -> None:
-        """The file (first writer wins: AlreadyExists) and its .metadata, both durable when this
-        returns: written without a sync each, then synced together (one folder sync for both)."""
-        fh.seek(0)
+    def _sync_file(self, record: FileRecord) -> None:
+        """Make the file and its .metadata (written with durable=False) durable, together: their
+        bytes, then their folder once."""
         key = file_key(record.project, record.filename)
-        self.storage.put_atomic(key, fh, overwrite=False, durable=False)
-        # After the file: a losing concurrent upload must not replace the winner's .metadata.
-        self._store_metadata(record, info, durable=False)
         self.storage.sync([key, key + ".metadata"] if record.metadata_sha256 else [key])
 
     def add(
@@ -411,16 +407,19 @@ class Catalog:
             clash = self._same_distribution(info.name)
             if clash is not None:
                 raise AlreadyExists(file_key(record.project, clash))
+            fh.seek(0)
+            # A put that fails or finds the name taken (AlreadyExists) leaves nothing of ours.
+            self.storage.put_atomic(key, fh, overwrite=False, durable=False)
             try:
-                self._store_file(record, info, fh)
+                # After the file: a losing concurrent upload must not replace the winner's .metadata.
+                self._store_metadata(record, info, durable=False)
+                self._sync_file(record)
                 # Not fsynced: after a power cut, load() makes a missing or torn record again.
                 self.storage.put_bytes(
                     record_key(record.project, record.filename), record.to_json(), durable=False
                 )
                 if notify:
                     self._announce(entry)
-            except AlreadyExists:
-                raise  # another upload's file: nothing of ours to take back
             except BaseException:
                 # The disk filled up (or the process is stopping) between the file and its record:
                 # take the upload back, so that what the index lists is exactly what was answered 200.

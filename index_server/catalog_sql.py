@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
@@ -84,6 +86,7 @@ class SqlCatalog(Catalog):
     def __init__(self, storage: Storage, url: str) -> None:
         super().__init__(storage)
         self._journal = None  # changes are announced in the database (index_generation)
+        self._executor: tuple[int, ThreadPoolExecutor] | None = None
         self.url = engine_url(url)
         # No pre-ping: a dead connection fails the query, which the next request retries anew.
         self.engine = sa.create_engine(self.url, pool_recycle=300, pool_size=8)
@@ -173,32 +176,31 @@ class SqlCatalog(Catalog):
                 self.version += 1
 
     def known_conflict(self, name: distfile.DistName) -> FileRecord | None:
-        """What the database knows an upload of `name` would duplicate (one query; no look at the
-        bucket: a file stored without a row is found by the upload's conditional PUT)."""
-        with self.engine.connect() as conn:
-            names = [
-                r[0]
-                for r in conn.execute(
-                    sa.select(files_table.c.filename).where(files_table.c.project == name.project)
-                )
-            ]
-            found = name.filename if name.filename in names else None
-            if found is None:
-                found = next(
-                    (n for n in names if n != name.filename and distfile.dist_key(n) == name.key),
-                    None,
-                )
-            if found is None:
-                return None
-            row = conn.execute(
-                sa.select(files_table).where(
-                    files_table.c.project == name.project, files_table.c.filename == found
-                )
-            ).first()
-        return FileRecord(**{k: row._mapping[k] for k in FIELDS}) if row is not None else None
+        """The early check, before anything is stored: this process's copy of the catalog (at most
+        CHECK_EVERY old; no round trip). What it misses is caught exactly when the upload is stored:
+        the conditional PUT of the file, then the insert (_insert, unique=True)."""
+        self.refresh()
+        project = self.project(name.project)
+        for f in project.files if project else ():
+            if f.filename == name.filename or distfile.dist_key(f.filename) == name.key:
+                return f
+        return None
 
     def conflict(self, name: distfile.DistName) -> FileRecord | None:
-        return self.known_conflict(name) or self.existing(name.project, name.filename)
+        """The stored file an upload of `name` duplicates: the database's rows (the same filename
+        or the same distribution spelled otherwise), else a file in the bucket without a row."""
+        with self.engine.connect() as conn:
+            found = _same_in(conn, name)
+            row = None
+            if found is not None:
+                row = conn.execute(
+                    sa.select(files_table).where(
+                        files_table.c.project == name.project, files_table.c.filename == found
+                    )
+                ).first()
+        if row is None:
+            return self.existing(name.project, name.filename)
+        return FileRecord(**{k: row._mapping[k] for k in FIELDS})
 
     def existing(self, project: str, filename: str) -> FileRecord | None:
         with self.engine.connect() as conn:
@@ -234,10 +236,18 @@ class SqlCatalog(Catalog):
                 conn.execute(projects_table.insert().values(name=name, changed=generation))
         return generation
 
-    def _insert(self, record: FileRecord) -> int:
-        """Insert the row (which publishes the file); returns the generation it made."""
+    def _insert(self, record: FileRecord, *, unique: bool = False) -> int:
+        """Insert the row (which publishes the file); returns the generation it made. unique:
+        _SameDistribution when a row is the same distribution under another filename (1.0 and
+        1.0.0): read after _change, whose row lock every writer holds until it commits, so no
+        concurrent upload through another host can slip in between."""
         with self.engine.begin() as conn:
             generation = self._change(conn, {record.project})
+            if unique:
+                name = distfile.parse_filename(record.filename)
+                clash = _same_in(conn, name)
+                if clash is not None and clash != record.filename:
+                    raise _SameDistribution(clash)
             conn.execute(files_table.insert().values(**asdict(record)))
         return generation
 
@@ -295,15 +305,43 @@ class SqlCatalog(Catalog):
         """Store the file (first writer wins), its metadata, then its row, which publishes it."""
         record = self._make_record(info, sha256, size, now_iso())
         key = file_key(record.project, record.filename)
+        pending = None
+        if record.metadata_sha256 and self.storage.concurrent_puts:
+            # Both PUTs at once (each a round trip to the object store), both first-writer-wins. The
+            # file's decides the upload; its winner then replaces a .metadata that a losing upload
+            # (or a killed one) put first. A loser leaves a .metadata alone: it may be the winner's.
+            pending = self._pool().submit(
+                self.storage.put_bytes, key + ".metadata", info.metadata, overwrite=False
+            )
+        fh.seek(0)
+        try:
+            # A put that fails or finds the name taken (AlreadyExists) leaves nothing of ours.
+            self.storage.put_atomic(key, fh, overwrite=False, durable=False)
+        except BaseException:
+            if pending is not None:
+                with contextlib.suppress(Exception):
+                    pending.result()
+            raise
         generation = None
         try:
-            self._store_file(record, info, fh)
-            generation = self._insert(record)
-        except (AlreadyExists, sa.exc.IntegrityError) as exc:
-            if isinstance(exc, AlreadyExists):
-                raise  # another upload's file: nothing of ours to take back
+            if pending is None:
+                self._store_metadata(record, info, durable=False)
+            else:
+                try:
+                    pending.result()
+                except AlreadyExists:
+                    self._store_metadata(record, info)
+            self._sync_file(record)
+            generation = self._insert(record, unique=True)
+        except _SameDistribution as clash:
+            for k in (key + ".metadata", key):
+                with contextlib.suppress(StorageError, OSError):
+                    self.storage.delete(k)
+            raise AlreadyExists(file_key(record.project, clash.filename)) from None
+        except sa.exc.IntegrityError:
             # A row without our file cannot exist (the file put decides the winner), unless a
             # reconcile recorded it meanwhile: the file is ours and published.
+            pass
         except BaseException:
             for k in (key + ".metadata", key):
                 with contextlib.suppress(StorageError, OSError):
@@ -312,6 +350,12 @@ class SqlCatalog(Catalog):
         if notify:
             self._published(record, generation)
         return record
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """This process's threads (greenlets under gevent) for concurrent PUTs; made after fork."""
+        if self._executor is None or self._executor[0] != os.getpid():
+            self._executor = (os.getpid(), ThreadPoolExecutor(8, thread_name_prefix="put"))
+        return self._executor[1]
 
     def _published(self, record: FileRecord, generation: int | None) -> None:
         """Show our own upload at once: when nothing else changed since this process last read
@@ -352,6 +396,26 @@ class SqlCatalog(Catalog):
                 )
         self.refresh(force=True)
         return changed
+
+
+class _SameDistribution(Exception):
+    def __init__(self, filename: str) -> None:
+        super().__init__(filename)
+        self.filename = filename
+
+
+def _same_in(conn: Connection, name: distfile.DistName) -> str | None:
+    """The stored filename (a row) that an upload of `name` duplicates: the same filename, or the
+    same distribution under another spelling (distfile.DistName.key)."""
+    names = [
+        r[0]
+        for r in conn.execute(
+            sa.select(files_table.c.filename).where(files_table.c.project == name.project)
+        )
+    ]
+    if name.filename in names:
+        return name.filename
+    return next((n for n in names if distfile.dist_key(n) == name.key), None)
 
 
 def catalog_for(storage: Storage, database: str | None) -> Catalog:

@@ -55,6 +55,8 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 class S3Storage(Storage):
+    concurrent_puts = True
+
     def __init__(
         self, url: str, *, downloads: str = "stream", client: Any = None, expires: int = 300
     ) -> None:

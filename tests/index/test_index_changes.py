@@ -154,3 +154,22 @@ def test_a_torn_record_is_made_again_at_start(tmp_path: Path) -> None:
         good.metadata_sha256,
     )
     assert io.BytesIO(record.read_bytes()).read()  # written again
+
+
+def test_the_sql_catalog_refuses_another_spelling_through_another_host(tmp_path: Path) -> None:
+    """1.0 and 1.0.0 are one distribution: the second is refused even by a host whose copy of the
+    catalog has not seen the first yet (the check runs inside the insert, under the writers' lock)."""
+    from index_server.catalog_sql import SqlCatalog
+    from index_server.storage import AlreadyExists
+
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    a = SqlCatalog(LocalStorage(tmp_path / "s"), url)
+    b = SqlCatalog(LocalStorage(tmp_path / "s"), url)
+    a.load()
+    b.load()
+    first = add(a, tmp_path, "spelled", "1.0")
+    with pytest.raises(AlreadyExists):
+        add(b, tmp_path, "spelled", "1.0.0")
+    assert sorted(os.listdir(tmp_path / "s" / "files" / "spelled")) == [first, first + ".metadata"]
+    b.refresh(force=True)
+    assert names(b, "spelled") == [first]
