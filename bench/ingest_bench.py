@@ -17,7 +17,8 @@ connection, as a CI job publishing a wheelhouse does) and reports:
 Every file is then checked on the server's simple page of its project, so that no server is
 credited with an upload it dropped.
 
-Servers (each with data on /dev/shm when there is one, so the disk is out of the picture for all):
+Servers (each with its data on /dev/shm when there is one, so the disk is out of the picture for
+all; --data-dir puts it on a disk, where wheelfarm's fsyncs count too):
 - wheelfarm, default layout: `wheelfarm serve` (gunicorn as index_server/serving.py runs it, one
   gevent worker per core), LocalStorage, records in the data folder; `--upstream none`: the
   public-name check asks the upstream index (PyPI by default) about every new project, a network
@@ -249,6 +250,13 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", choices=list(SERVERS), help="run only these (repeatable)"
     )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
+        help="where the servers keep their data [/dev/shm: the disk out of the picture]; a folder "
+        "on a disk measures its fsyncs too",
+    )
     args = parser.parse_args()
     names = args.only or [n for n in SERVERS if not (args.skip_s3 and "S3" in n)]
 
@@ -256,7 +264,7 @@ def main() -> None:
         f"load average (1, 5, 15 min) at the start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
         flush=True,
     )
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    base = args.data_dir
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     results: dict[str, Result] = {}
     with tempfile.TemporaryDirectory(prefix="wheelfarm-ingest-", dir=base) as tmp:
@@ -266,7 +274,7 @@ def main() -> None:
         size = sum(w.stat().st_size for w in wheels) / len(wheels)
         print(
             f"{len(wheels)} wheels ({size:.0f} bytes each) over {args.projects} projects "
-            f"in {time.monotonic() - t0:.1f} s",
+            f"in {time.monotonic() - t0:.1f} s; data in {work}",
             flush=True,
         )
         for name in names:
