@@ -6,7 +6,8 @@ Every change runs in one transaction that first increments the single row of `in
 (the row lock orders writers) and stamps the changed project with the new value in
 `index_projects`. A host learns about changes with one cheap query per request (`SELECT value FROM
 index_generation`), then reads only the projects stamped after the generation it had: never the
-whole catalog. Tokens and farm status stay in the Storage (a bucket for several hosts).
+whole catalog. Tokens (index_server/auth_sql.py) and the farm status (farm_sql.py) are in the same
+database; build logs and provenance, bytes like the files, stay in the Storage.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from index_server.catalog import (
     selected_files,
 )
 from index_server.changes import FARM
+from index_server.database import create_tables, engine_for, engine_url, metadata
 from index_server.storage import AlreadyExists, Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,6 @@ log = logging.getLogger(__name__)
 # listed here within this (plus one short query); requests in between cost no round trip.
 CHECK_EVERY = 0.1
 
-metadata = sa.MetaData()
 files_table = sa.Table(
     "index_files",
     metadata,
@@ -72,39 +73,26 @@ generation_table = sa.Table(
 FIELDS = [c.name for c in files_table.columns]
 
 
-def engine_url(url: str) -> str:
-    """SQLAlchemy's URL for a postgresql:// URL (the psycopg 3 driver) or a sqlite: URL."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    if url.startswith(("postgresql+", "sqlite:")):
-        return url
-    raise StorageError(f"--database {url!r}: give postgresql://... (or sqlite:///PATH)")
-
-
 class SqlCatalog(Catalog):
     def __init__(self, storage: Storage, url: str) -> None:
         super().__init__(storage)
         self._journal = None  # changes are announced in the database (index_generation)
         self._executor: tuple[int, ThreadPoolExecutor] | None = None
         self.url = engine_url(url)
-        # No pre-ping: a dead connection fails the query, which the next request retries anew.
-        self.engine = sa.create_engine(self.url, pool_recycle=300, pool_size=8)
+        self.engine = engine_for(url)
         self._seen = -1  # the generation whose changes this process has read
         self._checked = 0.0  # when the change counter was last asked
         self._create()
 
     def _create(self) -> None:
-        # Several hosts may start at once: creating the same tables concurrently can fail in one of
-        # them (a unique violation in the system catalog); the tables are there, so try again.
-        for attempt in range(3):
+        create_tables(self.engine)
+        for attempt in range(3):  # two hosts starting at once may both insert the row
             try:
-                metadata.create_all(self.engine)
                 with self.engine.begin() as conn:
                     if conn.execute(sa.select(generation_table.c.value)).first() is None:
                         conn.execute(generation_table.insert().values(id=1, value=0))
                 return
-            except sa.exc.SQLAlchemyError:
+            except sa.exc.IntegrityError:
                 if attempt == 2:
                     raise
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,6 +24,37 @@ data_option = click.option(
 
 def _data(data: Path | None) -> Path:
     return data if data is not None else default_data_dir()
+
+
+# Where an index lives beyond the data folder (the multi-host layout): `serve`, `export`, `yank`,
+# `unyank` and `token` take the same two options, so every command reaches the same index.
+storage_option = click.option(
+    "--storage",
+    metavar="s3://BUCKET/PREFIX",
+    envvar="WHEELFARM_INDEX_STORAGE",
+    help="Keep files and records in an S3-compatible store (endpoint and credentials: AWS_* "
+    "variables; WHEELFARM_S3_DOWNLOADS=redirect|stream) instead of the data folder.",
+)
+database_option = click.option(
+    "--database",
+    metavar="postgresql://...",
+    envvar="WHEELFARM_INDEX_DATABASE",
+    help="Keep the catalog (files, hashes, metadata digests, yanks), the tokens and the farm status "
+    "in PostgreSQL, shared by hosts.",
+)
+
+
+def _where(data: Path | None, storage: str | None) -> str:
+    """How messages name the index: the bucket URL or the data folder."""
+    return storage or str(_data(data))
+
+
+def _storage(data: Path | None, storage: str | None):
+    """The index's Storage: the bucket of --storage, else the data folder."""
+    from index_server.storage import LocalStorage
+    from index_server.storage_s3 import storage_from_url
+
+    return storage_from_url(storage) or LocalStorage(_data(data))
 
 
 @click.command()
@@ -74,19 +107,8 @@ def _data(data: Path | None) -> Path:
     is_flag=True,
     help="Refuse (422, with the findings) wheels that fail the wheel checker (wheelfarm check).",
 )
-@click.option(
-    "--storage",
-    metavar="s3://BUCKET/PREFIX",
-    envvar="WHEELFARM_INDEX_STORAGE",
-    help="Keep files and records in an S3-compatible store (endpoint and credentials: AWS_* "
-    "variables; WHEELFARM_S3_DOWNLOADS=redirect|stream) instead of the data folder.",
-)
-@click.option(
-    "--database",
-    metavar="postgresql://...",
-    envvar="WHEELFARM_INDEX_DATABASE",
-    help="Keep the catalog (files, hashes, metadata digests, yanks) in PostgreSQL, shared by hosts.",
-)
+@storage_option
+@database_option
 def serve(
     data: Path | None,
     host: str,
@@ -159,11 +181,25 @@ def token() -> None:
     """Create, list and revoke API tokens (stored as hashes only)."""
 
 
-def _tokens(data: Path | None):
-    from index_server.auth import TokenStore
-    from index_server.storage import LocalStorage
+def _tokens(data: Path | None, storage: str | None, database: str | None):
+    from index_server.auth_sql import tokens_for
 
-    return TokenStore(LocalStorage(_data(data)))
+    return tokens_for(_storage(data, storage), database)
+
+
+@contextlib.contextmanager
+def _index_errors(where: str) -> Iterator[None]:
+    """A storage or database that cannot be reached is a one-line error naming the index."""
+    import sqlalchemy as sa
+
+    from index_server.storage import StorageError
+
+    try:
+        yield
+    except LookupError as exc:
+        raise click.ClickException(f"{where}: {exc.args[0]}") from None
+    except (StorageError, sa.exc.SQLAlchemyError) as exc:  # a full disk keeps the old tokens
+        raise click.ClickException(f"{where}: {exc}") from None
 
 
 @token.command("create")
@@ -176,15 +212,20 @@ def _tokens(data: Path | None):
     help="upload: upload, yank and read; read: only read a private index.",
 )
 @data_option
+@storage_option
+@database_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def token_create(name: str, scope: str, data: Path | None, as_json: bool) -> None:
+def token_create(
+    name: str,
+    scope: str,
+    data: Path | None,
+    storage: str | None,
+    database: str | None,
+    as_json: bool,
+) -> None:
     """Create a token NAME and print its secret (shown this once only)."""
-    from index_server.storage import StorageError
-
-    try:
-        record, secret = _tokens(data).create(name, scope)  # type: ignore[arg-type]
-    except StorageError as exc:  # a full disk: tokens.json keeps its previous content
-        raise click.ClickException(f"{_data(data)}: {exc}") from None
+    with _index_errors(_where(data, storage)):
+        record, secret = _tokens(data, storage, database).create(name, scope)  # type: ignore[arg-type]
     if as_json:
         click.echo(json.dumps({"id": record.id, "name": name, "scope": scope, "token": secret}))
     else:
@@ -197,10 +238,13 @@ def token_create(name: str, scope: str, data: Path | None, as_json: bool) -> Non
 
 @token.command("list")
 @data_option
+@storage_option
+@database_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def token_list(data: Path | None, as_json: bool) -> None:
+def token_list(data: Path | None, storage: str | None, database: str | None, as_json: bool) -> None:
     """List tokens (ids, names, scopes; never secrets)."""
-    tokens = _tokens(data).tokens()
+    with _index_errors(_where(data, storage)):
+        tokens = _tokens(data, storage, database).tokens()
     if as_json:
         click.echo(
             json.dumps([{k: v for k, v in asdict(t).items() if k != "sha256"} for t in tokens])
@@ -213,31 +257,33 @@ def token_list(data: Path | None, as_json: bool) -> None:
 @token.command("revoke")
 @click.argument("token_id")
 @data_option
-def token_revoke(token_id: str, data: Path | None) -> None:
+@storage_option
+@database_option
+def token_revoke(
+    token_id: str, data: Path | None, storage: str | None, database: str | None
+) -> None:
     """Revoke the token with this id (or name)."""
-    from index_server.storage import StorageError
-
-    try:
-        t = _tokens(data).revoke(token_id)
-    except LookupError as exc:
-        raise click.ClickException(f"{_data(data)}: {exc.args[0]}") from None
-    except StorageError as exc:
-        raise click.ClickException(f"{_data(data)}: {exc}") from None
+    with _index_errors(_where(data, storage)):
+        t = _tokens(data, storage, database).revoke(token_id)
     click.echo(f"revoked token {t.id} ({t.name})")
 
 
 def _set_yanked(
-    project: str, target: str, reason: str | None, data: Path | None, as_json: bool
+    project: str,
+    target: str,
+    reason: str | None,
+    data: Path | None,
+    storage: str | None,
+    database: str | None,
+    as_json: bool,
 ) -> None:
-    from index_server.catalog import Catalog
-    from index_server.storage import LocalStorage, StorageError
+    from index_server.catalog_sql import catalog_for
 
-    try:
-        changed = Catalog(LocalStorage(_data(data))).set_yanked(project, target, reason)
-    except LookupError as exc:
-        raise click.ClickException(f"{_data(data)}: {exc.args[0]}") from None
-    except StorageError as exc:
-        raise click.ClickException(f"{_data(data)}: {exc}") from None
+    with _index_errors(_where(data, storage)):
+        # The change reaches every host: a bump of the bucket's generation object, or of the
+        # database's change counter.
+        catalog = catalog_for(_storage(data, storage), database)
+        changed = catalog.set_yanked(project, target, reason)
     if as_json:
         click.echo(json.dumps([{"filename": f.filename, "yanked": f.yanked} for f in changed]))
         return
@@ -250,17 +296,36 @@ def _set_yanked(
 @click.argument("target", metavar="FILE|VERSION")
 @click.option("--reason", default="", help="Why (shown to pip users).")
 @data_option
+@storage_option
+@database_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def yank(project: str, target: str, reason: str, data: Path | None, as_json: bool) -> None:
+def yank(
+    project: str,
+    target: str,
+    reason: str,
+    data: Path | None,
+    storage: str | None,
+    database: str | None,
+    as_json: bool,
+) -> None:
     """Yank one file, or every file of a version, of PROJECT (PEP 592)."""
-    _set_yanked(project, target, reason, data, as_json)
+    _set_yanked(project, target, reason, data, storage, database, as_json)
 
 
 @click.command()
 @click.argument("project")
 @click.argument("target", metavar="FILE|VERSION")
 @data_option
+@storage_option
+@database_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def unyank(project: str, target: str, data: Path | None, as_json: bool) -> None:
+def unyank(
+    project: str,
+    target: str,
+    data: Path | None,
+    storage: str | None,
+    database: str | None,
+    as_json: bool,
+) -> None:
     """Undo a yank of one file or of every file of a version."""
-    _set_yanked(project, target, None, data, as_json)
+    _set_yanked(project, target, None, data, storage, database, as_json)

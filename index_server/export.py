@@ -3,24 +3,30 @@
 Layout under DEST (the same URLs as `wheelfarm serve`):
   simple/index.html, simple/index.json                 the project list, PEP 503 HTML and PEP 691 JSON
   simple/<project>/index.html, .../index.json          each project page (PEP 592 yanks, PEP 700 fields)
+  .../index.html.gz, .../index.json.gz                 each page gzipped, for nginx's gzip_static
   files/<project>/<filename>                           the distributions (unless --files-url)
   files/<project>/<filename>.metadata                  each wheel's core metadata (PEP 658/714)
+  .wheelfarm-names.map                                 every spelling of each project's name, for nginx
   .wheelfarm-export.json                               what was written, with sha256s (incremental runs)
 
 Pages are rendered by the same functions as the live server's (`index_server.simple`), with links
 relative to the page (`../../files/...`), so the export can be served under any host and prefix; with
 `files_url` the file links point to where the files live (e.g. the live index or a bucket) and no
 file is copied. Every write goes to a temporary file that is renamed into place: a reader sees the old
-page or the new one, never half of one. An incremental run rewrites only pages whose bytes changed,
-copies only files it has not copied before, and removes what the catalog no longer holds.
+page or the new one, never half of one. An incremental run rewrites only pages whose bytes changed
+(and their `.gz` siblings with them), copies only files it has not copied before, and removes what
+the catalog no longer holds. A bucket export has no `.gz` siblings: a CDN compresses by itself, and
+a static bucket would serve them as downloads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +44,9 @@ from index_server.simple import (
 from index_server.storage import CHUNK, Storage
 
 MANIFEST = ".wheelfarm-export.json"
+GZ = ".gz"
+NAMES_MAP = ".wheelfarm-names.map"
+_NORMALIZED = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 class ExportError(Exception):
@@ -54,6 +63,7 @@ class ExportReport:
     files_copied: list[str] = field(default_factory=list)
     files_kept: int = 0
     removed: list[str] = field(default_factory=list)
+    names_map_written: bool = False  # nginx must reload to redirect the new projects' spellings
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +75,7 @@ class ExportReport:
             "files_copied": self.files_copied,
             "files_kept": self.files_kept,
             "removed": self.removed,
+            "names_map_written": self.names_map_written,
         }
 
 
@@ -75,6 +86,30 @@ def _renderer(base_url: str) -> Any:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def spelling_pattern(name: str) -> str:
+    """A regex (PCRE and Python `re`, to be matched case-insensitively against the request path)
+    for every other spelling of the normalized project `name` (PEP 503: any case, any run of
+    `-`, `_`, `.` between its parts): `/simple/Foo_Bar/` and `/simple/foo.bar` match `foo-bar`,
+    `/simple/foo-bar/` itself does not (so a stale map never redirects a page to itself)."""
+    if not _NORMALIZED.fullmatch(name):
+        raise ValueError(f"{name!r} is not a normalized project name")
+    spelled = "[-_.]+".join(name.split("-"))
+    return f"^/simple/(?!(?-i:{name})/?$){spelled}/?$"
+
+
+def names_map(projects: list[Project]) -> bytes:
+    """The entries of nginx's `map $uri $wheelfarm_project` (deploy/nginx/wheelfarm-export.conf):
+    nginx cannot lowercase a path, so each project gets one case-insensitive regex for all of its
+    spellings, and a request for any of them is redirected to the normalized page."""
+    lines = [
+        "# Written by `wheelfarm export`: every spelling of each project's name -> the name "
+        "(PEP 503).",
+        "# Included by deploy/nginx/wheelfarm-export.conf; reload nginx when it changes.",
+    ]
+    lines += [f'"~*{spelling_pattern(p.name)}" {p.name};' for p in projects]
+    return ("\n".join(lines) + "\n").encode()
 
 
 class _Dest:
@@ -99,6 +134,28 @@ class _Dest:
         atomic_write_bytes(path, body)
         self.manifest[rel] = digest
         return True
+
+    def write_page(self, rel: str, body: bytes) -> bool:
+        """A page and its gzipped sibling (`rel.gz`, what nginx's gzip_static sends to clients that
+        accept gzip): both rewritten when the page changed or one of them is missing, else left."""
+        gz_rel = rel + GZ
+        self.seen.update((rel, gz_rel))
+        digest = _sha256(body)
+        path, gz_path = self.root / rel, self.root / gz_rel
+        if self.manifest.get(rel) == digest and path.is_file() and gz_path.is_file():
+            return False
+        # mtime=0: the same page always compresses to the same bytes. The sibling goes first, so a
+        # page on disk never has a .gz older than the last export's.
+        packed = gzip.compress(body, compresslevel=9, mtime=0)
+        atomic_write_bytes(gz_path, packed)
+        self.manifest[gz_rel] = _sha256(packed)
+        atomic_write_bytes(path, body)
+        self.manifest[rel] = digest
+        return True
+
+    def write_names_map(self, projects: list[Project]) -> bool:
+        """nginx's redirects of other spellings of the project names (see names_map)."""
+        return self.write_if_changed(NAMES_MAP, names_map(projects))
 
     def copy_once(self, rel: str, sha256: str, storage: Storage, key: str) -> bool:
         """Copy a stored file (immutable once published) unless this export already holds it."""
@@ -169,6 +226,12 @@ class _BucketDest(_Dest):
         self.manifest[rel] = digest
         return True
 
+    def write_page(self, rel: str, body: bytes) -> bool:
+        return self.write_if_changed(rel, body)
+
+    def write_names_map(self, projects: list[Project]) -> bool:
+        return False  # a CDN maps spellings itself (README: S3 + CDN)
+
     def copy_once(self, rel: str, sha256: str, storage: Storage, key: str) -> bool:
         self.seen.add(rel)
         if self.manifest.get(rel) == sha256:
@@ -230,7 +293,7 @@ def _export(
     progress: Callable[[str], None] | None,
 ) -> None:
     def page(rel: str, body: bytes) -> None:
-        if target.write_if_changed(rel, body):
+        if target.write_page(rel, body):
             report.pages_written.append(rel)
         else:
             report.pages_unchanged += 1
@@ -261,4 +324,6 @@ def _export(
             progress(project.name)
     page("simple/index.html", render_index_html(_renderer(".."), projects))
     page("simple/index.json", render_index_json(projects))
+    # After the pages: a spelling is redirected only to a page that is there.
+    report.names_map_written = target.write_names_map(projects)
     target.sweep(report)

@@ -91,3 +91,9 @@ def export_command(
         f"{len(report.files_copied)} file(s) copied, {report.files_kept} already there; "
         f"{len(report.removed)} removed"
     )
+    if report.names_map_written:
+        click.echo(
+            f"{dest}: the project names changed: reload nginx (nginx -s reload) so that other "
+            "spellings of the new names are redirected",
+            err=True,
+        )

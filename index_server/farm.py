@@ -6,6 +6,9 @@ and shows them. Storage layout (keys of index_server.storage, next to the catalo
   farm/logs/<project>/<log id>.log         a build log, as sent
   farm/provenance/<project>/<wheel>.json   a stored wheel's provenance (provenance.schema.json)
 
+With `--database` the status document is a row of the database instead (index_server/farm_sql.py);
+logs and provenance stay in the storage.
+
 Every write is announced through the catalog (`Catalog.farm_changed`), so each worker notices it with
 the stat the catalog already makes per request: `Farm.refresh()` does nothing until the catalog's
 farm generation changes (not on uploads), then re-reads the status document (only if it changed) and
@@ -40,7 +43,7 @@ from packaging.version import InvalidVersion, Version
 
 from builder.common.outcome import LABELS
 from index_server.catalog import RACY_NS, Catalog
-from index_server.storage import Stat, Storage
+from index_server.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -287,15 +290,42 @@ class LogEntry:
     cell: Cell | None
 
 
+class StatusStore:
+    """Where the status document is kept: the storage key farm/status.json (without a database)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def stamp(self) -> object | None:
+        """What changes whenever the document does (None: there is none). Cheap: one stat."""
+        st = self.storage.stat(STATUS_KEY)
+        if st is not None and time.time_ns() - st.mtime_ns < RACY_NS:
+            return object()  # the clock's tick may hide a second write: read it again
+        return st
+
+    def read(self) -> bytes | None:
+        try:
+            return self.storage.read_bytes(STATUS_KEY)
+        except FileNotFoundError:
+            return None
+
+    def write(self, data: bytes) -> None:
+        """Replace the document whole (readers see the old one or the new one)."""
+        self.storage.put_bytes(STATUS_KEY, data)
+
+
 class Farm:
     """The farm data as this process last saw it; `version` changes whenever any of it changes."""
 
-    def __init__(self, storage: Storage, catalog: Catalog) -> None:
+    def __init__(
+        self, storage: Storage, catalog: Catalog, status_store: StatusStore | None = None
+    ) -> None:
         self.storage = storage
         self.catalog = catalog
+        self.status_store = status_store or StatusStore(storage)
         self._lock = threading.Lock()
         self._seen: object = object()  # the catalog generation last checked (never equal at first)
-        self._status_stat: Stat | None = None
+        self._status_stamp: object | None = None
         self._status_digest: str | None = None
         self._stamps: dict[str, int] = {}
         self.status: FarmStatus | None = None
@@ -319,18 +349,17 @@ class Farm:
                 self.version += 1
 
     def _reload_status(self) -> bool:
-        st = self.storage.stat(STATUS_KEY)
-        if st is None:
+        stamp = self.status_store.stamp()
+        if stamp is None:
             changed = self.status is not None
-            self.status, self._status_stat, self._status_digest = None, None, None
+            self.status, self._status_stamp, self._status_digest = None, None, None
             return changed
-        if st == self._status_stat and time.time_ns() - st.mtime_ns >= RACY_NS:
+        if stamp == self._status_stamp:
             return False
-        try:
-            data = self.storage.read_bytes(STATUS_KEY)
-        except FileNotFoundError:
+        data = self.status_store.read()
+        if data is None:
             return False
-        self._status_stat = st
+        self._status_stamp = stamp
         digest = hashlib.sha256(data).hexdigest()
         if digest == self._status_digest:
             return False

@@ -23,7 +23,6 @@ from index_server import distfile
 from index_server.auth import TokenRefused, require_upload_token
 from index_server.errors import BODY_READ, refuse_unread, text_error, unauthorized
 from index_server.farm import (
-    STATUS_KEY,
     FarmDataError,
     check_log_id,
     check_time,
@@ -101,7 +100,7 @@ def _put_status() -> Response:
     data = _body(MAX_STATUS_BYTES, "the status document", ("application/json",))
     status = parse_status(data)
     st = get_state()
-    st.storage.put_bytes(STATUS_KEY, data)
+    st.farm.status_store.write(data)
     st.farm.stored()
     log.info("farm status stored: %d cells (token %s)", len(status.cells), token)
     return jsonify(
@@ -117,9 +116,8 @@ def _put_status() -> Response:
 @bp.get("/api/farm/status")
 def get_status() -> Response:
     """The stored status document as pushed (readable like /status)."""
-    try:
-        data = get_state().storage.read_bytes(STATUS_KEY)
-    except FileNotFoundError:
+    data = get_state().farm.status_store.read()
+    if data is None:
         return text_error(404, "no farm status has been pushed to this index")
     scope = "private" if get_state().config.private else "public"
     return Response(

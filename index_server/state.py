@@ -10,9 +10,10 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
-from index_server.auth import TokenStore
+from index_server.auth_sql import tokens_for
 from index_server.catalog_sql import catalog_for
 from index_server.farm import Farm
+from index_server.farm_sql import status_store_for
 from index_server.shadowing import Upstream
 from index_server.storage import Storage
 
@@ -84,9 +85,12 @@ class State:
     def __init__(self, config: Config, storage: Storage) -> None:
         self.config = config
         self.storage = storage
-        self.catalog = catalog_for(storage, os.environ.get("WHEELFARM_INDEX_DATABASE"))
-        self.tokens = TokenStore(storage)
-        self.farm = Farm(storage, self.catalog)
+        # With a database, the catalog, the tokens and the farm status are rows in it, shared by
+        # every host; without one, keys of the storage.
+        database = os.environ.get("WHEELFARM_INDEX_DATABASE")
+        self.catalog = catalog_for(storage, database)
+        self.tokens = tokens_for(storage, database)
+        self.farm = Farm(storage, self.catalog, status_store_for(storage, database))
         self.upstream = Upstream(config.upstream, storage)
 
     def refresh(self) -> None:

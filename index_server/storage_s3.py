@@ -11,6 +11,14 @@ is whole; a PUT cut short (a killed host, a failed source) leaves nothing under 
 first-writer-wins upload (`overwrite=False`) is a conditional PUT (`If-None-Match: *`): of two hosts
 writing one filename, the store accepts exactly one and answers the other 412.
 
+Locks (`locked`, for read-modify-write of small keys such as auth/tokens.json, and a project's upload
+without --database): a lock is an object `.locks/<name>` created by a conditional PUT
+(`If-None-Match: *`), so of several hosts exactly one creates it; the others poll until it is gone.
+A holder renews it (a conditional PUT `If-Match` its ETag) every third of its lease and deletes it
+(`If-Match` its ETag) when done. A lock not renewed for its lease (a killed host) is taken over by the
+first waiter whose conditional PUT `If-Match` the stale ETag succeeds; lease ages are measured on
+the store's clock (Last-Modified against the Date of the same HEAD), never across hosts' clocks.
+
 Folder stamps: the catalog re-reads a project only when the stamp of `records/<project>` changed. An
 object store has no folder mtime, so every write or delete under a folder whose stamp is read
 (STAMPED: the records and the farm's folders) also writes a small stamp object `.stamps/<folder>`
@@ -21,20 +29,34 @@ upload there is one PUT, not two) have no stamp.
 from __future__ import annotations
 
 import io
+import json
+import logging
 import os
+import random
+import socket
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from index_server.storage import CHUNK, AlreadyExists, Stat, Storage, StorageError, check_key
 
+log = logging.getLogger(__name__)
+
 STAMPS = ".stamps"
 # The folders whose stat() anything reads (index_server/catalog.py, index_server/farm.py).
 STAMPED = ("records/", "farm/")
+LOCKS = ".locks"
+LOCK_LEASE = (
+    30.0  # seconds a lock stays held without renewal (a killed holder's is taken over then)
+)
+LOCK_WAIT = 300.0  # seconds to wait for a lock before giving up (gunicorn's request timeout)
 SPOOL = 8 << 20  # objects up to this size are read into memory, larger ones into a temporary file
 # The keys read on every request (the catalog's change stamp) or every upload (the tokens): their
 # stat is kept this long, so a request costs no round trip to the store; a change through another
@@ -58,7 +80,14 @@ class S3Storage(Storage):
     concurrent_puts = True
 
     def __init__(
-        self, url: str, *, downloads: str = "stream", client: Any = None, expires: int = 300
+        self,
+        url: str,
+        *,
+        downloads: str = "stream",
+        client: Any = None,
+        expires: int = 300,
+        lock_lease: float = LOCK_LEASE,
+        lock_wait: float = LOCK_WAIT,
     ) -> None:
         import boto3
         from botocore.config import Config
@@ -68,6 +97,7 @@ class S3Storage(Storage):
             raise StorageError(f"downloads {downloads!r}: 'stream' or 'redirect'")
         self.downloads = downloads
         self.expires = expires
+        self.lock_lease, self.lock_wait = lock_lease, lock_wait
         self.client = client or boto3.client(
             "s3",
             config=Config(
@@ -132,7 +162,7 @@ class S3Storage(Storage):
                     names.add(obj["Key"][len(base) :])
                 for sub in page.get("CommonPrefixes", []):
                     names.add(sub["Prefix"][len(base) :].rstrip("/"))
-        names.discard(STAMPS)
+        names.difference_update((STAMPS, LOCKS))
         return sorted(n for n in names if n)
 
     def open(self, key: str) -> BinaryIO:
@@ -232,6 +262,16 @@ class S3Storage(Storage):
             with self._hot_lock:
                 self._hot.pop(key, None)
 
+    @contextmanager
+    def locked(self, name: str) -> Iterator[None]:
+        """Hold the lock `name` across hosts (see the module's docstring)."""
+        lock = _Lease(self, f"{LOCKS}/{check_key(name)}", self.lock_lease)
+        lock.acquire(self.lock_wait)
+        try:
+            yield
+        finally:
+            lock.release()
+
     def download_url(self, key: str) -> str | None:
         """A pre-signed GET URL when downloads are redirected, else None (stream them)."""
         if self.downloads != "redirect":
@@ -252,6 +292,127 @@ class S3Storage(Storage):
         except ClientError:
             with self._calls(""):
                 self.client.create_bucket(Bucket=self.bucket)
+
+
+class _Lease:
+    """One holding of a lock object: acquire, renew in the background, release."""
+
+    def __init__(self, store: S3Storage, key: str, lease: float) -> None:
+        self.store, self.key, self.lease = store, key, lease
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        self.etag: str | None = None
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def _put(self, **condition: str) -> bool:
+        """One conditional PUT of the lock object; False when the condition did not hold."""
+        from botocore.exceptions import ClientError
+
+        # Every body is new (the time), so every renewal gets a new ETag: a waiter's takeover
+        # `If-Match` a stale ETag fails once the holder has renewed.
+        body = json.dumps({"owner": self.owner, "at": time.time_ns()}).encode()
+        try:
+            with self.store._calls(self.key):
+                try:
+                    head = self.store.client.put_object(
+                        Bucket=self.store.bucket,
+                        Key=self.store._key(self.key),
+                        Body=body,
+                        Metadata={"lease": str(self.lease)},
+                        **condition,
+                    )
+                except ClientError as exc:
+                    if _condition_failed(exc):
+                        return False
+                    raise
+        except FileNotFoundError:  # If-Match on an object that is gone
+            return False
+        self.etag = head["ETag"]
+        return True
+
+    def _stale_etag(self) -> str | None:
+        """The ETag of the current lock object when its holder's lease has run out, else None
+        (also None when there is no lock object: the next create will tell)."""
+        try:
+            with self.store._calls(self.key):
+                head = self.store.client.head_object(
+                    Bucket=self.store.bucket, Key=self.store._key(self.key)
+                )
+        except FileNotFoundError:
+            return None
+        headers = head.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        try:
+            now: datetime = parsedate_to_datetime(headers["date"])
+            lease = float(head.get("Metadata", {}).get("lease", self.lease))
+        except (KeyError, TypeError, ValueError):
+            return None
+        # Both times are the store's, to the second: one second of slack for the rounding.
+        age = (now - head["LastModified"]).total_seconds()
+        return head["ETag"] if age > lease + 1 else None
+
+    def acquire(self, wait: float) -> None:
+        deadline = time.monotonic() + wait
+        delay = 0.01
+        while not self._put(IfNoneMatch="*"):
+            stale = self._stale_etag()
+            if stale is not None and self._put(IfMatch=stale):
+                log.warning("took over the lock %s: its holder stopped renewing it", self.key)
+                break
+            if time.monotonic() > deadline:
+                raise StorageError(
+                    f"s3://{self.store.bucket}/{self.store.prefix}{self.key}: "
+                    f"still held after {wait:.0f} s"
+                )
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.2)
+        self._renewer = threading.Thread(target=self._renew, name=f"lease {self.key}", daemon=True)
+        self._renewer.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            try:
+                if not self._put(IfMatch=self.etag or ""):
+                    log.error("lost the lock %s: another holder took it over", self.key)
+                    return
+            except StorageError as exc:  # the store is unreachable: try again next period
+                log.warning("could not renew the lock %s: %s", self.key, exc)
+
+    def release(self) -> None:
+        from botocore.exceptions import ClientError
+
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+        try:
+            with self.store._calls(self.key):
+                try:
+                    self.store.client.delete_object(
+                        Bucket=self.store.bucket,
+                        Key=self.store._key(self.key),
+                        IfMatch=self.etag or "",
+                    )
+                except ClientError as exc:
+                    if not _condition_failed(exc):
+                        raise
+                    log.error("lost the lock %s before releasing it", self.key)
+        except FileNotFoundError:
+            log.error("lost the lock %s before releasing it", self.key)
+        except StorageError as exc:  # not raised over the holder's own outcome: it expires
+            log.warning(
+                "could not release the lock %s (it expires in %.0f s): %s",
+                self.key,
+                self.lease,
+                exc,
+            )
+
+
+def _condition_failed(exc: Exception) -> bool:
+    """A conditional request refused: 412, or 409 when the store saw a concurrent conditional
+    write to the same key (AWS: ConditionalRequestConflict)."""
+    response = getattr(exc, "response", {})
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = response.get("Error", {}).get("Code", "")
+    return status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict")
 
 
 def _seekable(source: BinaryIO) -> BinaryIO:

@@ -9,7 +9,12 @@ twice, each time in a fresh folder holding only the wheel and the `[test] test-r
 - upstream's wheel with the host CPython of the same X.Y version (`builder.build.toolchain.host.find_host_python`),
 - ours with Debian's arm64 CPython under qemu-user (`builder.build.runtest`, the same runner as the tests).
 
-The findings use the checker's rule ids (WF020-WF028, `builder.check.findings.RULES`).
+With `[parity] tests`, the recipe's `[test] test-command` (the project's own pytest suite, `{project}`
+being a fresh copy of the unpacked sdist) runs the same two ways, upstream's side in a throwaway venv
+of the host CPython; the pytest plugin `wheelfarm_outcomes` (loaded through PYTEST_ADDOPTS) records
+every test's outcome, and `builder.check.parity.compare_tests` compares them test id by test id.
+
+The findings use the checker's rule ids (WF020-WF030, `builder.check.findings.RULES`).
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ class ParityReport:
     probe_run: bool = False  # the probe ran on both sides
     probe_ours: list[str] = field(default_factory=list)
     probe_upstream: list[str] = field(default_factory=list)
+    tests_command: str = ""  # the test-command whose outcomes are compared ("" when not asked)
+    tests_run: bool = False  # the project's tests ran on both sides
+    tests_ours: dict[str, int] = field(default_factory=dict)  # outcome -> how many tests
+    tests_upstream: dict[str, int] = field(default_factory=dict)
     compared: dict[str, int] = field(default_factory=dict)
     matched: dict[str, int] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
@@ -80,6 +89,8 @@ class ParityReport:
         text = f"{self.status} {self.upstream}: " + ", ".join(parts)
         if not self.probe_run:
             text += "; probe not run"
+        if self.tests_command and not self.tests_run:
+            text += "; tests not run"
         if accepted:
             text += f"; {accepted} accepted difference{'s' if accepted != 1 else ''}"
         if errors:
@@ -95,6 +106,12 @@ class ParityReport:
             "ok": self.ok,
             "probe_run": self.probe_run,
             "probe": {"ours": self.probe_ours, "upstream": self.probe_upstream},
+            "tests_run": self.tests_run,
+            "tests": {
+                "command": self.tests_command,
+                "ours": self.tests_ours,
+                "upstream": self.tests_upstream,
+            },
             "compared": self.compared,
             "matched": self.matched,
             "findings": [f.to_dict() for f in self.findings],
@@ -181,7 +198,12 @@ class ProbeRun:
 
 
 def _run(
-    cmd: Sequence[str | os.PathLike[str]], env: dict[str, str], cwd: Path, log: BuildLog, step: str
+    cmd: Sequence[str | os.PathLike[str]],
+    env: dict[str, str],
+    cwd: Path,
+    log: BuildLog,
+    step: str,
+    timeout: float = PROBE_TIMEOUT,
 ) -> ProbeRun:
     log.section(f"{step}: {' '.join(str(c) for c in cmd)}")
     try:
@@ -193,11 +215,11 @@ def _run(
             text=True,
             errors="replace",
             stdin=subprocess.DEVNULL,
-            timeout=PROBE_TIMEOUT,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
-        log.write(f"  timed out after {PROBE_TIMEOUT:.0f} s")
-        return ProbeRun(-1, "", f"timed out after {PROBE_TIMEOUT:.0f} s")
+        log.write(f"  timed out after {timeout:.0f} s")
+        return ProbeRun(-1, "", f"timed out after {timeout:.0f} s")
     log.write("  stdout:\n" + proc.stdout)
     log.write("  stderr:\n" + proc.stderr)
     log.write(f"  -> exit {proc.returncode}")
@@ -252,6 +274,134 @@ def probe_ours(
     )
 
 
+# --- running the project's tests ------------------------------------------------------------------
+
+PLUGIN = (
+    "wheelfarm_outcomes"  # builder/build/wheelfarm_outcomes.py, copied next to the tested wheel
+)
+
+
+@dataclass(frozen=True)
+class TestsRun:
+    """One run of the test-command: how it exited, and the outcome of every test pytest reported."""
+
+    __test__ = False  # not a pytest class
+
+    run: ProbeRun
+    outcomes: parity.TestRun
+
+    def problem(self) -> str | None:
+        """Why this run cannot be compared (no test reported anything), or None."""
+        if self.outcomes.outcomes or self.outcomes.collect:
+            return None
+        return f"no test outcome recorded ({self.run.problem()})"
+
+
+def _run_tests(
+    command: str, env: dict[str, str], sdist: Path, workdir: Path, log: BuildLog, step: str
+) -> TestsRun:
+    """`command` in an empty folder, {project} a fresh copy of `sdist`, the plugin recording."""
+    from builder.build.runtest import TEST_TIMEOUT, expand_command
+    from builder.common.sdist import unpack
+
+    project = unpack(sdist, workdir / "project")
+    plugin = workdir / "plugin"
+    plugin.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).with_name(f"{PLUGIN}.py"), plugin / f"{PLUGIN}.py")
+    outcomes = workdir / "outcomes.jsonl"
+    env = dict(env)
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(plugin), env.get("PYTHONPATH")])),
+            "PYTEST_ADDOPTS": f"-p {PLUGIN} -p no:cacheprovider",
+            "WHEELFARM_TEST_OUTCOMES": str(outcomes),
+        }
+    )
+    cwd = (
+        workdir / "run"
+    )  # as cibuildwheel does: not the project folder, whose sources would shadow
+    cwd.mkdir(parents=True, exist_ok=True)
+    expanded = expand_command(command, project)
+    run = _run(["/bin/sh", "-c", expanded], env, cwd, log, step, timeout=TEST_TIMEOUT)
+    text = outcomes.read_text(errors="replace") if outcomes.exists() else ""
+    result = TestsRun(run, parity.parse_test_outcomes(text, str(project)))
+    log.write(f"  outcomes: {result.outcomes.counts()}")
+    return result
+
+
+def tests_upstream(
+    wheel: Path,
+    python: str,
+    command: str,
+    requires: Sequence[str],
+    sdist: Path,
+    workdir: Path,
+    log: BuildLog,
+) -> TestsRun:
+    """The test-command with upstream's wheel and a throwaway venv of the host CPython `python`
+    (no site-packages of the host: the tests see the wheel and `requires` only)."""
+    from builder.build.runtest import _clean_env, prepare_site, write_python_bin
+    from builder.build.toolchain.host import find_python
+    from builder.common.targets import parse_target
+
+    site = prepare_site(
+        wheel, python, requires, parse_target(host_target()).platforms, workdir, log
+    )
+    venv = workdir / "venv"
+    log.run(
+        [find_python(python), "-m", "venv", "--without-pip", venv],
+        step="tests venv",
+        env=_clean_env(),
+    )
+    bindir = write_python_bin(workdir / "bin", python, f'exec "{venv / "bin" / "python"}" "$@"')
+    env = _clean_env()
+    env.update(
+        {
+            "PYTHONPATH": str(site),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONNOUSERSITE": "1",
+            "VIRTUAL_ENV": str(venv),
+            "PATH": os.pathsep.join([str(bindir), str(venv / "bin"), env.get("PATH", "")]),
+        }
+    )
+    return _run_tests(command, env, sdist, workdir, log, "parity tests (upstream, host)")
+
+
+def tests_ours(
+    wheel: Path,
+    python: str,
+    command: str,
+    requires: Sequence[str],
+    platforms: Sequence[str],
+    sysroot: Path,
+    sdist: Path,
+    workdir: Path,
+    log: BuildLog,
+) -> TestsRun:
+    """The test-command with our wheel and Debian's arm64 CPython under qemu-user (`python` and
+    `pytest` on PATH run it)."""
+    from builder.build.runtest import prepare_site, target_env
+    from builder.build.toolchain.host import ensure_qemu
+
+    site = prepare_site(wheel, python, requires, platforms, workdir, log)
+    env = target_env(ensure_qemu(), sysroot, python, site, workdir)
+    return _run_tests(command, env, sdist, workdir, log, "parity tests (ours, qemu)")
+
+
+def find_sdist(ours: Path, index_url: str | None) -> Path | None:
+    """Download (sha256-verified, cached) upstream's sdist of our wheel's release, or None."""
+    from builder.common.upstream import IndexClient, ProjectNotFound
+
+    name, version, _, _ = parse_wheel_filename(ours.name)
+    with IndexClient(index_url) as client:
+        try:
+            releases = client.project(name).releases()
+        except ProjectNotFound:
+            return None
+        sdists = [f for f in releases.get(version, []) if f.is_sdist and not f.yanked]
+        return client.download(sdists[0]) if sdists else None
+
+
 # --- the whole comparison -------------------------------------------------------------------------
 
 
@@ -266,9 +416,14 @@ def compare_with_upstream(
     index_url: str | None = None,
     upstream: Path | None = None,
     sysroot: Path | None = None,
+    test_command: str = "",
+    sdist: Path | None = None,
 ) -> ParityReport:
     """Compare `ours` with upstream's wheel (`upstream`, else found on `index_url`); never raises for
-    a difference or a missing upstream wheel: the report's findings say it."""
+    a difference or a missing upstream wheel: the report's findings say it.
+
+    With `spec.tests`, `test_command` runs with both wheels, `{project}` being `sdist` unpacked
+    (else upstream's sdist of the release, found on `index_url`)."""
     from builder.build.toolchain.host import ToolchainError, test_sysroot
     from builder.common.upstream import UpstreamError
 
@@ -276,6 +431,8 @@ def compare_with_upstream(
     _, _, _, tags = parse_wheel_filename(ours.name)
     python = python or wheel_python(tags) or ""
     report = ParityReport(wheel=ours.name, python=python)
+    if spec.tests:
+        report.tests_command = test_command
     log.section(f"parity: {ours.name} against upstream")
     if not python:
         report.findings.append(parity.not_compared(f"{ours.name} is not a CPython platform wheel"))
@@ -284,7 +441,7 @@ def compare_with_upstream(
         try:
             upstream = find_upstream(ours, python, index_url)
         except UpstreamError as exc:
-            finding = parity.failed if spec.probe else parity.not_compared
+            finding = parity.failed if spec.probe or spec.tests else parity.not_compared
             report.findings.append(finding(f"cannot read upstream's index: {exc}"))
             return report
         if upstream is None:
@@ -303,39 +460,78 @@ def compare_with_upstream(
         report.findings.append(parity.failed(str(exc)))
         return report
     report.merge(parity.compare_inventories(mine, theirs, spec.accept))
-    if not spec.probe:
+    if not spec.probe and not spec.tests:
         return report
+    what = " and ".join(w for w, asked in (("probe", spec.probe), ("tests", spec.tests)) if asked)
     _, _, _, up_tags = parse_wheel_filename(upstream.name)
     from builder.common.targets import supported_tags
 
     if not up_tags & supported_tags(python, host_target()):
         report.findings.append(
-            parity.not_compared(f"probe not run: this host cannot run {upstream.name}")
+            parity.not_compared(f"{what} not run: this host cannot run {upstream.name}")
         )
         return report
     try:
         sysroot = sysroot or test_sysroot(python)
     except ToolchainError as exc:
-        report.findings.append(parity.failed(f"probe not run: {exc}"))
+        report.findings.append(parity.failed(f"{what} not run: {exc}"))
         return report
     if sysroot is None:
         report.findings.append(
-            parity.not_compared(f"probe not run: no arm64 interpreter for Python {python} here")
+            parity.not_compared(f"{what} not run: no arm64 interpreter for Python {python} here")
         )
         return report
-    platforms = platforms or ("manylinux2014_aarch64",)
     work = Path(tempfile.mkdtemp(dir=_work_root(), prefix="parity-"))
+    sides = _Sides(
+        ours,
+        upstream,
+        python,
+        requires,
+        platforms or ("manylinux2014_aarch64",),
+        sysroot,
+        work,
+        log,
+    )
     try:
-        try:
-            up = probe_upstream(upstream, python, spec.probe, requires, work / "upstream", log)
-            ou = probe_ours(
-                ours, python, spec.probe, requires, platforms, sysroot, work / "ours", log
-            )
-        except (BuildError, ToolchainError) as exc:
-            report.findings.append(parity.failed(f"probe not run: {exc}"))
-            return report
+        if spec.probe:
+            _compare_probe(report, sides, spec)
+        if spec.tests:
+            _compare_tests(report, sides, spec, test_command, sdist, index_url)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    for f in report.findings:
+        log.write(f"  {f.rule} {f.severity}: {f.message}")
+    log.write(f"  parity: {report.summary()}")
+    return report
+
+
+@dataclass(frozen=True)
+class _Sides:
+    """What the probe and the tests share: the two wheels, and where and how each side runs."""
+
+    ours: Path
+    upstream: Path
+    python: str
+    requires: Sequence[str]
+    platforms: Sequence[str]
+    sysroot: Path
+    work: Path
+    log: BuildLog
+
+
+def _compare_probe(report: ParityReport, s: _Sides, spec: ParitySpec) -> None:
+    from builder.build.toolchain.host import ToolchainError
+
+    try:
+        up = probe_upstream(
+            s.upstream, s.python, spec.probe, s.requires, s.work / "upstream", s.log
+        )
+        ou = probe_ours(
+            s.ours, s.python, spec.probe, s.requires, s.platforms, s.sysroot, s.work / "ours", s.log
+        )
+    except (BuildError, ToolchainError) as exc:
+        report.findings.append(parity.failed(f"probe not run: {exc}"))
+        return
     if up.returncode != 0:
         report.findings.append(
             parity.failed(f"the probe failed with upstream's wheel: {up.problem()}")
@@ -343,17 +539,73 @@ def compare_with_upstream(
     if ou.returncode != 0:
         report.findings.append(parity.failed(f"the probe failed with our wheel: {ou.problem()}"))
     if up.returncode != 0 or ou.returncode != 0:
-        return report
+        return
     report.probe_run = True
     report.probe_upstream, report.probe_ours = (
         parity.probe_lines(up.stdout),
         parity.probe_lines(ou.stdout),
     )
     report.merge(parity.compare_probe(report.probe_ours, report.probe_upstream, spec.accept))
-    for f in report.findings:
-        log.write(f"  {f.rule} {f.severity}: {f.message}")
-    log.write(f"  parity: {report.summary()}")
-    return report
+
+
+def _compare_tests(
+    report: ParityReport,
+    s: _Sides,
+    spec: ParitySpec,
+    command: str,
+    sdist: Path | None,
+    index_url: str | None,
+) -> None:
+    from builder.build.toolchain.host import ToolchainError
+    from builder.common.sdist import SdistError
+    from builder.common.upstream import UpstreamError
+
+    if not command.strip():
+        report.findings.append(
+            parity.failed("tests not run: the recipe has no [test] test-command")
+        )
+        return
+    if sdist is None:
+        try:
+            sdist = find_sdist(s.ours, index_url)
+        except UpstreamError as exc:
+            report.findings.append(parity.failed(f"tests not run: no sdist: {exc}"))
+            return
+        if sdist is None:
+            report.findings.append(
+                parity.not_compared(
+                    f"tests not run: upstream's index has no sdist of {s.ours.name}"
+                )
+            )
+            return
+    s.log.write(f"  tests: {command} ({{project}} = {sdist.name} unpacked)")
+    try:
+        up = tests_upstream(
+            s.upstream, s.python, command, s.requires, sdist, s.work / "tests-upstream", s.log
+        )
+        ou = tests_ours(
+            s.ours,
+            s.python,
+            command,
+            s.requires,
+            s.platforms,
+            s.sysroot,
+            sdist,
+            s.work / "tests-ours",
+            s.log,
+        )
+    except (BuildError, ToolchainError, SdistError) as exc:
+        report.findings.append(parity.failed(f"tests not run: {exc}"))
+        return
+    report.tests_upstream, report.tests_ours = up.outcomes.counts(), ou.outcomes.counts()
+    if problem := up.problem():
+        report.findings.append(parity.failed(f"the tests with upstream's wheel: {problem}"))
+    if problem := ou.problem():
+        report.findings.append(parity.failed(f"the tests with our wheel: {problem}"))
+    if up.problem() or ou.problem():
+        return
+    report.tests_run = True
+    report.merge(parity.compare_tests(ou.outcomes, up.outcomes, spec.accept))
 
 
 def _work_root() -> Path:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
@@ -37,8 +38,12 @@ from builder.common.buildlog import BuildError, BuildLog
 from builder.common.outcome import Outcome, TestEvidence
 from builder.common.paths import cache_dir, data_dir
 from builder.common.targets import parse_target, supported_tags
+from builder.plan.compat import check_sdist
 from builder.plan.planner import Job
 from builder.recipes.recipe import BuildOptions, ParitySpec, Recipe, TestSpec
+
+if TYPE_CHECKING:
+    from builder.build.parity import ParityReport
 
 MACOS_NOT_RUN = "checked, not run: no macOS to run on"
 # 2000-01-01: a fixed default keeps wheels reproducible when the sdist gives no better date.
@@ -310,9 +315,23 @@ def _merge_pipeline_env(options: BuildOptions, extra: Mapping[str, str]) -> Buil
 # Backend selection
 
 
+# What clang (zig cc) refuses in C that gcc, the emulated backend's compiler, accepts: GCC's nested
+# functions and variable-size struct fields, and what gcc <= 13 only warns about (Debian 12's gcc 12).
+GCC_ACCEPTS = re.compile(
+    r"function definition is not allowed here"
+    r"|fields must have a constant size"
+    r"|call to undeclared function|implicit declaration of function"
+    r"|incompatible (?:integer to pointer|pointer to integer) conversion"
+    r"|incompatible (?:function )?pointer types"
+    r"|type specifier missing, defaults to 'int'"
+    r"|non-void function .* should return a value"
+)
+
+
 def _worth_falling_back(err: BuildError) -> bool:
     """False when another backend would fail the same way: the project's own C does not compile
-    for this CPython or has an error of its own (a relative path in the compiler's line)."""
+    for this CPython or has an error of its own (a relative path in the compiler's line), unless
+    it is C that only clang refuses (gcc builds it)."""
     from builder.common.classify import FailureClass, classify
 
     if err.step != "build":
@@ -323,6 +342,8 @@ def _worth_falling_back(err: BuildError) -> bool:
     own_source = re.match(
         r"^(?!/)[^:\s]+\.(c|cc|cpp|cxx|pyx|h|hpp):\d+(:\d+)?: error: ", err.summary
     )
+    if own_source and GCC_ACCEPTS.search(err.summary):
+        return True
     return not (cls is FailureClass.COMPILER_ERROR and own_source)
 
 
@@ -401,6 +422,20 @@ def _log_path(log_dir: Path, project: str, version: str, python: str, target: st
     return log_dir / name / f"{name}-{version}-cp{python.replace('.', '')}-{target}-{stamp}.log"
 
 
+def _check_compat(sdist: Path, python: str, options: BuildOptions, log: BuildLog) -> None:
+    """Fail at once, with the reason, when the sdist's C cannot build for this CPython as released
+    (builder.plan.compat): building it would only fail later with a compiler error. A recipe with a
+    before-build step may patch the C itself: then it is only written to the log."""
+    blockers = [b for c in check_sdist(sdist, [python]) for b in c.blockers]
+    if not blockers:
+        return
+    reason = f"this release cannot build for CPython {python}: {'; '.join(blockers)}"
+    if options.before_build:
+        log.write(f"compatibility: {reason} (going on: the recipe's before-build may patch it)")
+        return
+    raise BuildError("compat", reason, log.path)
+
+
 def build_sdist(
     sdist: Path,
     *,
@@ -468,6 +503,7 @@ def build_sdist(
 
                 env.update(prefix_extra_env(prefixes, target))
             opts = _merge_pipeline_env(options, env)
+            _check_compat(sdist, python, options, log)
             say(f"building {project} {version} for cp{python} {target}")
             raw, used = build_raw(sdist, python, target, opts, workdir / "backend", log, say)
             if used != options.backend:
@@ -488,6 +524,13 @@ def build_sdist(
             tags = tuple(sorted(str(t) for t in parse_wheel_filename(repaired.name)[3]))
             status, message = Outcome.BUILT, "built, no test asked"
             evidence = TestEvidence(Outcome.BUILT, reason="no test asked for (--no-test)")
+            gate = parity is not None or parity_index is not None
+            # With [parity] tests the parity gate runs the test-command (with upstream's wheel and
+            # with ours) and judges it test by test: a test that fails with both wheels is not
+            # ours to fix. The test below runs it only when the gate could not compare.
+            deferred = (
+                gate and parity is not None and parity.tests and bool(test and test.test_command)
+            )
             if target.startswith("macosx_"):
                 # Nothing here executes Mach-O (qemu-user runs ELF only): the checker's static
                 # proof (signature, symbols, load paths) is all there is, written to the log.
@@ -506,6 +549,7 @@ def build_sdist(
                 )
                 log.section(message)
             elif run_test and test is not None:
+                run_spec = dataclasses.replace(test, test_command="") if deferred else test
                 # Debian's arm64 CPython is a glibc one: it cannot load musllinux wheels.
                 glibc = cross_target(target).libc == "gnu"
                 sysroot = test_sysroot(python) if glibc else None
@@ -523,7 +567,7 @@ def build_sdist(
                     output = run_wheel_test(
                         repaired,
                         python,
-                        test,
+                        run_spec,
                         sysroot,
                         workdir / "test",
                         log,
@@ -538,10 +582,27 @@ def build_sdist(
                         output_sha256=hashlib.sha256(output.encode()).hexdigest(),
                     )
             parity_summary = ""
-            if parity is not None or parity_index is not None:
-                parity_summary = parity_gate(
-                    repaired, python, target, test, parity, parity_index, workdir, log, say
+            if gate:
+                report = parity_gate(
+                    repaired, python, target, test, parity, parity_index, workdir, log, say, sdist
                 )
+                parity_summary = report.summary()
+                if status is Outcome.TESTED and deferred and not report.tests_run:
+                    assert test is not None and sysroot is not None
+                    log.section("parity did not run the tests: the test-command decides alone")
+                    output += run_wheel_test(
+                        repaired,
+                        python,
+                        dataclasses.replace(test, call=""),
+                        sysroot,
+                        workdir / "test-command",
+                        log,
+                        platforms=parse_target(target).platforms,
+                        project_dir=src_dirs[0] if src_dirs else None,
+                    )
+                    evidence = dataclasses.replace(
+                        evidence, output_sha256=hashlib.sha256(output.encode()).hexdigest()
+                    )
             out_dir.mkdir(parents=True, exist_ok=True)
             final = out_dir.resolve() / repaired.name
             shutil.copy2(repaired, final.with_name(final.name + ".part"))
@@ -584,9 +645,11 @@ def parity_gate(
     workdir: Path,
     log: BuildLog,
     say: Progress,
-) -> str:
-    """Compare `wheel` with upstream's wheel of the same release (builder.build.parity);
-    raise BuildError("parity") on a difference the recipe does not accept; return the summary."""
+    sdist: Path | None = None,
+) -> ParityReport:
+    """Compare `wheel` with upstream's wheel of the same release (builder.build.parity; the
+    project's tests run from `sdist` when the recipe asks); raise BuildError("parity") on a
+    difference the recipe does not accept; return the report."""
     from builder.build.parity import compare_with_upstream
 
     say(f"comparing {wheel.name} with upstream's wheel")
@@ -598,13 +661,15 @@ def parity_gate(
         platforms=parse_target(target).platforms,
         python=python,
         index_url=index,
+        test_command=test.test_command if test else "",
+        sdist=sdist,
     )
     summary = report.summary()
     log.section(f"parity: {summary}")
     if not report.ok:
         first = next(f for f in report.findings if f.severity == "error")
         raise BuildError("parity", f"{first.rule}: {first.message}", log.path)
-    return summary
+    return report
 
 
 def build_url(

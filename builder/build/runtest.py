@@ -108,18 +108,40 @@ def prepare_site(
     return site
 
 
-def target_env(qemu: Path, sysroot: Path, python: str, site: Path, workdir: Path) -> dict[str, str]:
-    """The environment of a program run by the emulated interpreter: `site` on PYTHONPATH and a
-    `python` (python3, pythonX.Y) on PATH that is the emulated target interpreter."""
-    interpreter = sysroot / "usr" / "bin" / f"python{python}"
-    bindir = workdir / "bin"
+def _script(path: Path, body: str) -> None:
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def write_python_bin(bindir: Path, python: str, exec_line: str) -> Path:
+    """`bindir` with `python`, `python3`, `pythonX.Y` running `exec_line` (a shell `exec ...
+    "$@"`) and `pytest` running `python -m pytest`: what a `test-command` finds on PATH. (The
+    tests' pytest is a wheel unpacked on PYTHONPATH, with no script of its own; the host's `pytest`
+    would test with the wrong interpreter.)"""
     bindir.mkdir(parents=True, exist_ok=True)
-    wrapper = bindir / "python"
-    wrapper.write_text(f'#!/bin/sh\nexec "{qemu}" -L "{sysroot}" "{interpreter}" "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    _script(bindir / "python", exec_line)
     for alias in (f"python{python}", "python3"):
         (bindir / alias).unlink(missing_ok=True)
         (bindir / alias).symlink_to("python")
+    _script(bindir / "pytest", f'exec "{bindir / "python"}" -m pytest "$@"')
+    return bindir
+
+
+def expand_command(command: str, project_dir: Path | None) -> str:
+    """cibuildwheel's placeholders in a `test-command`: {project} and {package} are the unpacked sdist."""
+    if project_dir is not None:
+        command = command.replace("{project}", str(project_dir))
+        command = command.replace("{package}", str(project_dir))
+    return command
+
+
+def target_env(qemu: Path, sysroot: Path, python: str, site: Path, workdir: Path) -> dict[str, str]:
+    """The environment of a program run by the emulated interpreter: `site` on PYTHONPATH and a
+    `python` (python3, pythonX.Y; `pytest` too) on PATH that is the emulated target interpreter."""
+    interpreter = sysroot / "usr" / "bin" / f"python{python}"
+    bindir = write_python_bin(
+        workdir / "bin", python, f'exec "{qemu}" -L "{sysroot}" "{interpreter}" "$@"'
+    )
     env = _clean_env()
     env.update(
         {
@@ -196,12 +218,8 @@ def run_wheel_test(
     if "wheelfarm-test-ok aarch64" not in out:
         raise BuildError("test", "the test program did not report success", log.path)
     if spec.test_command.strip():
-        command = spec.test_command
-        if project_dir is not None:
-            command = command.replace("{project}", str(project_dir))
-            command = command.replace("{package}", str(project_dir))
         out += log.run(
-            [command],
+            [expand_command(spec.test_command, project_dir)],
             step="test-command",
             env=env,
             cwd=workdir,

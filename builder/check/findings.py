@@ -74,6 +74,14 @@ RULES: dict[str, Rule] = {
         Rule(
             "WF028-parity-not-compared", "no comparison (no upstream wheel, or no interpreter here)"
         ),
+        Rule(
+            "WF029-parity-test-fails",
+            "a project test passes with upstream's wheel and fails or errors with ours",
+        ),
+        Rule(
+            "WF030-parity-test-differs",
+            "a project test is skipped or not run on one side, or passes only with ours",
+        ),
     )
 }
 

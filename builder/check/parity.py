@@ -1,11 +1,14 @@
 """Parity with upstream: is our wheel what upstream's wheel of the same release is, on another platform?
 
-Two comparisons, both pure functions over data (builder.build.parity runs the programs):
+Three comparisons, all pure functions over data (builder.build.parity runs the programs):
 
 - inventory (`inventory`, `compare_inventories`): the extension modules (by module name, without the
   platform suffix), the Python modules and packages, the data files and `Requires-Dist` of two wheels;
 - probe output (`compare_probe`): the lines a recipe's `[parity] probe` printed with upstream's wheel on
-  the host and with ours under qemu, compared key by key (the key is a line's first word).
+  the host and with ours under qemu, compared key by key (the key is a line's first word);
+- the project's own tests (`parse_test_outcomes`, `compare_tests`): the outcome of every pytest test id
+  when the recipe's `[test] test-command` ran with upstream's wheel and with ours; a test that passes
+  with upstream's wheel and fails or errors with ours is an error, other differences are warnings.
 
 A difference is an error finding unless the recipe's `[parity] accept` names it with a reason; then it
 is reported as accepted (a warning that carries the reason), never silently dropped.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import email.parser
 import re
 import zipfile
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,13 +39,15 @@ PROBE_FAILED = "WF025-parity-probe-failed"
 ACCEPTED = "WF026-parity-accepted"
 EXTRA = "WF027-parity-extra"
 NOT_COMPARED = "WF028-parity-not-compared"
+TEST_FAILS = "WF029-parity-test-fails"
+TEST_DIFFERS = "WF030-parity-test-differs"
 
 
 class Accepted(Protocol):
     """An accepted difference, as `builder.recipes.recipe.Accepted` holds one from a recipe."""
 
     @property
-    def kind(self) -> str: ...  # "key" | "line" | "file" | "requirement"
+    def kind(self) -> str: ...  # "key" | "line" | "file" | "requirement" | "test"
 
     @property
     def value(self) -> str: ...
@@ -246,6 +252,135 @@ def _show(lines: Sequence[str]) -> str:
     if not lines:
         return "(no line)"
     return " | ".join(repr(x) for x in lines)
+
+
+# --- the project's own tests ----------------------------------------------------------------------
+
+TEST_OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+_FAILING = frozenset({"failed", "error"})
+# The Comparison key of the tests: how many test ids had the same outcome on both sides.
+TESTS = "tests same outcome"
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """What one run of a project's tests gave: an outcome per pytest test id."""
+
+    __test__ = False  # not a pytest class
+
+    # test id -> one of TEST_OUTCOMES
+    outcomes: dict[str, str]
+    # a file or folder pytest could not collect ("error") or skipped whole ("skipped"): every test
+    # under it has that outcome on this side
+    collect: dict[str, str] = field(default_factory=dict)
+    # test or collector id -> the first line of why it failed or was skipped
+    messages: dict[str, str] = field(default_factory=dict)
+
+    def outcome(self, test_id: str) -> str | None:
+        if found := self.outcomes.get(test_id) or self.collect.get(test_id):
+            return found
+        return next((o for c, o in self.collect.items() if covers(c, test_id)), None)
+
+    def counts(self) -> dict[str, int]:
+        """How many tests had each outcome (collection errors and skips counted as `collect-...`)."""
+        tests, collect = Counter(self.outcomes.values()), Counter(self.collect.values())
+        out = {o: tests[o] for o in TEST_OUTCOMES if tests[o]}
+        return out | {f"collect-{o}": n for o, n in sorted(collect.items())}
+
+    def message(self, test_id: str) -> str:
+        if found := self.messages.get(test_id):
+            return found
+        return next((m for c, m in self.messages.items() if covers(c, test_id)), "")
+
+
+def covers(prefix: str, test_id: str) -> bool:
+    """Whether `prefix` (a test id, a test file, a folder, "" for all) names `test_id`: `t.py::f`
+    covers `t.py::f[1]`, `t.py` covers `t.py::C::f`, `tests` covers `tests/t.py::f`."""
+    return (
+        prefix == ""
+        or test_id == prefix
+        or test_id.startswith((prefix + "::", prefix + "[", prefix.rstrip("/") + "/"))
+    )
+
+
+def _phase_outcome(when: str, outcome: str, xfail: bool) -> str | None:
+    """The outcome one pytest report gives its test (None: this phase says nothing)."""
+    if when == "call":
+        if outcome == "passed":
+            return "xpassed" if xfail else "passed"
+        if outcome == "skipped":
+            return "xfailed" if xfail else "skipped"
+        return "failed"
+    if outcome == "failed":  # setup or teardown
+        return "error"
+    if when == "setup" and outcome == "skipped":
+        return "xfailed" if xfail else "skipped"
+    return None
+
+
+def parse_test_outcomes(text: str, project_dir: str = "") -> TestRun:
+    """Fold the JSON lines of `builder/build/wheelfarm_outcomes.py` (one per pytest report) into
+    a TestRun. An absolute `project_dir` in a test id becomes `{project}`, so that two unpacked
+    copies of one sdist give the same ids. Lines that are not such records are ignored."""
+    import json
+
+    outcomes: dict[str, str] = {}
+    collect: dict[str, str] = {}
+    messages: dict[str, str] = {}
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+            test_id, when, outcome = str(rec["id"]), str(rec["when"]), str(rec["outcome"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if project_dir:
+            test_id = test_id.replace(project_dir.rstrip("/"), "{project}")
+        message = str(rec.get("message") or "")
+        if when == "collect":
+            if outcome in ("failed", "skipped"):
+                collect[test_id] = "error" if outcome == "failed" else "skipped"
+                if message:
+                    messages.setdefault(test_id, message)
+            continue
+        found = _phase_outcome(when, outcome, bool(rec.get("xfail")))
+        if found is None:
+            continue
+        before = outcomes.get(test_id)
+        if before is None or (before == "passed" and found == "error"):  # a failing teardown
+            outcomes[test_id] = found
+            if message and found in _FAILING:
+                messages[test_id] = message
+    return TestRun(outcomes, collect, messages)
+
+
+def compare_tests(ours: TestRun, upstream: TestRun, accept: Sequence[Accepted] = ()) -> Comparison:
+    """Test id by test id. Same outcome (failing on both counts as the same): a match. Passed with
+    upstream's wheel and failed or errored with ours: an error. Any other difference (skipped or not
+    run on one side, passing only with ours, xfail against xpass): a warning. `[parity] accept`
+    entries of kind `test` (a test id, or a file or folder of tests) turn either into an accepted
+    warning that carries the reason."""
+    result = Comparison()
+    tests = set(ours.outcomes) | set(upstream.outcomes)
+    collectors = {
+        c for c in set(ours.collect) | set(upstream.collect) if not any(covers(c, t) for t in tests)
+    }
+    for test_id in sorted(tests | collectors):
+        theirs, mine = upstream.outcome(test_id), ours.outcome(test_id)
+        same = theirs == mine or (theirs in _FAILING and mine in _FAILING)
+        result.add(TESTS, 1, int(same))
+        if same:
+            continue
+        shown = f"test {test_id}: upstream {theirs or 'not run'}, ours {mine or 'not run'}"
+        why = ours.message(test_id) if mine in _FAILING else ""
+        if why:
+            shown += f" ({why})"
+        if a := next((a for a in accept if a.kind == "test" and covers(a.value, test_id)), None):
+            result.findings.append(warning(ACCEPTED, test_id, f"{shown} (accepted: {a.reason})"))
+        elif theirs == "passed" and mine in _FAILING:
+            result.findings.append(error(TEST_FAILS, test_id, shown))
+        else:
+            result.findings.append(warning(TEST_DIFFERS, test_id, shown))
+    return result
 
 
 def not_compared(reason: str, path: str = "") -> Finding:

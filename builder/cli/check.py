@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     "--parity",
     is_flag=True,
     help="Compare each wheel with upstream's wheel of the same release for another platform "
-    "(found on --index, default PyPI): inventory, and the recipe's [parity] probe run natively "
-    "with upstream's wheel and under qemu with ours.",
+    "(found on --index, default PyPI): inventory, and the recipe's [parity] probe (and with "
+    "[parity] tests its test-command) run natively with upstream's wheel and under qemu with ours.",
 )
 @click.option(
     "--recipe",
@@ -52,6 +52,13 @@ if TYPE_CHECKING:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="With --parity: compare with this wheel file instead of looking on the index.",
 )
+@click.option(
+    "--sdist",
+    "sdist_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="With --parity and a recipe with [parity] tests: the sdist whose tests the recipe's "
+    "test-command runs ({project}); default: upstream's sdist of the release on the index.",
+)
 def check(
     paths: tuple[str, ...],
     index_url: str | None,
@@ -59,6 +66,7 @@ def check(
     parity: bool,
     recipe_path: Path | None,
     upstream_path: Path | None,
+    sdist_path: Path | None,
 ) -> None:
     """Prove that wheels are what their tags say.
 
@@ -66,9 +74,9 @@ def check(
     1 a finding, 2 a wheel or index could not be read.
     """
     if parity:
-        sys.exit(run_parity(paths, index_url, recipe_path, upstream_path, as_json))
-    if recipe_path or upstream_path:
-        raise click.UsageError("--recipe and --upstream go with --parity")
+        sys.exit(run_parity(paths, index_url, recipe_path, upstream_path, as_json, sdist_path))
+    if recipe_path or upstream_path or sdist_path:
+        raise click.UsageError("--recipe, --upstream and --sdist go with --parity")
     # auditwheel logs its own guesses (e.g. the host's musl version) as warnings; the report says it all.
     logging.getLogger("auditwheel").setLevel(logging.ERROR)
 
@@ -163,6 +171,7 @@ def run_parity(
     recipe_path: Path | None,
     upstream: Path | None,
     as_json: bool,
+    sdist: Path | None = None,
 ) -> int:
     """Compare every wheel; print the reports; 0 when all match (or accept), 1 when one differs."""
     from builder.build.parity import compare_with_upstream
@@ -186,6 +195,8 @@ def run_parity(
                 platforms=parse_target(target).platforms if target else None,
                 index_url=index_url,
                 upstream=upstream,
+                test_command=recipe.test.test_command if recipe else "",
+                sdist=sdist,
             )
         reports.append(report)
         if not as_json:

@@ -176,7 +176,8 @@ def new(
         for module in found.extension_modules:
             click.echo(f"  extension module tested: {module}")
         for m in found.unresolved:
-            click.echo(f"  not found in Debian: {m.kind} {m.name}")
+            where = f" (named in {m.origin})" if m.origin else ""
+            click.echo(f"  not found in Debian: {m.kind} {m.name}{where}")
         click.echo(f"  {r.status}" + (f": {r.step}: {r.error} (log: {r.log})" if r.error else ""))
     if not r.ok:
         sys.exit(1)

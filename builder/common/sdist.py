@@ -8,11 +8,19 @@ outside the folder are refused.
 
 from __future__ import annotations
 
+import ast
+import configparser
+import contextlib
+import functools
+import re
 import tarfile
+import tomllib
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 
 class SdistError(ValueError):
@@ -65,6 +73,100 @@ def build_requirements(project: Path) -> list[str]:
     except BuildException as exc:
         raise SdistError(f"{project / 'pyproject.toml'}: {exc}") from None
     try:
-        return sorted({str(Requirement(r)) for r in requires})
+        extra = [*setup_requires(project), *era_requirements(project)]
+        return merge_requirements([*requires, *extra])
     except InvalidRequirement as exc:
         raise SdistError(f"{project / 'pyproject.toml'}: {exc}") from None
+
+
+ERA_RULES = Path(__file__).with_name("build_era_rules.toml")
+
+
+@functools.cache
+def _era_rules(path: Path = ERA_RULES) -> tuple[tuple[str, re.Pattern[str], str], ...]:
+    data = tomllib.loads(path.read_text())
+    return tuple((r["file"], re.compile(r["pattern"], re.M), r["requires"]) for r in data["rule"])
+
+
+def setup_requires(project: Path) -> list[str]:
+    """A legacy project's `setup_requires` (setup.cfg's [options], or a literal list given to
+    setup() in setup.py, read without running it): with `pip wheel --no-build-isolation` nothing
+    else would install them (ssdeep's cffi and six). Projects with a [build-system] table say it
+    there instead."""
+    if (project / "pyproject.toml").is_file():
+        try:
+            data = tomllib.loads((project / "pyproject.toml").read_text(errors="replace"))
+        except tomllib.TOMLDecodeError:
+            data = {}
+        if "requires" in data.get("build-system", {}):
+            return []
+    found: list[str] = []
+    cfg = project / "setup.cfg"
+    if cfg.is_file():
+        parser = configparser.ConfigParser(interpolation=None)
+        with contextlib.suppress(configparser.Error):
+            parser.read_string(cfg.read_text(errors="replace"))
+            raw = parser.get("options", "setup_requires", fallback="")
+            found += [line.strip() for line in raw.replace(";", "\n").splitlines() if line.strip()]
+    setup_py = project / "setup.py"
+    if setup_py.is_file():
+        with contextlib.suppress(SyntaxError, ValueError):
+            found += _literal_keyword(
+                ast.parse(setup_py.read_text(errors="replace")), "setup_requires"
+            )
+    out = []
+    for text in found:
+        with contextlib.suppress(InvalidRequirement):
+            out.append(str(Requirement(text)))
+    return out
+
+
+def _literal_keyword(tree: ast.Module, keyword: str) -> list[str]:
+    """The strings of `keyword=[...]` in any call, or of the module-level list it names."""
+    names = {
+        t.id: node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        for kw in node.keywords:
+            if kw.arg != keyword:
+                continue
+            value = names.get(kw.value.id, kw.value) if isinstance(kw.value, ast.Name) else kw.value
+            if isinstance(value, (ast.List, ast.Tuple)):
+                return [
+                    e.value
+                    for e in value.elts
+                    if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                ]
+    return []
+
+
+def era_requirements(project: Path) -> list[str]:
+    """Upper bounds an older project's build scripts need (build_era_rules.toml): a setup.py that
+    imports pkg_resources builds only with a setuptools that still ships it, as a user would pin
+    with PIP_CONSTRAINT."""
+    out = []
+    for name, pattern, requires in _era_rules():
+        path = project / name
+        if path.is_file() and pattern.search(path.read_text(errors="replace")):
+            out.append(requires)
+    return out
+
+
+def merge_requirements(requires: Sequence[str]) -> list[str]:
+    """Normalized requirements with one entry per (name, extras, marker): specifiers of the same
+    project are intersected (`setuptools>=40.8.0` and `setuptools<82` -> `setuptools<82,>=40.8.0`)."""
+    merged: dict[tuple[str, str, str], Requirement] = {}
+    for text in requires:
+        req = Requirement(text)
+        key = (canonicalize_name(req.name), ",".join(sorted(req.extras)), str(req.marker or ""))
+        if key in merged and not req.url:
+            merged[key].specifier &= req.specifier
+        else:
+            merged[key] = req
+    return sorted({str(r) for r in merged.values()})

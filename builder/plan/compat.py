@@ -32,6 +32,7 @@ class Compat:
     blockers: tuple[str, ...] = ()  # reasons it cannot build as released
     stale_cython: tuple[str, ...] = ()  # generated C files whose .pyx ships too: regenerate
     fixes: dict[str, object] = field(default_factory=dict, hash=False)  # [build] keys to set
+    later: str | None = None  # a later release whose sdist passes this check, when one was found
 
     @property
     def ok(self) -> bool:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from builder.common.atomic import atomic_write_text
+from builder.common.http import UpstreamError
 from builder.common.sdist import SdistError, members
 from builder.common.upstream import IndexClient, ProjectPage
 from builder.plan.compat import Compat, check_sdist
@@ -121,7 +122,8 @@ def render_recipe(
         lines.append(f"# Build files: {', '.join(facts.build_files)}.")
     for c in blocked.values():
         lines.append(
-            f"# This release cannot build for CPython {c.python}: {'; '.join(c.blockers)}."
+            f"# This release cannot build for CPython {c.python}: {'; '.join(c.blockers)} "
+            f"({_later_text(c.later)})."
         )
     fixes = next((c.fixes for c in compat if c.fixes), {})
     if fixes:
@@ -187,11 +189,15 @@ def new_recipe_text(
         ]
     compat = check_sdist(path, pythons) if path else []
     for c in compat:
-        if not c.ok and note:
-            note(
-                f"{name} {chosen}: this release cannot build for CPython {c.python}: "
-                + "; ".join(c.blockers)
-            )
+        if not c.ok:
+            later = later_buildable(client, releases, chosen, c.python)
+            compat = [replace(x, later=later) if x is c else x for x in compat]
+            if note:
+                note(
+                    f"{name} {chosen}: this release cannot build for CPython {c.python}: "
+                    + "; ".join(c.blockers)
+                    + f" ({_later_text(later)})"
+                )
     return render_recipe(
         page,
         facts,
@@ -201,6 +207,43 @@ def new_recipe_text(
         latest=latest,
         compat=compat,
     )
+
+
+# How many later sdists `recipe new` downloads to find one that builds for a blocked CPython.
+LATER_CHECKS = 6
+
+
+def later_buildable(
+    client: IndexClient,
+    releases: dict[Version, list],
+    chosen: Version,
+    python: str,
+    limit: int = LATER_CHECKS,
+) -> str | None:
+    """The first final release after `chosen` whose sdist passes the compatibility check for
+    `python`, or None. The oldest candidates are checked first (the smallest upgrade), then the
+    newest, `limit` downloads at most."""
+    later = sorted(
+        v
+        for v, files in releases.items()
+        if v > chosen and not v.is_prerelease and any(f.is_sdist and not f.yanked for f in files)
+    )
+    if not later:
+        return None
+    candidates = later[: limit - 1] + ([later[-1]] if len(later) >= limit else [])
+    for v in candidates:
+        sdist = next(f for f in releases[v] if f.is_sdist and not f.yanked)
+        try:
+            path = client.download(sdist)
+        except UpstreamError:  # a release we cannot fetch is simply not an answer
+            continue
+        if all(c.ok for c in check_sdist(path, [python])):
+            return str(v)
+    return None
+
+
+def _later_text(later: str | None) -> str:
+    return f"release {later} can" if later else "no later release checked can either"
 
 
 def write_recipe(

@@ -131,9 +131,10 @@ class ParitySpec:
 
     probe: str = ""  # Python printing `key value` lines; empty: inventory only
     accept: tuple[Accepted, ...] = ()
+    tests: bool = False  # run [test] test-command with both wheels and compare per-test outcomes
 
 
-ACCEPT_KINDS = ("key", "line", "file", "requirement")
+ACCEPT_KINDS = ("key", "line", "file", "requirement", "test")
 
 
 @dataclass(frozen=True)
@@ -359,6 +360,8 @@ def _check(path: Path, data: dict[str, Any], c: _Checker) -> None:
                 compile(probe, f"{path}:parity.probe", "exec")
             except SyntaxError as exc:
                 c.add(["parity", "probe"], f"not valid Python: {exc.msg} (line {exc.lineno})")
+        if parity.get("tests") is True and isinstance(test, dict) and not test.get("test-command"):
+            c.add(["parity", "tests"], "needs [test] test-command: the command that runs the tests")
         for i, entry in enumerate(parity.get("accept") or ()):
             reason = entry.get("reason") if isinstance(entry, dict) else None
             if isinstance(reason, str) and not reason.strip():
@@ -476,7 +479,9 @@ def _parity(table: dict[str, Any]) -> ParitySpec:
     for entry in table.get("accept", ()):
         kind = next(k for k in ACCEPT_KINDS if k in entry)  # the schema allows exactly one
         accepted.append(Accepted(kind, entry[kind], entry["reason"]))
-    return ParitySpec(probe=table.get("probe", ""), accept=tuple(accepted))
+    return ParitySpec(
+        probe=table.get("probe", ""), accept=tuple(accepted), tests=table.get("tests", False)
+    )
 
 
 def _listify_t(value: str | tuple[str, ...]) -> tuple[str, ...]:

@@ -101,3 +101,69 @@ def test_recipe_new_build_tests_every_extension_module(
     assert "tested" in res.output.splitlines()[-1]
     recipe = load_recipe(tmp_path / "wf-explore.toml")
     assert recipe.test.imports == ("wf_explore", "wf_explore._native")
+
+
+# As python-prctl's setup.py does: look for the header itself and fail in its own words, naming no
+# file a log reader could look up (only in the cross build: the sdist itself is made on the host).
+NEEDS_WFCAP = (
+    "import os, sys\n"
+    "if os.environ.get('_PYTHON_HOST_PLATFORM') and not os.path.exists('/usr/include/sys/wfcap.h'):\n"
+    "    sys.exit('You need to install libwfcap development headers to build this module')\n"
+)
+
+
+@pytest.mark.slow
+def test_a_library_named_only_by_the_sdists_setup_py_is_found_in_debian(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from support.fake_archive import write_archive
+
+    import builder.build.explore as explore
+    from builder.build.natives.resolve import missing_from_log
+    from builder.build.toolchain.debian import PrivateApt
+
+    monkeypatch.setenv("WHEELFARM_DATA", str(tmp_path / "data"))
+    sdist = make_sdist(
+        tmp_path / "sdist", "wf-needs-cap", c_extension=True, setup_prelude=NEEDS_WFCAP
+    )
+    root = tmp_path / "index"
+    write_static_index(root, {"wf-needs-cap": [FileSpec(sdist.name, sdist.read_bytes())]})
+    mirror = write_archive(
+        tmp_path / "archive",
+        {
+            "libwfcap-dev": (
+                "wfcap",
+                ["usr/include/sys/wfcap.h", "usr/lib/aarch64-linux-gnu/libwfcap.so"],
+            )
+        },
+    )
+    archive = PrivateApt(
+        "bookworm", "arm64", root=tmp_path / "apt", mirror=mirror, contents=True, trusted=True
+    )
+    # The first build is real; the next (with the found library, which this fake archive cannot
+    # build) gives the first's result again, so the exploration ends there.
+    builds: list = []
+
+    def build_once(job, **kwargs):
+        if not builds:
+            builds.append(real_build_job(job, **kwargs))
+        return builds[0]
+
+    real_build_job = explore.build_job
+    monkeypatch.setattr(explore, "build_job", build_once)
+    path = tmp_path / "wf-needs-cap.toml"
+    path.write_text(RECIPE.replace("wf-x", "wf-needs-cap"))
+    said: list[str] = []
+    with StaticIndexServer(root) as server:
+        found = explore.explore_recipe(
+            path, archive=archive, index=server.url, max_rounds=1, say=said.append
+        )
+    first = builds[0]
+    assert first.step == "build" and "libwfcap development headers" in first.log.read_text()
+    assert missing_from_log(first.log.read_text()) == []  # the log names nothing
+    assert found.natives == [
+        {"name": "wfcap", "source": "debian:wfcap", "build-system": "autotools"}
+    ]
+    assert [n.name for n in load_recipe(path).native] == ["wfcap"]
+    named = next(m for m in said if "the sdist names" in m)
+    assert "sys/wfcap.h (setup.py:3)" in named, said

@@ -11,6 +11,7 @@ from support.projects import make_sdist
 from builder.build.backends.emulated import platform_args
 from builder.build.pipeline import _worth_falling_back, build_sdist
 from builder.common.buildlog import BuildError
+from builder.common.classify import classify_file
 from builder.common.outcome import Outcome
 from builder.recipes.recipe import BuildOptions, TestSpec
 
@@ -22,6 +23,14 @@ def test_which_errors_are_worth_another_backend() -> None:
         return BuildError(step, summary)
 
     assert not _worth_falling_back(err("pkg/_native.c:52:1: error: expected ';'"))
+    # C that only clang refuses: gcc (the emulated backend's) builds it
+    assert _worth_falling_back(err("src/g.c:87:4: error: function definition is not allowed here"))
+    assert _worth_falling_back(
+        err("src/g.c:9:3: error: call to undeclared function 'helper'; ISO C99 and later do not")
+    )
+    assert not _worth_falling_back(  # a CPython API that is gone: gcc fails as well
+        err("src/g.c:9:3: error: call to undeclared function '_PyLong_AsInt'; ISO C99 and later")
+    )
     assert not _worth_falling_back(err("x/_m.c:4:10: fatal error: 'longintrepr.h' file not found"))
     assert _worth_falling_back(err("x/_m.c:4:10: fatal error: 'zlib.h' file not found"))
     assert _worth_falling_back(err("/usr/include/x.h:1:2: error: from a system header"))
@@ -65,3 +74,12 @@ def test_the_primary_error_is_shown_first_then_the_fallbacks(tmp_path: Path) -> 
     assert r.status == Outcome.FAILED and r.step == "build", r.message
     assert r.error.startswith("cross: ") and "'wf_not_here.h' file not found" in r.error
     assert "; then nosuch: setup: " in r.error
+
+
+def test_a_release_that_cannot_build_for_the_python_fails_before_building(tmp_path: Path) -> None:
+    r = _build(tmp_path, "wf-old", ("emulated",), extra_c='\n#include "longintrepr.h"\n')
+    assert r.status == Outcome.FAILED and r.step == "compat"
+    assert r.error.startswith("this release cannot build for CPython 3.11: its C includes")
+    assert r.log.read_text().count("====") == 1  # the result only: no backend step ran
+    failure = classify_file(r.log)
+    assert failure.cls == "python-incompatible" and not failure.transient

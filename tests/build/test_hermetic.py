@@ -11,9 +11,11 @@ import pytest
 from support.projects import make_meson_sdist, make_sdist
 
 import builder.build.toolchain.host as host
+from builder.build.natives.resolve import Missing, missing_from_log
 from builder.build.pipeline import build_sdist
 from builder.build.toolchain.host import CrossToolchain, zig_clang_version
 from builder.build.toolchain.leaks import scan_args, scan_commands
+from builder.build.toolchain.namespace import userns_available
 from builder.common.outcome import Outcome
 from builder.recipes.recipe import TestSpec
 
@@ -56,6 +58,38 @@ def test_a_passed_through_target_triple_is_replaced_by_the_floor(tmp_path: Path)
         out = tmp_path / "t.o"
         subprocess.run([tc.tool("cc"), *flags, "-c", tmp_path / "t.c", "-o", out], check=True)
         assert out.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_a_version_script_naming_symbols_the_link_lacks_links_as_with_gnu_ld(
+    tmp_path: Path,
+) -> None:
+    """alsa-lib's version script lists symbols of features switched off: GNU ld ignores them."""
+    tc = CrossToolchain(TARGET)
+    (tmp_path / "u.c").write_text("int wf_here(void) { return 0; }\n")
+    (tmp_path / "u.map").write_text("WF_1 { global: wf_here; wf_switched_off; local: *; };\n")
+    out = tmp_path / "libu.so"
+    script = f"-Wl,--version-script={tmp_path / 'u.map'}"
+    subprocess.run(
+        [tc.tool("cc"), "-shared", "-fPIC", script, tmp_path / "u.c", "-o", out], check=True
+    )
+    syms = subprocess.run(["readelf", "--dyn-syms", "-W", out], capture_output=True, text=True)
+    assert "wf_here@@WF_1" in syms.stdout
+
+
+@pytest.mark.parametrize("form", ["-Wl,{}", "{}"])
+def test_an_implicit_linker_script_links_its_symbol_aliases(tmp_path: Path, form: str) -> None:
+    """libattr links `-Wl,libattr.lds`, a script of versioned aliases (GNU ld reads a text input as
+    a script; zig's driver rejects it): the wrapper hands it to lld, and the aliases are exported."""
+    tc = CrossToolchain(TARGET)
+    (tmp_path / "a.c").write_text("int wf_impl(void) { return 1; }\n")
+    (tmp_path / "v.map").write_text("WF_1.0 { global: wf_get; local: *; };\n")
+    (tmp_path / "a.lds").write_text('"wf_get@WF_1.0" = wf_impl;\n')
+    out = tmp_path / "liba.so"
+    cmd = [tc.tool("cc"), "-shared", "-fPIC", f"-Wl,--version-script,{tmp_path / 'v.map'}"]
+    cmd += [form.format(tmp_path / "a.lds"), tmp_path / "a.c", "-o", out]
+    subprocess.run(cmd, check=True)
+    syms = subprocess.run(["readelf", "--dyn-syms", "-W", out], capture_output=True, text=True)
+    assert "wf_get@WF_1.0" in syms.stdout
 
 
 def test_a_version_script_in_libtools_comma_form_links(tmp_path: Path) -> None:
@@ -106,11 +140,16 @@ def test_the_environment_sees_no_host_pkgconfig_folder_or_config_tool(tmp_path: 
         (["-D__x86_64__", "-c", "x.c"], "-D__x86_64__"),
         (["-msse4.2", "-c", "x.c"], "-msse4.2"),
         (["-L/opt/py/lib", "-lpython3.11"], "-L/opt/py/lib"),
+        (["-D__x86_64", "-c", "x.c"], "-D__x86_64"),
+        # SWIG reads the host's headers itself: its wrapper drops nothing, not even /usr/include
+        (["swig", "-python", "-I/usr/include", "-o", "/b/x_wrap.c", "/b/x.i"], "-I/usr/include"),
+        (["swig4.0", "-python", "-D__x86_64__", "x.i"], "-D__x86_64__"),
     ],
 )
 def test_leaks_are_found(args: list[str], leak: str) -> None:
     found = scan_args(args, host_libdirs=["/opt/py/lib"])
     assert [a for a, _ in found] == [leak]
+    assert ("SWIG reads the headers" in found[0][1]) == args[0].startswith("swig")
 
 
 def test_allowed_and_target_paths_are_not_leaks(tmp_path: Path) -> None:
@@ -120,6 +159,30 @@ def test_allowed_and_target_paths_are_not_leaks(tmp_path: Path) -> None:
     log.write_text(f"{tmp_path}\t-c a.c -I/usr/include\n{tmp_path}\t-c b.c -I/usr/include\n")
     leaks = scan_commands(log)
     assert len(leaks) == 1 and "-c a.c -I/usr/include" in str(leaks[0])
+
+
+@pytest.fixture
+def host_swig() -> None:
+    """Debian's swig on the host (tests/debian-packages.txt), installed here when missing."""
+    try:
+        host.ensure_host_packages(["swig"])
+    except host.ToolchainError as exc:
+        pytest.skip(f"needs Debian's swig on the host and cannot install it: {exc}")
+
+
+def test_the_swig_wrapper_logs_its_command_and_runs_the_hosts(
+    host_swig: None, tmp_path: Path
+) -> None:
+    tc = CrossToolchain(TARGET)
+    env = {**os.environ, **tc.env(), host.COMMAND_LOG_VAR: str(tmp_path / "cc.log")}
+    (tmp_path / "wf.i").write_text("%module wf\nint wf_answer(void);\n")
+    cmd = ["swig", "-python", "-I/usr/include/x86_64-linux-gnu", "-o", "wf_wrap.c", "wf.i"]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "wf_answer" in (tmp_path / "wf_wrap.c").read_text()
+    (leak,) = scan_commands(tmp_path / "cc.log")
+    assert leak.argument == "-I/usr/include/x86_64-linux-gnu" and leak.cwd == str(tmp_path)
+    assert leak.command.startswith("swig -python")
 
 
 @pytest.fixture
@@ -185,6 +248,40 @@ def test_a_host_include_folder_fails_the_build_naming_the_command(
     assert not list((tmp_path / "out").glob("*.whl"))
 
 
+# As setup.py files that run SWIG themselves do (only in the cross build: the sdist is made on the
+# host): the host's multiarch headers and the host's architecture define.
+RUNS_SWIG = (
+    "import os, subprocess, tempfile\n"
+    "if os.environ.get('_PYTHON_HOST_PLATFORM'):\n"
+    "    d = tempfile.mkdtemp()\n"
+    "    with open(os.path.join(d, 'wf.i'), 'w') as f:\n"
+    "        f.write('%module wf\\nint wf_answer(void);\\n')\n"
+    "    subprocess.run(['swig', '-python', '-I/usr/include/x86_64-linux-gnu', '-D__x86_64__',\n"
+    "                    '-o', os.path.join(d, 'wf_wrap.c'), os.path.join(d, 'wf.i')], check=True)\n"
+)
+
+
+@pytest.mark.slow
+def test_swig_reading_host_headers_fails_the_build_naming_the_swig_command(
+    host_swig: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WHEELFARM_DATA", str(tmp_path / "data"))
+    sdist = make_sdist(tmp_path / "sdist", "wf-swig", c_extension=True, setup_prelude=RUNS_SWIG)
+    r = build_sdist(
+        sdist,
+        project="wf-swig",
+        version="1.0.0",
+        python="3.11",
+        target=TARGET,
+        out_dir=tmp_path / "out",
+        test=TestSpec(imports=("wf_swig",)),
+    )
+    assert r.status == Outcome.FAILED and r.step == "host leak", r.message
+    assert "-I/usr/include/x86_64-linux-gnu" in r.error and "`swig -python" in r.error, r.error
+    assert "SWIG reads the headers" in r.error and "1 more" in r.error  # -D__x86_64__
+    assert not list((tmp_path / "out").glob("*.whl"))
+
+
 @pytest.mark.slow
 def test_meson_python_sdist_is_cross_built_with_a_cross_file(tmp_path: Path) -> None:
     sdist = make_meson_sdist(tmp_path / "sdist", "wf-meson")
@@ -205,3 +302,116 @@ def test_meson_python_sdist_is_cross_built_with_a_cross_file(tmp_path: Path) -> 
     log = r.log.read_text()
     assert "--cross-file=" in log and "0 leaks" in log
     assert "libpython" not in log.split("host leak scan")[0].split("meson-python: cross file")[1]
+
+
+# As mysqlclient's setup.py does: ask pkg-config quietly for each name it knows, then fail in its own
+# words, naming none. (Only in the cross build: the sdist itself is made on the host.)
+ASKS_QUIETLY = (
+    "import os, subprocess, sys\n"
+    "if os.environ.get('_PYTHON_HOST_PLATFORM'):\n"
+    "    for name in ('wfquiet', 'wfquiet-compat'):\n"
+    "        if subprocess.run(['pkg-config', '--exists', name + ' >= 1.0']).returncode == 0:\n"
+    "            break\n"
+    "    else:\n"
+    "        sys.exit('Can not find valid pkg-config name.')\n"
+)
+
+
+@pytest.mark.slow
+def test_modules_asked_of_pkg_config_quietly_are_named_in_the_log(tmp_path: Path) -> None:
+    sdist = make_sdist(tmp_path / "sdist", "wf-quiet", c_extension=True, setup_prelude=ASKS_QUIETLY)
+    r = build_sdist(
+        sdist,
+        project="wf-quiet",
+        version="1.0.0",
+        python="3.11",
+        target=TARGET,
+        out_dir=tmp_path / "out",
+        log_dir=tmp_path / "logs",
+        test=TestSpec(imports=("wf_quiet",)),
+    )
+    assert r.status == Outcome.FAILED and r.step == "build", r.message
+    text = r.log.read_text()
+    assert missing_from_log(text) == [
+        Missing("pkg-config", "wfquiet"),
+        Missing("pkg-config", "wfquiet-compat"),
+    ]
+
+
+# As evdev's setup.py does: read kernel headers from /usr/include itself to generate C. In the cross
+# build /usr/include is the target's headers (zig's), never the host's.
+READS_HEADERS = (
+    "import os\n"
+    "if os.environ.get('_PYTHON_HOST_PLATFORM'):\n"
+    "    assert not os.path.exists('/usr/include/x86_64-linux-gnu'), 'host headers are visible'\n"
+    "    text = open('/usr/include/asm/unistd_64.h').read()\n"
+    "    assert '#define __NR_io_setup 0' in text, 'not the aarch64 system call numbers'\n"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not userns_available(), reason="needs user namespaces (unshare --user)")
+def test_a_build_script_reading_usr_include_reads_the_targets_headers(tmp_path: Path) -> None:
+    assert Path("/usr/include/x86_64-linux-gnu").is_dir()  # the host's, outside the build
+    sdist = make_sdist(tmp_path / "sdist", "wf-hdr", c_extension=True, setup_prelude=READS_HEADERS)
+    r = build_sdist(
+        sdist,
+        project="wf-hdr",
+        version="1.0.0",
+        python="3.11",
+        target=TARGET,
+        out_dir=tmp_path / "out",
+        log_dir=tmp_path / "logs",
+        test=TestSpec(imports=("wf_hdr._native",)),
+    )
+    assert r.status == Outcome.TESTED, (r.message, r.log.read_text()[-3000:])
+    assert "/usr/include is the target's headers" in r.log.read_text()
+
+
+def test_python_config_answers_for_the_target_cpython(tmp_path: Path) -> None:
+    """A build script asking python3-config gets the aarch64 CPython's answers, naming no host
+    library folder; outside a cross build of an extension the stand-in is shadowed like the others."""
+    from builder.build.backends.cross import cross_build_environment
+    from builder.build.toolchain.host import find_python, python_host_dirs
+
+    python = find_python("3.11")
+    subprocess.run([python, "-m", "venv", "--without-pip", tmp_path / "venv"], check=True)
+    env = cross_build_environment(tmp_path / "venv" / "bin" / "python", "3.11", TARGET)
+
+    def ask(tool: str, *args: str, rc: int = 0) -> str:
+        p = subprocess.run([tool, *args], env=env, capture_output=True, text=True)
+        assert p.returncode == rc, (tool, args, p.stderr)
+        return p.stdout if rc == 0 else p.stderr
+
+    includes, libdirs = python_host_dirs(python)
+    for tool in ("python3-config", "python3.11-config"):
+        assert ask(tool, "--extension-suffix") == ".cpython-311-aarch64-linux-gnu.so\n"
+        assert ask(tool, "--abiflags") == "\n"
+        flags = ask(tool, "--includes", "--cflags").split()
+        assert f"-I{includes[0]}" in flags and "-O2" in flags
+        assert scan_args(flags, allowed=includes, host_libdirs=libdirs) == []
+        assert ask(tool, "--ldflags") == ask(tool, "--libs") == "\n"  # no host -L, no libpython
+        assert ask(tool, "--ldflags", "--embed") == "-lpython3.11\n"
+        prefix, exec_prefix, configdir = ask(
+            tool, "--prefix", "--exec-prefix", "--configdir"
+        ).split()
+        assert configdir in libdirs and Path(prefix).is_dir() and Path(exec_prefix).is_dir()
+        assert "Usage:" in ask(tool, "--frobnicate", rc=1)
+    assert "not 3.12" in ask("python3.12-config", "--includes", rc=127)
+    # A native library's build (the toolchain's environment alone) has no target CPython.
+    env = {**os.environ, **CrossToolchain(TARGET).env()}
+    env.pop("_PYTHON_SYSCONFIGDATA_NAME", None)
+    assert "not available here" in ask("python3-config", "--includes", rc=127)
+
+
+def test_a_build_systems_probes_are_not_leaks(tmp_path: Path) -> None:
+    """configure tries -msse4.2 on a conftest (PostgreSQL's CRC32C check); the target refuses it
+    and nothing of it reaches the build. The same flag in a real compile is a leak."""
+    log = tmp_path / "cc.log"
+    log.write_text(
+        f"{tmp_path}\t-o conftest -O2 -msse4.2 conftest.c\n"
+        f"{tmp_path}/CMakeFiles/CMakeScratch/TryCompile-x\t-c cmTC_1.c -I/usr/include/foo\n"
+        f"{tmp_path}\t-c crc.c -msse4.2 -o crc.o\n"
+    )
+    leaks = scan_commands(log)
+    assert [leak.argument for leak in leaks] == ["-msse4.2"] and "crc.c" in leaks[0].command

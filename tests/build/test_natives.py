@@ -7,7 +7,9 @@ the test's own; zig's cache is the real one (linked in), so only the first run p
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -296,3 +298,56 @@ def test_a_library_build_that_names_a_host_folder_fails_naming_the_command(
     assert "host leak: -I/usr/include/libxml2" in info.value.first_error
     assert "wfsum.c" in info.value.first_error  # the command that did it
     assert not list((cache / "prefix" / TARGET).glob("wfleak-*/.wheelfarm-native.json"))
+
+
+def test_a_configure_older_than_its_patched_inputs_is_kept(tmp_path: Path) -> None:
+    """Debian's quilt patches touch configure.ac or Makefile.am after the release's configure was
+    made: make would rerun aclocal itself (exit 127 without it; cups' autoheader fails)."""
+    from builder.build.natives.autotools import mark_generated_current, needs_autoreconf
+
+    assert needs_autoreconf(tmp_path)  # no configure at all
+    for name in ("configure.ac", "lib/Makefile.am", "configure"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("")
+    os.utime(tmp_path / "configure.ac", (1000, 1000))
+    os.utime(tmp_path / "lib/Makefile.am", (1000, 1000))
+    os.utime(tmp_path / "configure", (2000, 2000))
+    assert not needs_autoreconf(tmp_path)
+    os.utime(tmp_path / "lib/Makefile.am", (3000, 3000))  # patched after the release
+    assert needs_autoreconf(tmp_path)
+    # the shipped configure is kept (marked current), so make does not rerun aclocal/autoheader
+    (tmp_path / "lib/Makefile.in").write_text("")
+    os.utime(tmp_path / "lib/Makefile.in", (1500, 1500))
+    assert set(mark_generated_current(tmp_path)) == {
+        tmp_path / "configure",
+        tmp_path / "lib/Makefile.in",
+    }
+    assert not needs_autoreconf(tmp_path)
+    assert (tmp_path / "lib/Makefile.in").stat().st_mtime > 3000
+
+
+def test_configure_is_found_in_the_source_subfolder_when_not_at_the_top(tmp_path: Path) -> None:
+    from builder.build.natives.autotools import configure_dir
+
+    (tmp_path / "doc").mkdir()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "configure.ac").write_text("")  # krb5's layout
+    assert configure_dir(tmp_path) == tmp_path / "src"
+    (tmp_path / "configure").write_text("")
+    assert configure_dir(tmp_path) == tmp_path
+
+
+def test_a_configure_check_written_for_gcc_13_passes(tmp_path: Path) -> None:
+    """OpenLDAP checks `pthread_detach(&thread)` (a pointer for an integer): gcc <= 13 warned,
+    clang 16+ refuses, and configure stopped with "could not locate pthread_detach()"."""
+    from builder.build.natives import _build_env
+    from builder.build.toolchain.host import CrossToolchain
+
+    env = _build_env(CrossToolchain(TARGET), {})
+    (tmp_path / "t.c").write_text(
+        "#include <pthread.h>\nint main(void) { pthread_t t; return pthread_detach(&t); }\n"
+    )
+    cmd = [env["CC"], *env["CFLAGS"].split(), "-c", "t.c", "-o", "t.o"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "int-conversion" in proc.stderr  # still said, as a warning

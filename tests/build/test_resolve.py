@@ -3,12 +3,14 @@ up in a local Debian archive's Contents index through the private apt, turned in
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
 from support.fake_archive import write_archive
 
 from builder.build.natives import resolve as rs
+from builder.build.natives import scripts
 from builder.build.toolchain.debian import PrivateApt
 
 LOGS = Path(__file__).parent.parent / "data" / "logs"
@@ -96,3 +98,188 @@ def test_entries_are_valid_recipe_natives() -> None:
     for source in rs.knowledge()["source"]:
         entry = rs.entry_for(source, f"lib{source}-dev", (2, 17), "bookworm")
         assert spec_of(entry).build_system == entry["build-system"]
+
+
+# --------------------------------------------------------------------------------------------
+# What an sdist's own build scripts and sources name (builder.build.natives.scripts)
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(textwrap.dedent(text).lstrip())
+    return root
+
+
+SETUP_PY = """
+    import os, subprocess, sys
+    from setuptools import Extension, setup
+
+    if not os.path.exists('/usr/include/sys/capability.h'):
+        sys.exit("You need to install libcap development headers to build this module")
+    flags = subprocess.check_output(['pkg-config', '--cflags', 'wfa >= 1.0']).split()
+    xml = subprocess.getoutput('xml2-config --cflags')
+    pg = os.environ.get('PG_CONFIG', 'pg_config')
+    found = [n for n in flags]  # names only a run would know
+    if sys.platform == 'win32':
+        libs = ['ws2_32', 'wfwindows']
+    setup(ext_modules=[Extension(
+        'x', ['src/x.c'], depends=['src/own.h'], libraries=['cap', 'm', 'pthread', 'python3.11'],
+        include_dirs=['/usr/include/libxml2', 'src', '/usr/include/python3.11'],
+    )])
+"""
+
+
+def test_the_build_scripts_name_libraries_headers_modules_and_tools(tmp_path: Path) -> None:
+    src = _write(
+        tmp_path,
+        {
+            "setup.py": SETUP_PY,
+            "setup.cfg": "[build_ext]\nlibraries = wfcfg1\n    wfcfg2\n",
+            "src/own.h": "int own;\n",
+            "meson.build": """
+                dep = dependency('wfm', version: '>=1')
+                opt = dependency('wfoptional', required: false)
+                thr = dependency('threads')
+                pyd = import('python').find_installation().dependency()
+                lib = cc.find_library('wfml')
+                cc.has_header('wfasked.h')
+                cc.has_header('wfneeded.h', required: true)
+            """,
+            "CMakeLists.txt": """
+                find_package(ZLIB REQUIRED)
+                find_package(WfUnknownModule REQUIRED)
+                find_package(PNG)
+                pkg_check_modules(WFC REQUIRED IMPORTED_TARGET wfc>=1.2)
+                pkg_check_modules(WFO wfoptional2)
+                find_library(WFL_LIB NAMES wfl libwfl2 HINTS /opt)
+                find_path(WFH_INC NAMES wfh/wfh.h PATHS /opt)
+            """,
+        },
+    )
+    found = scripts.missing_from_scripts(src)
+    assert [(m.kind, m.name) for m in found] == [
+        ("header", "sys/capability.h"),
+        ("pkg-config", "wfa"),
+        ("config-tool", "xml2-config"),
+        ("config-tool", "pg_config"),
+        ("library", "cap"),
+        ("include-dir", "libxml2"),
+        ("library", "wfcfg1"),
+        ("library", "wfcfg2"),
+        ("pkg-config", "wfm"),
+        ("library", "wfml"),
+        ("header", "wfneeded.h"),
+        ("pkg-config", "zlib"),  # find_package(ZLIB): [cmake-packages]
+        ("pkg-config", "wfc"),
+        ("library", "wfl"),
+        ("library", "wfl2"),
+        ("header", "wfh/wfh.h"),
+    ]
+    # each says which file named it, and where
+    assert [m.origin for m in found[:5]] == [
+        "setup.py:4",
+        "setup.py:6",
+        "setup.py:7",
+        "setup.py:8",
+        "setup.py:13",
+    ]
+    assert found[-1].origin == "CMakeLists.txt:7"
+
+
+C_SOURCE = """
+    #include <Python.h>
+    #include <structmember.h>
+    #include <stdio.h>
+    #include <sys/xattr.h>
+    #include <linux/input.h>
+    #include <arm_neon.h>
+    #include <vector>
+    #include <numpy/arrayobject.h>
+    #include "own.h"
+    #include <own.h>
+    #include <lib/vendored.h>
+    #include <attr/libattr.h>
+    #ifdef _WIN32
+    #include <windows.h>
+    #else
+    #include <wfposix.h>
+    #endif
+    #ifdef HAVE_WFOPT
+    #include <wfopt.h>
+    #endif
+    #if defined(__APPLE__)
+    #include <CoreFoundation/CoreFoundation.h>
+    #elif defined(__linux__)
+    #include <wflinux.h>
+    #else
+    #include <wfother.h>
+    #endif
+    #if PLATFORM == PLATFORM_LINUX
+    #include <wfplatform.h>
+    #elif PLATFORM == PLATFORM_BSD
+    #include <sys/extattr.h>
+    #endif
+    #if 0
+    #include <wfdead.h>
+    #endif
+"""
+
+
+def test_source_includes_the_target_lacks_outside_other_platforms_code(tmp_path: Path) -> None:
+    src = _write(
+        tmp_path,
+        {
+            "src/x.c": C_SOURCE,
+            "src/own.h": "int own;\n",
+            "third_party/zz/lib/vendored.h": "int v;\n",
+            "src/x_win.c": "#include <wfwinonly.h>\n",
+            "tests/t.c": "#include <wftestonly.h>\n",
+            "src/y.pyx": 'cdef extern from "wfcy.h":\n    pass\ncdef extern from "own.h":\n    pass\n',
+            "src/gen.c": "/* Generated by Cython 0.29.36 */\n#include <wfgenerated.h>\n",
+        },
+    )
+    found = scripts.missing_from_scripts(src)
+    assert [(m.name, m.origin) for m in found] == [
+        ("attr/libattr.h", "src/x.c:12"),
+        ("wfposix.h", "src/x.c:16"),
+        ("wflinux.h", "src/x.c:24"),
+        ("wfplatform.h", "src/x.c:29"),
+        ("wfcy.h", "src/y.pyx:1"),
+    ]
+
+
+def test_headers_glibc_and_zig_provide_for_the_target_need_no_library(tmp_path: Path) -> None:
+    from builder.build.toolchain.host import target_include_dirs
+
+    dirs = target_include_dirs("manylinux_2_17_aarch64")
+    assert any((d / "sys" / "xattr.h").is_file() for d in dirs)
+    assert not any((d / "sys" / "capability.h").is_file() for d in dirs)
+    src = _write(
+        tmp_path,
+        {"setup.py": "HEADERS = ['sys/xattr.h', 'linux/input.h', 'sys/capability.h']\n"},
+    )
+    assert scripts.missing_from_scripts(src) == [rs.Missing("header", "sys/capability.h")]
+
+
+def test_what_the_scripts_name_resolves_through_the_contents_index(
+    tmp_path: Path, archive: PrivateApt
+) -> None:
+    src = _write(
+        tmp_path / "src",
+        {
+            "setup.py": """
+                from setuptools import Extension, setup
+                setup(ext_modules=[Extension('x', ['x.c'], include_dirs=['/usr/include/libxml2'],
+                      libraries=['wfz', 'wfnowhere'])])
+            """
+        },
+    )
+    missing = scripts.missing_from_scripts(src)
+    found, unresolved = rs.resolve(missing, archive, target_glibc=(2, 17))
+    assert [(r.missing.name, r.binary) for r in found] == [
+        ("libxml2", "libxml2-dev"),
+        ("wfz", "libwfz-dev"),
+    ]
+    assert unresolved == [rs.Missing("library", "wfnowhere")]
+    assert unresolved[0].origin == "setup.py:3"

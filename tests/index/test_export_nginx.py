@@ -3,12 +3,16 @@ shipped configuration (deploy/nginx/wheelfarm-export.conf), and installed from w
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -17,6 +21,7 @@ from support.index_server import Dists, Server, create_token, free_port, start_s
 from support.nginx import NGINX, command, export_conf
 from support.projects import make_wheel
 
+from index_server.export import spelling_pattern
 from index_server.simple import HTML, JSON, TEXT_HTML, negotiate
 
 PIP_ACCEPT = (
@@ -35,13 +40,18 @@ def export(data: Path, dest: Path, *extra: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def get(url: str, accept: str | None = None) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+def get(
+    url: str, accept: str | None = None, encoding: str | None = None
+) -> tuple[int, Message, bytes]:
+    headers = {"Accept": accept} if accept else {}
+    if encoding:
+        headers["Accept-Encoding"] = encoding
+    req = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, dict(resp.headers), resp.read()
+            return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        return exc.code, exc.headers, exc.read()
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +141,11 @@ def test_export_holds_both_representations_metadata_and_files(
     index = json.loads((exported / "simple" / "index.json").read_text())
     assert {"tiny-pure", "tiny-native"} <= {p["name"] for p in index["projects"]}
     assert not list(exported.rglob("*.part"))
+    # Every page has its gzipped sibling (for nginx's gzip_static), the page's bytes exactly.
+    pages = sorted(exported.glob("simple/**/index.*[ln]"))
+    assert len(pages) == 2 * len(index["projects"]) + 2
+    for page in pages:
+        assert gzip.decompress(Path(f"{page}.gz").read_bytes()) == page.read_bytes()
 
 
 def test_export_is_incremental_and_replaces_pages_atomically(
@@ -161,6 +176,24 @@ def test_export_is_incremental_and_replaces_pages_atomically(
     yanked = export(index_data, exported)
     assert len(yanked["pages_written"]) == 2 and yanked["files_copied"] == []
     assert json.loads(page.read_text())["files"][-1]["yanked"] == "test"
+    # The .gz siblings follow their pages: rewritten with them, left alone otherwise, written
+    # again when missing, removed with them.
+    gz = Path(f"{page}.gz")
+    assert gzip.decompress(gz.read_bytes()) == page.read_bytes()
+    stamp = gz.stat().st_mtime_ns
+    assert export(index_data, exported)["pages_written"] == [] and gz.stat().st_mtime_ns == stamp
+    gz.unlink()
+    assert export(index_data, exported)["pages_written"] == ["simple/tiny-pure/index.json"]
+    assert gzip.decompress(gz.read_bytes()) == page.read_bytes()
+    gone = make_wheel(tmp_path / "gone", "gone-proj", "1.0")
+    assert upload(gone).returncode == 0
+    export(index_data, exported)
+    assert (exported / "simple/gone-proj/index.html.gz").is_file()
+    for folder in ("files", "records"):  # the project leaves the index (as an operator would)
+        shutil.rmtree(index_data / folder / "gone-proj")
+    removed = export(index_data, exported)["removed"]
+    assert {"simple/gone-proj/index.html.gz", "simple/gone-proj/index.json.gz"} <= set(removed)
+    assert not (exported / "simple/gone-proj").exists()
 
 
 def test_export_with_links_to_the_live_index(index_data: Path, tmp_path: Path):
@@ -233,6 +266,25 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+@pytest.mark.parametrize("accept", [None, PIP_ACCEPT])
+def test_nginx_sends_the_gzipped_pages_to_clients_that_accept_gzip(nginx, exported, accept):
+    url, _ = nginx
+    for path in ("/simple/", "/simple/tiny-pure/"):
+        want = negotiate(accept)
+        page = exported / path.strip("/") / ("index.json" if want == JSON else "index.html")
+        status, headers, body = get(url + path, accept, encoding="gzip, deflate")
+        assert status == 200 and headers.get("Content-Encoding") == "gzip"
+        assert body == Path(f"{page}.gz").read_bytes()  # the file, not compressed per request
+        assert gzip.decompress(body) == page.read_bytes()
+        assert headers["Content-Type"].split(";")[0] == (TEXT_HTML if want == HTML else want)
+        assert {"Accept", "Accept-Encoding"} <= {
+            v.strip() for v in ",".join(headers.get_all("Vary")).split(",")
+        }
+        # A client that does not accept gzip gets the page itself.
+        status, headers, body = get(url + path, accept)
+        assert "Content-Encoding" not in headers and body == page.read_bytes()
+
+
 def test_pip_and_uv_install_from_the_export_under_nginx(nginx, published: Dists, tmp_path: Path):
     url, log = nginx
     index = f"{url}/simple/"
@@ -260,3 +312,52 @@ def test_pip_and_uv_install_from_the_export_under_nginx(nginx, published: Dists,
     assert "GET /simple/tiny-native/ " in requests and "GET /simple/tiny-pure/ " in requests
     assert '.whl.metadata HTTP/1.1" 200' in requests
     assert '"GET /files/tiny-native/tiny_native-1.0-' in requests
+
+
+def test_a_spelling_pattern_matches_every_other_spelling_and_not_the_name():
+    pattern = re.compile(spelling_pattern("foo-bar2"), re.IGNORECASE)  # nginx's ~* is PCRE, /i
+    for path in (
+        "/simple/Foo_Bar2/",
+        "/simple/foo.bar2",
+        "/simple/FOO-BAR2/",
+        "/simple/foo_-.bar2/",
+    ):
+        assert pattern.match(path), path
+    for path in ("/simple/foo-bar2/", "/simple/foo-bar2", "/simple/foobar2/", "/simple/foo-bar23/",
+                 "/simple/x-foo-bar2/", "/simple/foo-bar2/index.json"):  # fmt: skip
+        assert not pattern.match(path), path
+    with pytest.raises(ValueError):
+        spelling_pattern("Foo_Bar")
+
+
+def test_nginx_redirects_other_spellings_to_the_normalized_page(nginx, exported: Path):
+    url, _ = nginx
+    opener = urllib.request.build_opener(NoRedirect)
+    for path in ("/simple/Tiny_Pure/", "/simple/TINY.PURE/", "/simple/tiny__pure", "/simple/Tiny-Pure/",
+                 "/simple/tiny-NATIVE/"):  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as err:
+            opener.open(urllib.request.Request(url + path, headers={"Accept": JSON}), timeout=5)
+        want = "/simple/tiny-native/" if "native" in path.lower() else "/simple/tiny-pure/"
+        assert (err.value.code, err.value.headers["Location"]) == (301, want), path
+    # Followed, the redirect ends on the page (urllib follows it, as pip and uv do).
+    status, headers, body = get(url + "/simple/Tiny_Pure/", JSON)
+    assert status == 200 and headers["Content-Type"] == JSON
+    assert body == (exported / "simple/tiny-pure/index.json").read_bytes()
+    # Names the index does not hold stay 404s; the map itself is not served.
+    for path in ("/simple/Tiny_Purex/", "/simple/No_Such/", "/.wheelfarm-names.map"):
+        assert get(url + path)[0] == 404, path
+
+
+def test_pip_installs_through_a_non_normalized_project_url(nginx, published: Dists, tmp_path):
+    """pip normalizes names itself before asking an index; a link someone wrote by hand (here a
+    --find-links page) keeps its spelling, and the redirect makes it work."""
+    url, log = nginx
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-cache-dir"]
+    proc = subprocess.run(
+        [*pip, "install", "--target", str(tmp_path / "pip"), "--no-index",
+         "--find-links", f"{url}/simple/Tiny_Pure/", "tiny-pure==0.1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert list((tmp_path / "pip").glob("tiny_pure-0.1.dist-info"))
+    assert '"GET /simple/Tiny_Pure/ HTTP/1.1" 301' in log.read_text()

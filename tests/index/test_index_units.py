@@ -105,3 +105,32 @@ def test_a_wheel_with_too_many_entries_is_refused_before_zipfile_reads_them() ->
             zf.writestr(f"e/{i}", b"")
     with pytest.raises(distfile.InvalidDistribution, match=r"entries; the limit is 100000"):
         distfile.inspect(buf, "many_entries-1.0-py3-none-any.whl")
+
+
+def test_tokens_and_farm_status_move_into_a_database_once(tmp_path: Path):
+    """An index given --database imports the tokens and the status document its storage held, once:
+    what is revoked afterwards stays revoked when the next host starts."""
+    from index_server.auth import TokenStore
+    from index_server.auth_sql import SqlTokenStore
+    from index_server.farm import StatusStore
+    from index_server.farm_sql import SqlStatusStore
+
+    storage = LocalStorage(tmp_path / "data")
+    old, secret = TokenStore(storage).create("ci")
+    StatusStore(storage).write(b'{"generated": "before"}')
+    url = f"sqlite:///{tmp_path / 'index.db'}"
+    tokens = SqlTokenStore(storage, url)
+    assert tokens.check(secret) == old
+    status = SqlStatusStore(storage, url)
+    assert status.read() == b'{"generated": "before"}'
+    status.write(b'{"generated": "after"}')
+    tokens.revoke("ci")
+    new, new_secret = tokens.create("laptop", "read")
+    # A second host (or a restart): nothing is imported again.
+    again = SqlTokenStore(storage, url)
+    assert again.check(secret) is None and again.check(new_secret) == new
+    assert [t.name for t in again.tokens()] == ["laptop"]
+    assert SqlStatusStore(storage, url).read() == b'{"generated": "after"}'
+    # The storage keeps what it had; nothing is written there any more.
+    assert [t.name for t in TokenStore(storage).tokens()] == ["ci"]
+    assert StatusStore(storage).read() == b'{"generated": "before"}'

@@ -111,6 +111,70 @@ def test_a_failed_upload_leaves_nothing(store: S3Storage):
     assert store.list("files/p") == []
 
 
+BUMP = """
+import sys
+from index_server.storage_s3 import S3Storage
+store = S3Storage(sys.argv[1])
+for _ in range(8):
+    with store.locked("counter"):
+        value = int(store.read_bytes("counter"))
+        store.put_bytes("counter", str(value + 1).encode())
+"""
+
+
+def test_locked_excludes_across_hosts(seaweedfs: SeaweedFS):
+    """Three processes (three hosts, as far as the bucket can tell) increment one object under the
+    lock: no increment is lost (without the lock, most are)."""
+    url = f"s3://{BUCKET}/lock-{uuid.uuid4().hex[:8]}"
+    store = S3Storage(url, client=seaweedfs.client())
+    store.ensure_bucket()
+    store.put_bytes("counter", b"0")
+    env = os.environ | seaweedfs.env()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", BUMP, url], env=env, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
+    assert store.read_bytes("counter") == b"24"
+    assert store.list("") == ["counter"]  # released locks leave nothing; .locks is not listed
+
+
+def test_a_lock_is_renewed_while_held_and_taken_over_when_its_holder_is_killed(
+    seaweedfs: SeaweedFS, tmp_path: Path
+):
+    url = f"s3://{BUCKET}/lease-{uuid.uuid4().hex[:8]}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time\n"
+            "from index_server.storage_s3 import S3Storage\n"
+            f"store = S3Storage({url!r}, lock_lease=1.5)\n"
+            "store.ensure_bucket()\n"
+            "with store.locked('tokens'):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(600)\n"
+        )],
+        stdout=subprocess.PIPE, env=os.environ | seaweedfs.env(), start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        # Held for well over its 1.5 s lease: renewed, so a waiter gives up.
+        waiter = S3Storage(url, client=seaweedfs.client(), lock_lease=1.5, lock_wait=4)
+        with pytest.raises(StorageError, match="still held after 4 s"), waiter.locked("tokens"):
+            pass
+        holder.kill()  # SIGKILL: no release, no more renewals
+        holder.wait()
+        start = time.monotonic()
+        waiter.lock_wait = 30
+        with waiter.locked("tokens"):
+            taken = time.monotonic() - start
+        assert taken < 6, taken  # the lease (1.5 s) plus the store's one-second clock
+        assert waiter.list("") == []  # released
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_downloads_redirect_to_a_presigned_url(seaweedfs: SeaweedFS):
     storage = S3Storage(f"s3://{BUCKET}/presign", client=seaweedfs.client(), downloads="redirect")
     storage.ensure_bucket()
@@ -278,6 +342,155 @@ def test_a_yank_through_one_host_is_seen_on_the_other(hosts, tmp_path: Path):
     while wait_listed(b, "yank-proj", wheel.name)["yanked"] != "broken":
         assert time.monotonic() < deadline, "the yank did not reach host B"
         time.sleep(0.02)
+
+
+def test_wheelfarm_yank_and_unyank_on_the_shared_index(hosts, seaweedfs: SeaweedFS, tmp_path: Path):
+    """The command line reaches the multi-host index (--storage, and --database when the catalog is
+    in PostgreSQL) and both hosts see the change."""
+    a, b = hosts["a"], hosts["b"]
+    wheel = make_wheel(tmp_path, "cli-yank-proj", "3.0")
+    assert twine_upload(a.url, hosts["token"], wheel).returncode == 0
+    where = ["--storage", hosts["storage"].bucket_url()]
+    where += ["--database", hosts["database"]] if hosts["database"] else []
+    env = os.environ | seaweedfs.env()
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["wheelfarm", *argv, *where], capture_output=True, text=True, env=env)
+
+    def wait_yanked(host: Server, state) -> None:
+        deadline = time.monotonic() + 5
+        while wait_listed(host, "cli-yank-proj", wheel.name).get("yanked", False) != state:
+            assert time.monotonic() < deadline, f"{host.url} does not show yanked={state!r}"
+            time.sleep(0.02)
+
+    proc = run("yank", "Cli_Yank.Proj", "3.0", "--reason", "from the shell", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [{"filename": wheel.name, "yanked": "from the shell"}]
+    for host in (a, b):
+        wait_yanked(host, "from the shell")
+    proc = run("unyank", "cli-yank-proj", wheel.name)
+    assert proc.returncode == 0 and f"un-yanked {wheel.name}" in proc.stdout, proc.stderr
+    for host in (a, b):
+        wait_yanked(host, False)
+    proc = run("yank", "cli-yank-proj", "9.9")
+    assert proc.returncode == 1 and "has no file or version '9.9'" in proc.stderr
+
+
+def index_options(hosts) -> list[str]:
+    """What `wheelfarm ...` needs to reach the hosts' index (as every host is started with)."""
+    where = ["--storage", hosts["storage"].bucket_url()]
+    return where + (["--database", hosts["database"]] if hosts["database"] else [])
+
+
+def authorised(host: Server, token: str) -> bool:
+    """Whether the host takes `token` for writes (a yank of a project that does not exist: 404 once
+    the token is accepted, 401 when it is not)."""
+    req = urllib.request.Request(
+        f"{host.url}/api/projects/no-such-project/yank",
+        data=json.dumps({"target": "1.0"}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": basic(token)},
+        method="POST",
+    )
+    try:
+        urllib.request.urlopen(req, timeout=10).close()
+    except urllib.error.HTTPError as exc:
+        assert exc.code in (401, 404), exc.code
+        return exc.code == 404
+    raise AssertionError("a yank of a missing project succeeded")
+
+
+def test_tokens_created_at_once_through_two_hosts_all_survive(hosts, seaweedfs: SeaweedFS):
+    """8 `wheelfarm token create` at once, as on two hosts: every token is kept and works on both
+    hosts; a revoke is honoured by both. The tokens are rows in PostgreSQL with --database, else
+    auth/tokens.json in the bucket under its lock object."""
+    a, b = hosts["a"], hosts["b"]
+    env = os.environ | seaweedfs.env()
+    cmd = ["wheelfarm", "token", "create", "--json", *index_options(hosts)]
+    procs = [
+        subprocess.Popen([*cmd, f"racer-{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=env, text=True)
+        for i in range(8)
+    ]  # fmt: skip
+    created = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        created.append(json.loads(out))
+    listing = subprocess.run(
+        ["wheelfarm", "token", "list", "--json", *index_options(hosts)],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    names = [t["name"] for t in json.loads(listing.stdout)]
+    assert {f"racer-{i}" for i in range(8)} <= set(names) and "ci" in names  # "ci": the fixture's
+    for i, token in enumerate(created):
+        assert authorised(a if i % 2 else b, token["token"]), token["name"]
+    bucket_tokens = json.loads(hosts["storage"].read_bytes("auth/tokens.json"))["tokens"]
+    if hosts["database"]:
+        # The bucket's file is what the fixture wrote before the hosts started: imported once.
+        assert [t["name"] for t in bucket_tokens] == ["ci"]
+        with psycopg.connect(hosts["database"]) as conn:
+            rows = conn.execute("SELECT name FROM index_tokens WHERE name LIKE 'racer-%'")
+            assert len(rows.fetchall()) == 8
+    else:
+        assert {f"racer-{i}" for i in range(8)} <= {t["name"] for t in bucket_tokens}
+    revoke = subprocess.run(
+        ["wheelfarm", "token", "revoke", "racer-3", *index_options(hosts)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert revoke.returncode == 0, revoke.stderr
+    deadline = time.monotonic() + 3
+    while authorised(a, created[3]["token"]) or authorised(b, created[3]["token"]):
+        assert time.monotonic() < deadline, "a revoked token is still accepted"
+        time.sleep(0.05)
+    assert authorised(a, created[4]["token"]) and authorised(b, created[4]["token"])
+
+
+STATUS = {
+    "generated": "2026-12-01T04:00:00Z",
+    "run": {"id": "run-42", "counts": {"published": 1}},
+    "recipes": {},
+    "cells": [],
+}
+
+
+def test_farm_status_pushed_through_one_host_is_read_through_the_other(hosts):
+    a, b = hosts["a"], hosts["b"]
+    for generated in ("2026-12-01T04:00:00Z", "2026-12-02T04:00:00Z"):
+        body = json.dumps(STATUS | {"generated": generated}).encode()
+        req = urllib.request.Request(
+            f"{a.url}/api/farm/status",
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": basic(hosts["token"])},
+            method="PUT",
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert json.load(resp)["generated"] == generated
+        deadline = time.monotonic() + 1.5
+        while True:
+            try:
+                with urllib.request.urlopen(f"{b.url}/api/farm/status", timeout=5) as resp:
+                    if resp.read() == body:
+                        break
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 404
+            assert time.monotonic() < deadline, f"host B does not serve the status {generated}"
+            time.sleep(0.02)
+        # B runs two workers: the one that answered above may not be the one that renders /status,
+        # and that one notices the change within its check period (HOT_TTL, CHECK_EVERY).
+        while True:
+            with urllib.request.urlopen(f"{b.url}/status", timeout=5) as resp:
+                if "run-42" in resp.read().decode():
+                    break
+            assert time.monotonic() < deadline + 1, f"host B's /status lacks {generated}"
+            time.sleep(0.02)
+    in_bucket = hosts["storage"].exists("farm/status.json")
+    if hosts["database"]:
+        assert not in_bucket
+        with psycopg.connect(hosts["database"]) as conn:
+            (doc,) = conn.execute("SELECT document FROM index_farm_status").fetchone()
+            assert json.loads(bytes(doc))["generated"] == "2026-12-02T04:00:00Z"
+    else:
+        assert in_bucket
 
 
 def basic(token: str) -> str:

@@ -34,8 +34,9 @@ def export_conf(
     """The shipped export configuration with its `listen` and `root` set for this run."""
     server = EXPORT_CONF.read_text()
     assert "listen 80;" in server and "root /srv/wheelfarm/export;" in server
+    # The root, and the names map the export writes there (included by the same path).
     server = server.replace("listen 80;", f"listen 127.0.0.1:{port};").replace(
-        "root /srv/wheelfarm/export;", f"root {root};"
+        "/srv/wheelfarm/export", str(root)
     )
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "export.conf").write_text(server)

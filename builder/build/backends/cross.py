@@ -8,7 +8,6 @@ PYTHONPATH and could fetch aarch64 wheels of build dependencies into the x86_64 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -21,13 +20,17 @@ from packaging.requirements import InvalidRequirement, Requirement
 from builder.build.backends import Backend
 from builder.build.toolchain.host import (
     COMMAND_LOG_VAR,
+    CrossToolchain,
     cross_env,
     cross_target,
     find_host_python,
+    pkg_config_misses,
     python_host_dirs,
 )
 from builder.build.toolchain.leaks import Leak, scan_commands
 from builder.build.toolchain.meson import write_cross_file
+from builder.build.toolchain.namespace import hermetic_command, userns_available
+from builder.common.atomic import file_lock
 from builder.common.buildlog import BuildError, BuildLog
 from builder.common.paths import cache_dir
 from builder.common.sdist import SdistError, build_requirements, unpack
@@ -59,10 +62,8 @@ def build_env(python: str, requirements: Sequence[str], log: BuildLog) -> Path:
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     root = cache_dir() / "buildenv" / f"{python}-{key}"
     exe = root / "bin" / "python"
-    root.parent.mkdir(parents=True, exist_ok=True)
     # venvs are not relocatable (script shebangs): build in place under a lock, mark when done.
-    with open(root.parent / f".{root.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(root.parent / f".{root.name}.lock"):
         if (root / ".complete").exists():
             log.section(f"build env (cached): {root}")
             return exe
@@ -236,16 +237,23 @@ class CrossBackend(Backend):
                 *_as_tuple(settings.get("setup-args")),
                 f"--cross-file={cross}",
             )
+        command = pip_wheel_command(venv_python, src, dist, settings)
+        if not target.startswith("macosx_") and userns_available():
+            includes, _ = python_host_dirs(find_host_python(python).executable)
+            view = CrossToolchain(target).include_view()
+            command = hermetic_command(command, view, keep=[Path(d) for d in includes])
+            log.write(f"  /usr/include is the target's headers ({view}) during the build")
+        elif not target.startswith("macosx_"):
+            log.write("  /usr/include is the host's: this machine cannot make user namespaces")
         try:
-            log.run(
-                pip_wheel_command(venv_python, src, dist, settings),
-                step="build",
-                env=env,
-                cwd=workdir,
-            )
+            log.run(command, step="build", env=env, cwd=workdir)
         except BuildError as exc:
             # A leak is the likelier cause of a failed build than what the compiler said last.
             check_leaks(commands, python, log, failed=exc)
+            if misses := pkg_config_misses(commands):
+                log.section("pkg-config modules the build asked for and did not get")
+                for name in misses:  # pkg-config's own words: what the resolver reads
+                    log.write(f"  Package {name} was not found in the pkg-config search path")
             raise
         check_leaks(commands, python, log)
         wheels = sorted(dist.glob("*.whl"))
@@ -264,7 +272,7 @@ def check_leaks(
     includes, libdirs = python_host_dirs(find_host_python(python).executable)
     leaks = scan_commands(commands, allowed=includes, host_libdirs=libdirs)
     count = sum(1 for _ in commands.open()) if commands.exists() else 0
-    log.section(f"host leak scan: {count} compile/link commands, {len(leaks)} leaks")
+    log.section(f"host leak scan: {count} compile/link/generator commands, {len(leaks)} leaks")
     for leak in leaks:
         log.write(f"  {leak}")
     if leaks:

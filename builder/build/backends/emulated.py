@@ -37,6 +37,7 @@ from builder.build.toolchain.rootfs import (
     rootfs,
     suite_for,
 )
+from builder.common.atomic import file_lock
 from builder.common.buildlog import BuildError, BuildLog
 from builder.common.paths import cache_dir
 from builder.common.sdist import SdistError, build_requirements, unpack
@@ -169,7 +170,10 @@ def download_requirements(requirements: Sequence[str], python: str, log: BuildLo
         "--python-version", python, "--implementation", "cp", "--abi", f"cp{nodot}",
         "--dest", str(dest), *requirements,
     ]  # fmt: skip
-    out = log.run(cmd, step="build requirements (host download)", timeout=900)
+    # One download at a time into the shared folder: pip rewrites a file it is downloading again,
+    # under the feet of a build env being installed from it; a file already there it leaves alone.
+    with file_lock(dest / ".download.lock"):
+        out = log.run(cmd, step="build requirements (host download)", timeout=900)
     # "Saved <path>" / "File was already downloaded <path>": one line per chosen file.
     files = sorted(
         {

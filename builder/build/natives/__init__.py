@@ -19,7 +19,6 @@ PKG_CONFIG_PATH, CMAKE_PREFIX_PATH, a CMake toolchain file, and LD_LIBRARY_PATH 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -50,6 +49,7 @@ from builder.build.natives.registry import BUILD_SYSTEMS
 from builder.build.toolchain.host import COMMAND_LOG_VAR
 from builder.build.toolchain.leaks import scan_commands
 from builder.check.elfdyn import ElfFacts, ElfReadError, read_elf
+from builder.common.atomic import file_lock
 from builder.common.buildlog import BuildError, BuildLog
 from builder.common.fetch import FetchError, fetch_verified, sha256_file
 from builder.common.paths import cache_dir
@@ -158,7 +158,7 @@ def toolchain_key(toolchain: Toolchain) -> str:
     """What identifies the toolchain's output: its compilers, flags and zig's version."""
     env = toolchain.env()
     keys = ("CC", "CXX", "AR", "RANLIB", "CFLAGS", "CXXFLAGS", "LDFLAGS", "CPPFLAGS")
-    parts = [f"{k}={env.get(k, '')}" for k in keys]
+    parts = [f"{k}={env.get(k, '')}" for k in keys] + [f"legacy={' '.join(LEGACY_C_WARNINGS)}"]
     for attr in ("triple", "target", "version"):
         parts.append(f"{attr}={getattr(toolchain, attr, '')}")
     with contextlib.suppress(metadata.PackageNotFoundError):
@@ -355,11 +355,24 @@ def cmake_toolchain_file(
     return path
 
 
+# C that the compilers these libraries were written for (gcc <= 13) warned about and clang 16+
+# refuses: configure checks written that way (OpenLDAP's pthread_detach(&thread)) fail and switch
+# features off, or stop configure. Warnings again, as gcc 13 had them; C only.
+LEGACY_C_WARNINGS = (
+    "-Wno-error=int-conversion",
+    "-Wno-error=incompatible-pointer-types",
+    "-Wno-error=incompatible-function-pointer-types",
+    "-Wno-error=implicit-function-declaration",
+    "-Wno-error=implicit-int",
+)
+
+
 def _build_env(toolchain: Toolchain, deps_env: Mapping[str, str]) -> dict[str, str]:
     env = {**os.environ, **toolchain.env()}
     env = merge_env(env, deps_env)
     env.setdefault("CFLAGS", "-O2 -fno-sanitize=undefined")
     env.setdefault("CXXFLAGS", env["CFLAGS"])
+    env["CFLAGS"] = " ".join([env["CFLAGS"], *LEGACY_C_WARNINGS])
     env.setdefault("SOURCE_DATE_EPOCH", "1")
     env.pop("DESTDIR", None)
     return env
@@ -374,14 +387,6 @@ def _layout(prefix: Path, arch: str) -> tuple[tuple[Path, ...], tuple[Path, ...]
         tuple(d for d in inc if d.is_dir() and not d.is_symlink()),
         tuple(d for d in lib if d.is_dir() and not d.is_symlink()),
     )
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
 
 
 def _prefix_of(spec: NativeSpec, path: Path, log: Path, arch: str, built: bool) -> NativePrefix:
@@ -425,7 +430,7 @@ def build_native(
         say(f"{spec.name}: reusing {final}")
         return _prefix_of(spec, final, log, arch, built=False)
 
-    with _locked(root / f".{spec.name}-{key}.lock"):
+    with file_lock(root / f".{spec.name}-{key}.lock"):
         if (final / MARKER).exists():  # another process built it while we waited
             return _prefix_of(spec, final, log, arch, built=False)
         if final.exists():  # a half-made prefix without its marker is never used: start again

@@ -4,6 +4,7 @@ package provides it (the archive's Contents index), which source package builds 
 
 - `missing_from_log(text)`: the headers, pkg-config modules, `-l` libraries and `*-config` tools a
   log reports missing (through the failure classifier's rules, plus every line that names one).
+  When a log names nothing, `builder.build.natives.scripts.missing_from_scripts` reads the sdist.
 - `contents_regex(missing, triple)`: where that file lives in a Debian arm64 package.
 - `resolve(missing, apt, target)`: the entry, from the provider's source package and the build
   knowledge in knowledge.toml. When the target's glibc floor allows Debian's own binaries (bookworm:
@@ -28,8 +29,10 @@ DEBIAN_GLIBC = {"bookworm": (2, 36), "trixie": (2, 41)}
 
 @dataclass(frozen=True)
 class Missing:
-    kind: str  # "header" | "pkg-config" | "library" | "config-tool"
+    kind: str  # "header" | "pkg-config" | "library" | "config-tool" | "include-dir"
     name: str
+    # where an sdist's file named it ("setup.py:12"; "" from a log): not part of its identity
+    origin: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,12 @@ def missing_from_log(text: str) -> list[Missing]:
         for kind, pattern in _LINE_PATTERNS:
             for m in pattern.finditer(line):
                 item = Missing(kind, m.group(1))
-                if item not in found and not _is_python_header(item):
+                if item not in found and not is_python_header(item):
                     found.append(item)
     return found
 
 
-def _is_python_header(m: Missing) -> bool:
+def is_python_header(m: Missing) -> bool:
     return m.kind == "header" and (
         m.name in ("Python.h", "longintrepr.h", "frameobject.h") or m.name.startswith("cpython/")
     )
@@ -103,6 +106,8 @@ def contents_regex(m: Missing, triple: str) -> str:
         return rf"usr/lib/{triple}/lib{name}\.so"
     if m.kind == "config-tool":
         return rf"usr/bin/{name}"
+    if m.kind == "include-dir":  # a folder of headers (include_dirs=['/usr/include/libxml2'])
+        return rf"usr/include/{name}/.+\.h"
     raise ValueError(m.kind)
 
 

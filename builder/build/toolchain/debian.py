@@ -10,7 +10,6 @@ folder (a sysroot or a root filesystem). The mirror is the one the host's own ap
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -21,6 +20,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from builder.common.atomic import file_lock
 from builder.common.paths import cache_dir
 
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -152,9 +152,7 @@ class PrivateApt:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """One apt at a time on this root (apt's own locks are off: they would be the host's)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        with file_lock(self.root / "lock"):
             yield
 
     def _apt(self, *args: str, cwd: Path | None = None) -> str:

@@ -2,8 +2,9 @@
 
 Everything is found or installed on first use and cached under `cache_dir()`:
 - zig comes from the `ziglang` wheel (a pip dependency); its caches live in cache_dir()/"zig".
-- `CrossToolchain(target)` writes small wrapper scripts (cc, c++, ar, ranlib, strip) under
-  cache_dir()/"toolchain"/<triple>/bin, so build systems that want one program per tool get one.
+- `CrossToolchain(target)` writes small wrapper scripts (cc, c++, ar, ranlib, strip; swig when the
+  host has it, logged for the leak scan) under cache_dir()/"toolchain"/<triple>/bin, so build
+  systems that want one program per tool get one.
   The triple carries the glibc floor of the target tag (`aarch64-linux-gnu.2.17`): zig then links
   against that glibc's symbol versions and auditwheel can tag the result manylinux_2_17.
 - `sysconfigdata(python, target)` writes the aarch64 `_sysconfigdata` module that makes a host CPython
@@ -28,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.build.toolchain.leaks import rules as leak_rules
 from builder.common.atomic import atomic_write_text, atomic_writer
 from builder.common.paths import cache_dir
 from builder.common.targets import Target, parse_target
@@ -152,6 +154,33 @@ _DROPPED_FLAGS = (
 # Where the compiler wrappers append every command they run (cwd TAB argv), when set: the build
 # scans it for host paths afterwards (builder.build.toolchain.leaks).
 COMMAND_LOG_VAR = "WHEELFARM_CC_LOG"
+# Appended to the command log's name: the pkg-config modules a build asked for and did not get.
+PKG_CONFIG_MISSES = ".pkg-config-misses"
+# Where the real pkg-config is looked for (never the wrappers' own folder).
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def pkg_config_misses(commands_log: Path) -> list[str]:
+    """The modules a build asked pkg-config for and did not get, in order, once each."""
+    path = Path(f"{commands_log}{PKG_CONFIG_MISSES}")
+    if not path.exists():
+        return []
+    return list(
+        dict.fromkeys(line.strip() for line in path.read_text().splitlines() if line.strip())
+    )
+
+
+def host_generators() -> dict[str, str]:
+    """name -> host executable of the code generators the leak rules name (`[programs]` in
+    host_leaks.toml: swig, ...) that the host has, looked up in SYSTEM_PATH only."""
+    found = {}
+    for program in leak_rules().programs:
+        for name in program.names:
+            if real := shutil.which(name, path=SYSTEM_PATH):
+                found[name] = real
+    return found
+
+
 # Colon-separated bin folders of the target prefixes: the config-tool stand-ins look there first.
 TARGET_BIN_VAR = "WHEELFARM_TARGET_BIN"
 
@@ -166,6 +195,35 @@ def zig_clang_version() -> str:
     if not m:
         raise ToolchainError(f"zig cc --version gave no clang version: {proc.stdout[:200]!r}")
     return m.group(1)
+
+
+@functools.cache
+def target_include_dirs(target: str) -> tuple[Path, ...]:
+    """The folders zig searches for <headers> when compiling C and C++ for `target` (a Linux tag):
+    clang's own headers, libc++ and the target libc's (glibc or musl, with the kernel's). A header
+    found there needs no library."""
+    triple = zig_triple(target)
+    cwd = Path(zig_command()[0]).parent
+    dirs: list[Path] = []
+    for driver, lang in (("cc", "c"), ("c++", "c++")):
+        proc = subprocess.run(
+            [*zig_command(), driver, "-target", triple, "-E", "-v", "-x", lang, os.devnull],
+            capture_output=True,
+            text=True,
+            env=_zig_env(),
+            cwd=cwd,
+        )
+        text = proc.stderr + proc.stdout
+        m = re.search(
+            r"#include <\.\.\.> search starts here:\n(.*?)\nEnd of search list", text, re.S
+        )
+        if proc.returncode != 0 or not m:
+            raise ToolchainError(f"zig {driver} -v named no include folders: {text[-400:]!r}")
+        for line in m.group(1).splitlines():
+            folder = (cwd / line.strip()).resolve()
+            if folder not in dirs:
+                dirs.append(folder)
+    return tuple(dirs)
 
 
 def _gcc_answers(bin_dir: str, multiarch: str, triple: str, clang: str) -> str:
@@ -208,7 +266,8 @@ class CrossToolchain:
         self.cross = cross_target(target)
         self.triple = self.cross.zig_triple
         self.root = cache_dir() / "toolchain" / self.triple
-        key = hashlib.sha256(repr(sorted(self._scripts("@BIN@").items())).encode()).hexdigest()
+        scripts = sorted(self._scripts("@BIN@").items())
+        key = hashlib.sha256(repr((scripts, sorted(_stand_ins().items()))).encode()).hexdigest()
         self.bin = self.root / f"bin-{key[:12]}"
         self.shadow = self.root / f"shadow-{key[:12]}"
         self.empty_pkgconfig = self.root / "no-host-pkgconfig"
@@ -233,6 +292,9 @@ class CrossToolchain:
         # zig's clang fails on its own triple; say the language.
         def filter_args(lang: str) -> str:
             return (
+                # a text file named as a linker input: a version script or an implicit script
+                '_script() { if [ -f "$1" ] && grep -qI . "$1"; then if grep -q "global:" "$1";'
+                ' then a="-Wl,--version-script=$1"; else a="-Wl,-T,$1"; fi; fi; }\n'
                 'skipnext=0; hasx=0; vs=0\nfor a in "$@"; do shift; skip=0\n'
                 "  if [ $skipnext = 1 ]; then skipnext=0; continue; fi\n"
                 # libtool splits -Wl,--version-script,FILE into two -Wl args (libattr)
@@ -244,17 +306,45 @@ class CrossToolchain:
                 # libtool's -Wl,--version-script,FILE (libattr): zig takes only =FILE
                 '    -Wl,--version-script,*) a="-Wl,--version-script=${a#-Wl,--version-script,}";;\n'
                 "    -Wl,--version-script) vs=1; skip=1;;\n"
-                # an implicit linker script given as an input (libattr: -Wl,libattr.lds): GNU ld
-                # takes it, lld does not; a version script it is
-                '    -Wl,*.lds|-Wl,*.map) f="${a#-Wl,}"; if [ -f "$f" ] && grep -q "global:" "$f";'
-                ' then a="-Wl,--version-script=$f"; fi;;\n'
+                # an implicit linker script given as an input (libattr: -Wl,libattr.lds, symbol
+                # aliases): GNU ld takes it, zig's driver rejects it; lld reads it after -T (which
+                # only adds to lld's built-in layout). A version script goes to --version-script.
+                "    -Wl,-*) ;;\n"
+                '    -Wl,*) f="${a#-Wl,}"; case "$f" in *,*) ;; *) _script "$f";; esac;;\n'
+                '    *.lds) f="$a"; _script "$f";;\n'
                 f'    -x|-x*) hasx=1;; -) [ $hasx = 1 ] || set -- "$@" -x {lang};; esac\n'
                 '  [ $skip = 1 ] || set -- "$@" "$a"\n'
                 "done\n"
+                # GNU ld ignores a version script's names the link does not define (alsa-lib lists
+                # symbols of features switched off); lld fails on them unless told otherwise
+                'for a in "$@"; do case "$a" in -Wl,--version-script*)'
+                ' set -- "$@" -Wl,--undefined-version; break;; esac; done\n'
             )
 
         head = f"#!/bin/sh\n# generated by wheelfarm for {self.triple}\n{caches}"
+        real_pkg_config = shutil.which("pkg-config", path=SYSTEM_PATH) or "pkg-config"
+        # Code generators that read C headers (SWIG): logged with their name first for the leak
+        # scan, then the host's program runs unchanged (its flags are the build's, leaks included).
+        generators = {
+            name: (
+                f'{head}[ -n "${COMMAND_LOG_VAR}" ] && printf \'%s\\t%s\\n\' "$PWD" '
+                f'{_sh_quote(name + " ")}"$*" >> "${COMMAND_LOG_VAR}"\n'
+                f'exec {_sh_quote(real)} "$@"\n'
+            )
+            for name, real in host_generators().items()
+        }
         return {
+            **generators,
+            # the host's pkg-config (PKG_CONFIG_LIBDIR names the target prefixes only), recording
+            # each module a build asked for and did not get: setup.py scripts often ask quietly
+            # (`--exists`) and then print their own words, or nothing, naming no module
+            "pkg-config": (
+                f'{head}{_sh_quote(real_pkg_config)} "$@"; rc=$?\n'
+                f'if [ $rc != 0 ] && [ -n "${COMMAND_LOG_VAR}" ]; then for a in "$@"; do\n'
+                '  m="${a%% *}"; case "$m" in ""|-*|"<"*|">"*|"="*|"!"*|[0-9]*) ;;\n'
+                f'  *) printf \'%s\\n\' "$m" >> "${COMMAND_LOG_VAR}{PKG_CONFIG_MISSES}";; esac\n'
+                "done; fi\nexit $rc\n"
+            ),
             "cc": f'{head}{answers}{filter_args("c")}{log}exec {zig} cc -target {self.triple} "$@"\n',
             "c++": f'{head}{answers}{filter_args("c++")}{log}exec {zig} c++ -target {self.triple} "$@"\n',
             "ar": f'{head}exec {zig} ar "$@"\n',
@@ -274,8 +364,8 @@ class CrossToolchain:
             tmp.symlink_to(host_strip)
             os.replace(tmp, strip)
         self.shadow.mkdir(parents=True, exist_ok=True)
-        for name in host_config_tools():
-            _write_executable(self.shadow / name, _config_stand_in(name))
+        for name, text in _stand_ins().items():
+            _write_executable(self.shadow / name, text)
         self.empty_pkgconfig.mkdir(parents=True, exist_ok=True)
         return self.bin
 
@@ -302,10 +392,50 @@ class CrossToolchain:
             # The host's *-config tools are shadowed (stand-ins after the wrappers), and pkg-config
             # searches no host folder: a build sees the target's world only. Prefixes add theirs.
             "PATH": f"{b}{os.pathsep}{self.shadow}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PKG_CONFIG": str(b / "pkg-config"),
             "PKG_CONFIG_LIBDIR": str(self.empty_pkgconfig),
             "PKG_CONFIG_SYSROOT_DIR": "",
             **zig_cache_dirs(),
         }
+
+    def include_view(self) -> Path:
+        """The target's /usr/include as zig sees it: one folder of symlinks into zig's libc headers
+        (the target's own first, as zig searches them), made once per zig version. A cross build
+        sees it at /usr/include (builder.build.toolchain.namespace.hermetic_command), so a build
+        script that reads headers itself (evdev's ecodes generator) reads the target's."""
+        from importlib import metadata
+
+        zig_lib = Path(zig_command()[0]).parent / "lib" / "libc" / "include"
+        arch, libc = self.cross.arch, self.cross.libc
+        order = [
+            "any-linux-any",
+            f"{arch}-linux-any",
+            f"generic-{'glibc' if libc == 'gnu' else 'musl'}",
+        ]
+        order.append(f"{arch}-linux-{libc}")  # last wins: the most specific
+        # symlinks into this zig: keyed by its folder too (another checkout has its own venv)
+        where = hashlib.sha256(str(zig_lib).encode()).hexdigest()[:8]
+        view = self.root / f"include-view-{metadata.version('ziglang')}-{libc}-{where}"
+        if (view / ".complete").exists():
+            return view
+        staging = view.with_name(f"{view.name}.{os.getpid()}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name in order:
+            layer = zig_lib / name
+            for path in sorted(layer.rglob("*")):
+                rel = path.relative_to(layer)
+                if path.is_dir():
+                    (staging / rel).mkdir(exist_ok=True)
+                else:
+                    (staging / rel).unlink(missing_ok=True)
+                    (staging / rel).symlink_to(path)
+        (staging / ".complete").write_text("\n".join(order) + "\n")
+        try:
+            os.replace(staging, view)
+        except OSError:  # another build made it first
+            shutil.rmtree(staging, ignore_errors=True)
+        return view
 
     def sysconfigdata(self, python: Path) -> tuple[str, Path]:
         """(module name, folder) of the aarch64 `_sysconfigdata` for the host interpreter `python`."""
@@ -351,6 +481,42 @@ def host_config_tools() -> list[str]:
                         continue
                     names.add(n)
     return sorted(names)
+
+
+# The CPython config tool: answered for the target CPython (python_config.py) rather than shadowed.
+_PYTHON_CONFIG = re.compile(r"python(\d+(\.\d+)?t?)?-config")
+PYTHON_CONFIG_SCRIPT = Path(__file__).with_name("python_config.py")
+
+
+def _stand_ins() -> dict[str, str]:
+    """name -> script of every stand-in in the shadow folder: the host's config tools (the
+    arch-named `x86_64-linux-gnu-python3-config` among them: it names the host), and the CPython
+    config tools under their plain names, answering for the target, whether the host has them or not
+    (a pyenv shim later on PATH would answer for a host CPython).
+    """
+    out = {name: _config_stand_in(name) for name in host_config_tools()}
+    plain = ["python-config", "python3-config", *(f"python3.{m}-config" for m in range(8, 16))]
+    for name in {*plain, *out}:
+        if _PYTHON_CONFIG.fullmatch(name):
+            out[name] = _python_config_stand_in(name)
+    return out
+
+
+def _python_config_stand_in(name: str) -> str:
+    """`python3-config` for the target CPython of a cross build: the build venv's interpreter with
+    the target's sysconfigdata answers (python_config.py). Outside a cross build of an extension
+    (a native library's build: no target CPython selected) it is shadowed like the other tools."""
+    return (
+        "#!/bin/sh\n"
+        f"# generated by wheelfarm: {name} answering for the target CPython of a cross build\n"
+        'if [ -z "$_PYTHON_SYSCONFIGDATA_NAME" ]; then\n'
+        f'  echo "wheelfarm: {name} is not available here (no target CPython is selected: it answers'
+        ' in cross builds of Python extensions only)" >&2\n'
+        "  exit 127\nfi\n"
+        'py=python3; if [ -n "$VIRTUAL_ENV" ] && [ -x "$VIRTUAL_ENV/bin/python" ]; then'
+        ' py="$VIRTUAL_ENV/bin/python"; fi\n'
+        f'exec "$py" {_sh_quote(str(PYTHON_CONFIG_SCRIPT))} {_sh_quote(name)} "$@"\n'
+    )
 
 
 def _config_stand_in(name: str) -> str:

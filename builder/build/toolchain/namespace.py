@@ -212,3 +212,36 @@ def run_in_rootfs(
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout if isinstance(exc.stdout, str) else ""
         return subprocess.CompletedProcess(cmd, -9, out + f"\nkilled after {timeout} s\n", "")
+
+
+HOST_INCLUDE_DIRS = (Path("/usr/include"), Path("/usr/local/include"))
+
+
+def hermetic_command(
+    cmd: Sequence[str | Path], include_view: Path, keep: Sequence[Path] = ()
+) -> list[str]:
+    """`cmd` in a user and mount namespace where /usr/include is the target's headers
+    (`include_view`) and /usr/local/include is empty: a build script that reads or tests host
+    header files directly (not through the compiler, whose commands are scanned) sees the target's
+    world. `keep`: folders under /usr/include that stay (the host CPython's headers, which the
+    build compiles against). Needs user namespaces (`userns_available`)."""
+    script = ["set -e"]
+    for folder in keep:
+        if folder.is_relative_to("/usr/include") and folder.is_dir():
+            # mount points inside the view: made once, empty, only ever mounted over
+            (include_view / folder.relative_to("/usr/include")).mkdir(parents=True, exist_ok=True)
+            target = include_view / folder.relative_to("/usr/include")
+            script.append(f"mount --bind {shlex.quote(str(folder))} {shlex.quote(str(target))}")
+    script.append(f"mount --rbind {shlex.quote(str(include_view))} /usr/include")
+    if HOST_INCLUDE_DIRS[1].is_dir():
+        script.append("mount -t tmpfs -o ro,size=4k tmpfs /usr/local/include")
+    script.append('exec "$@"')
+    return [
+        "unshare", "--user", "--map-root-user", "--mount", "--",
+        "/bin/sh", "-c", "\n".join(script), "hermetic", *map(str, cmd),
+    ]  # fmt: skip
+
+
+def userns_available() -> bool:
+    """Whether this process can make the user namespace hermetic_command needs."""
+    return _userns_allowed()[0]
