@@ -1,13 +1,15 @@
-"""Index server benchmark: wheelfarm's index against pypiserver, same data, same load, same machine.
+"""Index server benchmark: wheelfarm's index against pypiserver and devpi-server, same data, same
+load, same machine.
 
     .venv/bin/python bench/index_bench.py [--projects 1000] [--duration 10] [--connections 32]
+        [--skip-s3] [--skip-devpi]
 
 Builds one data set of small valid wheels (1,000 projects x 20 files plus one project with 2,000
 files), loads it into wheelfarm's storage (through the same Catalog.add an upload uses) and into a
 pypiserver folder, serves both under gunicorn with the same number of workers (one per core) on
 loopback, and drives each with wrk (Debian's; installed with apt-get when missing) at 32
 connections: requests/s and p50/p99 latency for /simple/, a 20-file project page, the 2,000-file
-project page and one file download, then the ratio wheelfarm/pypiserver. wheelfarm's upstream is a
+project page and one file download, then the ratio wheelfarm/peer. wheelfarm's upstream is a
 local static index (tests/support/static_index.py, max-age=600) holding 20 other files of the 20-file
 project: the overlay's page of it (40 files, upstream page warm in the cache) is measured too, next
 to /simple/ (pypiserver has no overlay).
@@ -17,8 +19,15 @@ deploy/nginx configuration) and, unless --skip-s3, to two wheelfarm hosts on Sea
 behind nginx as a load balancer (each host with half the workers), and the time from an upload through
 one host to the file being listed by the other is measured; a table prints each next to the single host.
 
-pypiserver (from PyPI, with watchdog 2.2.1 so that its directory cache works, see WATCHDOG) lives in its
-own venv under the cache folder. Data sits on /dev/shm when there is one, so disk speed is out of the picture
+The same data set is also uploaded into devpi-server (bench/servers.py: a user and an index made
+through its HTTP API, no root/pypi mirror, the wheels uploaded with twine, four twine processes at
+once) and the same load goes to its pages, /USER/INDEX/+simple/ and /USER/INDEX/+simple/NAME/, and
+to a file it serves (the link on its project page). devpi runs as its documentation runs it: one
+process (its keyfs is one SQLite writer; several processes on one server folder are not supported,
+replicas are how devpi scales reads), waitress with its default 50 threads; nothing else is tuned.
+
+pypiserver (from PyPI, with watchdog 2.2.1 so that its directory cache works, see WATCHDOG) and
+devpi-server 6.20.3 each live in their own venv under the cache folder. Data sits on /dev/shm when there is one, so disk speed is out of the picture
 for both servers. Everything runs on 127.0.0.1 and stops by itself.
 """
 
@@ -29,13 +38,12 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,6 +53,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from servers import (  # noqa: E402
+    DEVPI_USER,
+    PYPISERVER_ARGS,
+    devpi_server,
+    ensure_devpi,
+    ensure_pypiserver,
+    free_port,
+    pypiserver_cmd,
+    serving,
+)
 from support.index_server import twine_upload  # noqa: E402
 from support.nginx import balancer_conf, export_conf  # noqa: E402
 from support.nginx import command as nginx_command  # noqa: E402
@@ -54,28 +72,12 @@ from support.static_index import FileSpec, StaticIndexServer, write_static_index
 from builder.common.paths import cache_dir  # noqa: E402
 from index_server.serving import WORKER_ARGS  # noqa: E402
 
-# pypiserver under gunicorn's threaded workers, as before wheelfarm moved to gevent (its venv has no
-# gevent); wheelfarm runs exactly what `wheelfarm serve` runs.
-PYPISERVER_ARGS = ["--worker-class", "gthread", "--threads", "4"]
-
-PYPISERVER = "pypiserver==2.4.2"
-# pypiserver caches directory listings when watchdog imports. Its [cache] extra pins watchdog 6.0.0,
-# with which every read invalidates the cache (pypiserver issue #502: reading the folder fires a
-# watchdog event that clears it), so it looked like ~10 req/s; with watchdog 2.2.1 the cache works.
-# Installed without the extra and with that pin, so the peer runs at its best.
-WATCHDOG = "watchdog==2.2.1"
 RAW_LOG: Path | None = None  # wrk's own output, for anyone who wants to check the parsing
 BIG = "big-project"
 OVERLAY_TAG = (
     "cp311-cp311-manylinux_2_17_x86_64"  # the upstream's cells; the farm's are py3-none-any
 )
 OVERLAY_ROW = "overlay 40-file page"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ensure_wrk() -> str:
@@ -89,21 +91,6 @@ def ensure_wrk() -> str:
         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
     )
     return shutil.which("wrk") or "wrk"
-
-
-def ensure_pypiserver() -> Path:
-    """A venv with pypiserver and the same gunicorn as ours, under the cache folder."""
-    import gunicorn
-
-    venv = cache_dir() / "bench" / "pypiserver-venv"
-    want = [PYPISERVER, WATCHDOG, f"gunicorn=={gunicorn.__version__}"]
-    stamp = venv / "installed.txt"
-    if not stamp.exists() or stamp.read_text() != "\n".join(want):
-        print(f"installing {' '.join(want)} into {venv} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([venv / "bin" / "pip", "install", "-q", *want], check=True)
-        stamp.write_text("\n".join(want))
-    return venv
 
 
 def make_dataset(out: Path, projects: int, files_per_project: int, big_files: int) -> list[Path]:
@@ -262,36 +249,6 @@ def run_wrk(wrk: str, url: str, connections: int, duration: int, threads: int) -
     return Result(rps, p50, p99, errors)
 
 
-@contextlib.contextmanager
-def serving(cmd: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[str]:
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]} exited:\n{log.read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(url + "/simple/", timeout=30).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def measure(
     wrk: str,
     start: Callable[[], contextlib.AbstractContextManager[str]],
@@ -315,6 +272,68 @@ def measure(
     return results
 
 
+def load_devpi(index_url: str, user: str, token: str, wheels: list[Path], log: Path) -> None:
+    """Upload the data set into devpi with twine: chunks of 500 files, four twine processes at once
+    (devpi takes one upload at a time per index anyway; this keeps its queue full)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    twine = str(Path(sys.executable).parent / "twine")
+
+    def upload(chunk: list[Path]) -> None:
+        cmd = [
+            twine, "upload", "--non-interactive", "--disable-progress-bar",
+            "--repository-url", index_url, "-u", user, "-p", token, *map(str, chunk),
+        ]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        with open(log, "a") as fh:
+            fh.write(done.stdout[-2000:] + done.stderr[-2000:])
+        if done.returncode != 0:
+            raise RuntimeError(f"twine upload to devpi failed: {done.stderr[-2000:]}")
+
+    chunks = [wheels[i : i + 500] for i in range(0, len(wheels), 500)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(upload, chunks))
+
+
+def measure_devpi(
+    work: Path,
+    wheels: list[Path],
+    paths: dict[str, str],
+    small_project: str,
+    wrk: str,
+    args: argparse.Namespace,
+) -> dict[str, Result]:
+    """The data set uploaded into a fresh devpi-server, then the same endpoints under the same
+    load (devpi restarted for each, as the others are)."""
+    venv = ensure_devpi()
+    folder = work / "devpi"
+    folder.mkdir()
+    env = dict(os.environ)
+    t0 = time.monotonic()
+    with devpi_server(venv, folder, env) as server:
+        load_devpi(server.index_url, DEVPI_USER, server.token, wheels, folder / "twine.log")
+        page = _page(server.simple(small_project))
+    print(f"loaded into devpi-server in {time.monotonic() - t0:.1f} s", flush=True)
+    link = re.search(r'href="([^"#]+\.whl)', page)
+    if link is None:
+        raise RuntimeError(f"no file on devpi's page of {small_project}")
+    index_path = "/" + server.index_url.split("/", 3)[3]  # /USER/INDEX/
+    devpi_paths = {
+        label: index_path + "+simple/" + path.removeprefix("/simple/")
+        for label, path in paths.items()
+    }
+    file_url = urllib.parse.urljoin(server.simple(small_project), link.group(1))
+    devpi_paths["file download"] = urllib.parse.urlsplit(file_url).path
+
+    @contextlib.contextmanager
+    def start() -> Iterator[str]:
+        with devpi_server(venv, folder, env) as running:
+            yield running.url
+
+    print("devpi-server (one process, waitress, 50 threads):", flush=True)
+    return measure(wrk, start, devpi_paths, args)
+
+
 def _lat(r: Result, args: argparse.Namespace) -> str:
     if r.p50_ms == float("inf"):
         return f"none answered in {args.duration} s"
@@ -335,6 +354,7 @@ def main() -> None:
     parser.add_argument(
         "--skip-s3", action="store_true", help="leave out the SeaweedFS + PostgreSQL hosts"
     )
+    parser.add_argument("--skip-devpi", action="store_true", help="leave out devpi-server")
     parser.add_argument(
         "--raw-log",
         type=Path,
@@ -457,12 +477,11 @@ def main() -> None:
                 pg.stop()
                 sw.stop()
 
+        if not args.skip_devpi:
+            results["devpi-server"] = measure_devpi(work, wheels, paths, small_project, wrk, args)
+
         port = free_port()
-        pypi_cmd = [
-            str(venv / "bin" / "gunicorn"), "--workers", str(args.workers), *PYPISERVER_ARGS,
-            "--bind", f"127.0.0.1:{port}",
-            f"pypiserver:app(root={str(work / 'wheels')!r}, verbosity=0)",
-        ]  # fmt: skip
+        pypi_cmd = pypiserver_cmd(venv, work / "wheels", port, args.workers)
         print(f"pypiserver (gunicorn, {args.workers} workers x 4 threads):", flush=True)
         results["pypiserver"] = measure(
             wrk,
@@ -480,29 +499,36 @@ def main() -> None:
         f"gunicorn -w {args.workers}: wheelfarm {' '.join(WORKER_ARGS)}, pypiserver "
         f"{' '.join(PYPISERVER_ARGS)}, {os.cpu_count()} cores"
     )
-    print("| endpoint | wheelfarm req/s | p50 / p99 ms | pypiserver req/s | p50 / p99 ms | ratio |")
-    print("|---|---:|---:|---:|---:|---:|")
+    peers = [n for n in ("pypiserver", "devpi-server") if n in results]
+    print(
+        "| endpoint | wheelfarm req/s | p50 / p99 ms | "
+        + " | ".join(f"{n} req/s | p50 / p99 ms | ratio" for n in peers)
+        + " |"
+    )
+    print("|---|---:|---:|" + "---:|---:|---:|" * len(peers))
     for label in results["wheelfarm"]:
-        w, p = results["wheelfarm"][label], results["pypiserver"].get(label)
-        if p is None:  # the overlay: against wheelfarm's own 20-file /simple/ page
+        w = results["wheelfarm"][label]
+        if label == OVERLAY_ROW:  # the overlay: against wheelfarm's own 20-file /simple/ page
             ref = results["wheelfarm"]["20-file page"]
             print(
                 f"| {label} | {w.rps:.0f} | {_lat(w, args)} | (/simple/ 20-file page: "
                 f"{ref.rps:.0f}) | {_lat(ref, args)} | {w.rps / ref.rps:.2f}x of /simple/ |"
             )
             continue
-        # Not one answer in the run means fewer than 1/duration per second.
-        ratio = f"{w.rps / p.rps:.1f}x" if p.rps > 0 else f"> {w.rps * args.duration:.0f}x"
-        print(
-            f"| {label} | {w.rps:.0f} | {_lat(w, args)} | {p.rps:.1f} | {_lat(p, args)} | {ratio} |"
-        )
+        cells = []
+        for n in peers:
+            p = results[n][label]
+            # Not one answer in the run means fewer than 1/duration per second.
+            ratio = f"{w.rps / p.rps:.1f}x" if p.rps > 0 else f"> {w.rps * args.duration:.0f}x"
+            cells.append(f"{p.rps:.1f} | {_lat(p, args)} | {ratio}")
+        print(f"| {label} | {w.rps:.0f} | {_lat(w, args)} | " + " | ".join(cells) + " |")
     print()
     print("| endpoint | layout | req/s | p50 / p99 ms | vs one host |")
     print("|---|---|---:|---:|---:|")
     for label in results["wheelfarm"]:
         base = results["wheelfarm"][label]
         for layout in ("wheelfarm", "export + nginx", "2 hosts S3+PG"):
-            if layout in results:
+            if label in results.get(layout, {}):  # the overlay is measured on one host only
                 r = results[layout][label]
                 name = "one host" if layout == "wheelfarm" else layout
                 print(

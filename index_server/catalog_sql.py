@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from packaging.utils import NormalizedName, canonicalize_name
-from packaging.version import Version
 from sqlalchemy.engine import Connection
 
 from index_server import distfile
@@ -29,11 +30,13 @@ from index_server.catalog import (
     FileRecord,
     Project,
     file_key,
+    file_order,
     now_iso,
     selected_files,
 )
+from index_server.changes import FARM
 from index_server.database import create_tables, engine_for, engine_url, metadata
-from index_server.storage import Storage, StorageError
+from index_server.storage import AlreadyExists, Storage, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ FIELDS = [c.name for c in files_table.columns]
 class SqlCatalog(Catalog):
     def __init__(self, storage: Storage, url: str) -> None:
         super().__init__(storage)
+        self._journal = None  # changes are announced in the database (index_generation)
+        self._executor: tuple[int, ThreadPoolExecutor] | None = None
         self.url = engine_url(url)
         self.engine = engine_for(url)
         self._seen = -1  # the generation whose changes this process has read
@@ -109,7 +114,7 @@ class SqlCatalog(Catalog):
             )
         out = {}
         for name, records in grouped.items():
-            records.sort(key=lambda f: (Version(f.version), f.filename))
+            records.sort(key=file_order)
             out[name] = Project(NormalizedName(name), tuple(records))
         return out
 
@@ -122,6 +127,7 @@ class SqlCatalog(Catalog):
                 self._projects = {n: p for n, p in self._read(conn, None).items() if p.files}
             self._generation = self._seen
             self.version += 1
+            self.farm_generation += 1
 
     def refresh(self, *, force: bool = False) -> None:
         """Read what other hosts changed. The change counter is asked at most every CHECK_EVERY
@@ -145,6 +151,9 @@ class SqlCatalog(Catalog):
                         )
                     )
                 ]
+                if FARM in names or not names:  # the farm's data, or a change of anything
+                    self.farm_generation += 1
+                names = [n for n in names if n != FARM]
                 for name, project in self._read(conn, names).items():
                     if project.files:
                         self._projects[name] = project
@@ -153,6 +162,33 @@ class SqlCatalog(Catalog):
                 self._seen = current
                 self._generation = current
                 self.version += 1
+
+    def known_conflict(self, name: distfile.DistName) -> FileRecord | None:
+        """The early check, before anything is stored: this process's copy of the catalog (at most
+        CHECK_EVERY old; no round trip). What it misses is caught exactly when the upload is stored:
+        the conditional PUT of the file, then the insert (_insert, unique=True)."""
+        self.refresh()
+        project = self.project(name.project)
+        for f in project.files if project else ():
+            if f.filename == name.filename or distfile.dist_key(f.filename) == name.key:
+                return f
+        return None
+
+    def conflict(self, name: distfile.DistName) -> FileRecord | None:
+        """The stored file an upload of `name` duplicates: the database's rows (the same filename
+        or the same distribution spelled otherwise), else a file in the bucket without a row."""
+        with self.engine.connect() as conn:
+            found = _same_in(conn, name)
+            row = None
+            if found is not None:
+                row = conn.execute(
+                    sa.select(files_table).where(
+                        files_table.c.project == name.project, files_table.c.filename == found
+                    )
+                ).first()
+        if row is None:
+            return self.existing(name.project, name.filename)
+        return FileRecord(**{k: row._mapping[k] for k in FIELDS})
 
     def existing(self, project: str, filename: str) -> FileRecord | None:
         with self.engine.connect() as conn:
@@ -188,10 +224,20 @@ class SqlCatalog(Catalog):
                 conn.execute(projects_table.insert().values(name=name, changed=generation))
         return generation
 
-    def _insert(self, record: FileRecord) -> None:
+    def _insert(self, record: FileRecord, *, unique: bool = False) -> int:
+        """Insert the row (which publishes the file); returns the generation it made. unique:
+        _SameDistribution when a row is the same distribution under another filename (1.0 and
+        1.0.0): read after _change, whose row lock every writer holds until it commits, so no
+        concurrent upload through another host can slip in between."""
         with self.engine.begin() as conn:
-            self._change(conn, {record.project})
+            generation = self._change(conn, {record.project})
+            if unique:
+                name = distfile.parse_filename(record.filename)
+                clash = _same_in(conn, name)
+                if clash is not None and clash != record.filename:
+                    raise _SameDistribution(clash)
             conn.execute(files_table.insert().values(**asdict(record)))
+        return generation
 
     def _bump(self) -> None:
         with self.engine.begin() as conn:
@@ -246,12 +292,40 @@ class SqlCatalog(Catalog):
     ) -> FileRecord:
         """Store the file (first writer wins), its metadata, then its row, which publishes it."""
         record = self._make_record(info, sha256, size, now_iso())
-        fh.seek(0)
         key = file_key(record.project, record.filename)
-        self.storage.put_atomic(key, fh, overwrite=False)
+        pending = None
+        if record.metadata_sha256 and self.storage.concurrent_puts:
+            # Both PUTs at once (each a round trip to the object store), both first-writer-wins. The
+            # file's decides the upload; its winner then replaces a .metadata that a losing upload
+            # (or a killed one) put first. A loser leaves a .metadata alone: it may be the winner's.
+            pending = self._pool().submit(
+                self.storage.put_bytes, key + ".metadata", info.metadata, overwrite=False
+            )
+        fh.seek(0)
         try:
-            self._store_metadata(record, info)
-            self._insert(record)
+            # A put that fails or finds the name taken (AlreadyExists) leaves nothing of ours.
+            self.storage.put_atomic(key, fh, overwrite=False, durable=False)
+        except BaseException:
+            if pending is not None:
+                with contextlib.suppress(Exception):
+                    pending.result()
+            raise
+        generation = None
+        try:
+            if pending is None:
+                self._store_metadata(record, info, durable=False)
+            else:
+                try:
+                    pending.result()
+                except AlreadyExists:
+                    self._store_metadata(record, info)
+            self._sync_file(record)
+            generation = self._insert(record, unique=True)
+        except _SameDistribution as clash:
+            for k in (key + ".metadata", key):
+                with contextlib.suppress(StorageError, OSError):
+                    self.storage.delete(k)
+            raise AlreadyExists(file_key(record.project, clash.filename)) from None
         except sa.exc.IntegrityError:
             # A row without our file cannot exist (the file put decides the winner), unless a
             # reconcile recorded it meanwhile: the file is ours and published.
@@ -262,11 +336,37 @@ class SqlCatalog(Catalog):
                     self.storage.delete(k)
             raise
         if notify:
-            self.refresh(force=True)
+            self._published(record, generation)
         return record
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """This process's threads (greenlets under gevent) for concurrent PUTs; made after fork."""
+        if self._executor is None or self._executor[0] != os.getpid():
+            self._executor = (os.getpid(), ThreadPoolExecutor(8, thread_name_prefix="put"))
+        return self._executor[1]
+
+    def _published(self, record: FileRecord, generation: int | None) -> None:
+        """Show our own upload at once: when nothing else changed since this process last read
+        (the row made the very next generation), without asking the database again."""
+        with self._lock:
+            if generation is not None and generation == self._seen + 1:
+                old = self._projects.get(record.project)
+                files = [f for f in (old.files if old else ()) if f.filename != record.filename]
+                files.append(record)
+                files.sort(key=file_order)
+                self._projects[record.project] = Project(record.project, tuple(files))
+                self._seen = self._generation = generation
+                self.version += 1
+                return
+        self.refresh(force=True)
 
     def notify(self) -> None:
         self._bump()
+        self.refresh(force=True)
+
+    def farm_changed(self) -> None:
+        with self.engine.begin() as conn:
+            self._change(conn, {FARM})
         self.refresh(force=True)
 
     def set_yanked(self, project: str, selector: str, reason: str | None) -> list[FileRecord]:
@@ -284,6 +384,26 @@ class SqlCatalog(Catalog):
                 )
         self.refresh(force=True)
         return changed
+
+
+class _SameDistribution(Exception):
+    def __init__(self, filename: str) -> None:
+        super().__init__(filename)
+        self.filename = filename
+
+
+def _same_in(conn: Connection, name: distfile.DistName) -> str | None:
+    """The stored filename (a row) that an upload of `name` duplicates: the same filename, or the
+    same distribution under another spelling (distfile.DistName.key)."""
+    names = [
+        r[0]
+        for r in conn.execute(
+            sa.select(files_table.c.filename).where(files_table.c.project == name.project)
+        )
+    ]
+    if name.filename in names:
+        return name.filename
+    return next((n for n in names if distfile.dist_key(n) == name.key), None)
 
 
 def catalog_for(storage: Storage, database: str | None) -> Catalog:

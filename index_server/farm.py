@@ -9,9 +9,10 @@ and shows them. Storage layout (keys of index_server.storage, next to the catalo
 With `--database` the status document is a row of the database instead (index_server/farm_sql.py);
 logs and provenance stay in the storage.
 
-Every write bumps the catalog's generation file, so each worker notices it with the stat the catalog
-already makes per request: `Farm.refresh()` does nothing until the generation changes, then re-reads
-the status document (only if it changed) and the stamps of the logs and provenance folders.
+Every write is announced through the catalog (`Catalog.farm_changed`), so each worker notices it with
+the stat the catalog already makes per request: `Farm.refresh()` does nothing until the catalog's
+farm generation changes (not on uploads), then re-reads the status document (only if it changed) and
+the stamps of the logs and provenance folders.
 
 This module does not import Flask. The limits shared with the farm are in builder/common/farm_protocol.py.
 """
@@ -332,7 +333,7 @@ class Farm:
 
     def refresh(self) -> None:
         """Re-check storage when the catalog's generation moved (call after catalog.refresh())."""
-        generation = self.catalog.generation
+        generation = self.catalog.farm_generation
         if generation == self._seen:
             return
         with self._lock:
@@ -382,8 +383,8 @@ class Farm:
         return stamps, racy
 
     def stored(self) -> None:
-        """After a write: tell every worker (bump the generation) and this one."""
-        self.catalog.notify()
+        """After a write: tell every worker (and this one) that the farm's data changed."""
+        self.catalog.farm_changed()
         self.refresh()
 
     # -- reading (for pages) --------------------------------------------------------------------

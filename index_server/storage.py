@@ -47,6 +47,11 @@ class Stat:
 
 
 class Storage(ABC):
+    # Whether append() works (a local file can grow; an object is replaced whole).
+    can_append = False
+    # Whether each put is a network round trip, so that independent puts are worth running at once.
+    concurrent_puts = False
+
     @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """The names (not full keys) directly under `prefix`, folders included; [] if none."""
@@ -56,10 +61,14 @@ class Storage(ABC):
         """Open `key` for reading; FileNotFoundError if it is missing."""
 
     @abstractmethod
-    def put_atomic(self, key: str, source: BinaryIO, *, overwrite: bool = True) -> None:
+    def put_atomic(
+        self, key: str, source: BinaryIO, *, overwrite: bool = True, durable: bool = True
+    ) -> None:
         """Store the bytes of `source` under `key`: readers see the old value or the new, never half.
 
         With overwrite=False an existing key is left alone and AlreadyExists is raised.
+        durable=False leaves making it survive a power cut to a later sync() (or to nobody, for
+        what can be derived again); the write is atomic for readers either way.
         """
 
     @abstractmethod
@@ -74,17 +83,31 @@ class Storage(ABC):
 
         For a folder-like prefix the stamp must change whenever a key directly under it is added,
         replaced or removed (the catalog relies on it to re-read only changed projects): a folder's
-        mtime does that; an object store can keep a small stamp object per prefix.
+        mtime does that; an object store can keep a small stamp object per prefix (S3Storage: for
+        the prefixes whose stamp is read, records/ and farm/).
         """
 
     def read_bytes(self, key: str) -> bytes:
         with self.open(key) as fh:
             return fh.read()
 
-    def put_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> None:
+    def put_bytes(
+        self, key: str, data: bytes, *, overwrite: bool = True, durable: bool = True
+    ) -> None:
         import io
 
-        self.put_atomic(key, io.BytesIO(data), overwrite=overwrite)
+        self.put_atomic(key, io.BytesIO(data), overwrite=overwrite, durable=durable)
+
+    def sync(self, keys: list[str]) -> None:
+        """Make keys written with durable=False survive a power cut: their bytes and their names.
+        Stores whose writes are durable when they return (an object store) have nothing to do."""
+        return None
+
+    def append(self, key: str, data: bytes) -> int:
+        """Add `data` at the end of the existing `key` in one write that concurrent appends never
+        interleave with, and return the size after it. If `key` is replaced meanwhile, the data
+        lands in the new value. FileNotFoundError when `key` is missing; only where can_append."""
+        raise NotImplementedError(f"{type(self).__name__} cannot append")
 
     def rewrite_in_place(self, key: str, data: bytes) -> None:
         """Replace the bytes of a small existing key even when the disk is full.
@@ -130,6 +153,7 @@ class LocalStorage(Storage):
 
     PART_SUFFIX = ".part"
     LOCKS = ".locks"
+    can_append = True
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -152,9 +176,11 @@ class LocalStorage(Storage):
     def open(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")
 
-    def put_atomic(self, key: str, source: BinaryIO, *, overwrite: bool = True) -> None:
+    def put_atomic(
+        self, key: str, source: BinaryIO, *, overwrite: bool = True, durable: bool = True
+    ) -> None:
         try:
-            self._put_atomic(key, source, overwrite)
+            self._put_atomic(key, source, overwrite, durable)
         except OSError as exc:
             if exc.errno not in DISK_FULL:
                 raise
@@ -163,7 +189,7 @@ class LocalStorage(Storage):
                 f"the index storage is full ({os.strerror(exc.errno)}): {key} was not stored"
             ) from exc
 
-    def _put_atomic(self, key: str, source: BinaryIO, overwrite: bool) -> None:
+    def _put_atomic(self, key: str, source: BinaryIO, overwrite: bool, durable: bool) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # The writer's pid is in the temporary name so that a sweep can tell a dead writer's leftover
@@ -176,7 +202,8 @@ class LocalStorage(Storage):
                 while chunk := source.read(CHUNK):
                     fh.write(chunk)
                 fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    os.fsync(fh.fileno())
             if overwrite:
                 os.replace(tmp, path)
             else:
@@ -191,7 +218,45 @@ class LocalStorage(Storage):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
+
+    def sync(self, keys: list[str]) -> None:
+        folders = []
+        for key in keys:
+            path = self._path(key)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if path.parent not in folders:
+                folders.append(path.parent)
+        for folder in folders:
+            fsync_dir(folder)
+
+    def append(self, key: str, data: bytes) -> int:
+        path = self._path(key)
+        while True:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            try:
+                try:
+                    written = os.write(fd, data)
+                except OSError as exc:
+                    if exc.errno not in DISK_FULL:
+                        raise
+                    written = -1
+                if written != len(data):  # a short write on a full disk: a torn line
+                    raise StorageFull(f"the index storage is full: {key} was not appended to")
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            try:
+                if os.stat(path).st_ino == st.st_ino:
+                    return st.st_size
+            except FileNotFoundError:
+                pass
+            # Replaced (or removed) meanwhile: readers may have left the old file; append again.
 
     def rewrite_in_place(self, key: str, data: bytes) -> None:
         path = self._path(key)

@@ -20,8 +20,10 @@ first waiter whose conditional PUT `If-Match` the stale ETag succeeds; lease age
 the store's clock (Last-Modified against the Date of the same HEAD), never across hosts' clocks.
 
 Folder stamps: the catalog re-reads a project only when the stamp of `records/<project>` changed. An
-object store has no folder mtime, so every write or delete under a folder also writes a small stamp
-object `.stamps/<folder>` holding the writer's time in nanoseconds, and `stat(folder)` reads it.
+object store has no folder mtime, so every write or delete under a folder whose stamp is read
+(STAMPED: the records and the farm's folders) also writes a small stamp object `.stamps/<folder>`
+holding the writer's time in nanoseconds, and `stat(folder)` reads it. Other folders (files/: an
+upload there is one PUT, not two) have no stamp.
 """
 
 from __future__ import annotations
@@ -48,15 +50,18 @@ from index_server.storage import CHUNK, AlreadyExists, Stat, Storage, StorageErr
 log = logging.getLogger(__name__)
 
 STAMPS = ".stamps"
+# The folders whose stat() anything reads (index_server/catalog.py, index_server/farm.py).
+STAMPED = ("records/", "farm/")
 LOCKS = ".locks"
 LOCK_LEASE = (
     30.0  # seconds a lock stays held without renewal (a killed holder's is taken over then)
 )
 LOCK_WAIT = 300.0  # seconds to wait for a lock before giving up (gunicorn's request timeout)
 SPOOL = 8 << 20  # objects up to this size are read into memory, larger ones into a temporary file
-# The one key read on every request (the catalog's change stamp): its stat is kept this long, so a
-# request costs no round trip to the store; a change through another host is seen after at most this.
-HOT_KEYS = {"generation"}
+# The keys read on every request (the catalog's change stamp) or every upload (the tokens): their
+# stat is kept this long, so a request costs no round trip to the store; a change through another
+# host (a new or revoked token too) is seen after at most this.
+HOT_KEYS = {"generation", "auth/tokens.json"}
 HOT_TTL = 0.2
 
 
@@ -72,6 +77,8 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 class S3Storage(Storage):
+    concurrent_puts = True
+
     def __init__(
         self,
         url: str,
@@ -125,7 +132,7 @@ class S3Storage(Storage):
 
     def _stamp(self, key: str) -> None:
         folder = key.rsplit("/", 1)[0] if "/" in key else ""
-        if not folder or key.startswith(STAMPS + "/"):
+        if not folder or not folder.startswith(STAMPED):
             return
         body = str(time.time_ns()).encode()
         self.client.put_object(Bucket=self.bucket, Key=self._key(f"{STAMPS}/{folder}"), Body=body)
@@ -171,7 +178,9 @@ class S3Storage(Storage):
         out.seek(0)
         return out  # type: ignore[return-value]
 
-    def put_atomic(self, key: str, source: BinaryIO, *, overwrite: bool = True) -> None:
+    def put_atomic(
+        self, key: str, source: BinaryIO, *, overwrite: bool = True, durable: bool = True
+    ) -> None:
         body = _seekable(source)
         extra = {} if overwrite else {"IfNoneMatch": "*"}
         from botocore.exceptions import ClientError

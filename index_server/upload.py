@@ -41,19 +41,37 @@ class UploadError(Exception):
         self.message = message
 
 
-def _check_digest(fh, field: str, algorithm: str) -> None:
-    sent = request.form.get(field, "").strip().lower()
-    if not sent:
-        return
-    digest = (
-        hashlib.new(algorithm) if algorithm != "blake2_256" else hashlib.blake2b(digest_size=32)
-    )
+# The digests twine (and others) may send, checked against the file when sent.
+DIGEST_FIELDS = {"sha256_digest": "sha256", "md5_digest": "md5", "blake2_256_digest": "blake2_256"}
+
+
+def _hasher(algorithm: str):
+    return hashlib.blake2b(digest_size=32) if algorithm == "blake2_256" else hashlib.new(algorithm)
+
+
+def _hash_upload(fh) -> tuple[dict[str, str], int]:
+    """The file's sha256 and every digest the client sent, in one pass; (hex digests, size)."""
+    algorithms = {"sha256"} | {
+        algorithm for field, algorithm in DIGEST_FIELDS.items() if request.form.get(field)
+    }
+    hashers = {a: _hasher(a) for a in sorted(algorithms)}
+    size = 0
     fh.seek(0)
     while chunk := fh.read(1 << 20):
-        digest.update(chunk)
+        size += len(chunk)
+        for h in hashers.values():
+            h.update(chunk)
     fh.seek(0)
-    if not hmac.compare_digest(digest.hexdigest(), sent):
-        raise UploadError(400, f"{field} does not match the uploaded file ({digest.hexdigest()})")
+    return {a: h.hexdigest() for a, h in hashers.items()}, size
+
+
+def _check_digests(digests: dict[str, str]) -> None:
+    for field, algorithm in DIGEST_FIELDS.items():
+        sent = request.form.get(field, "").strip().lower()
+        if sent and not hmac.compare_digest(digests[algorithm], sent):
+            raise UploadError(
+                400, f"{field} does not match the uploaded file ({digests[algorithm]})"
+            )
 
 
 def _require_upload_token() -> str:
@@ -102,18 +120,17 @@ def handle_upload() -> Response:
             ) from None
     private = _require_no_shadowing(name)
     fh = upload.stream
-    sha256, size = distfile.hash_file(fh)
+    digests, size = _hash_upload(fh)
+    sha256 = digests["sha256"]
     if size == 0:
         raise UploadError(400, f"{name.given}: the file is empty")
     if size > get_state().config.max_upload:
         raise UploadError(
             413, f"upload too large: the limit is {get_state().config.max_upload} bytes"
         )
-    _check_digest(fh, "sha256_digest", "sha256")
-    _check_digest(fh, "md5_digest", "md5")
-    _check_digest(fh, "blake2_256_digest", "blake2_256")
+    _check_digests(digests)
     catalog = get_state().catalog
-    _refuse_existing(name, sha256)
+    _refuse_existing(name, sha256, known=True)
     info = distfile.inspect(fh, name.filename)
     if get_state().config.strict and name.filename.endswith(".whl"):
         _require_checker_pass(fh, name.filename)
@@ -176,8 +193,11 @@ def _require_checker_pass(fh, filename: str) -> None:
         )
 
 
-def _refuse_existing(name: distfile.DistName, sha256: str) -> None:
-    existing = get_state().catalog.conflict(name)
+def _refuse_existing(name: distfile.DistName, sha256: str, *, known: bool = False) -> None:
+    """409 when the upload duplicates a stored file. known=True (before storing): what the
+    catalog's records say (catalog.known_conflict); else the storage is asked too."""
+    catalog = get_state().catalog
+    existing = catalog.known_conflict(name) if known else catalog.conflict(name)
     if existing is None:
         return
     if existing.filename == name.given:
