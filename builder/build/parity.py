@@ -24,7 +24,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from builder.check import parity
 from builder.check.findings import Finding
 from builder.common.buildlog import BuildError, BuildLog
 from builder.common.paths import cache_dir
+from builder.common.upstream import DistFile
 from builder.recipes.recipe import ParitySpec
 
 PROBE_TIMEOUT = 600.0
@@ -166,8 +167,11 @@ def pick_upstream(ours: Path, candidates: Sequence[str], python: str) -> str | N
     return best[1] if best else None
 
 
-def find_upstream(ours: Path, python: str, index_url: str | None) -> Path | None:
-    """Download (sha256-verified, cached) upstream's comparable wheel from the index, or None.
+def _upstream_file(
+    ours: Path, index_url: str | None, choose: Callable[[list[DistFile]], DistFile | None]
+) -> Path | None:
+    """Download (sha256-verified, cached) the file `choose` picks among the index's unyanked files
+    of our wheel's release, or None (no such project, nothing chosen).
 
     Raises builder.common.upstream.UpstreamError when the index cannot be read."""
     from builder.common.upstream import IndexClient, ProjectNotFound
@@ -178,9 +182,19 @@ def find_upstream(ours: Path, python: str, index_url: str | None) -> Path | None
             releases = client.project(name).releases()
         except ProjectNotFound:
             return None
-        files = {f.filename: f for f in releases.get(version, []) if f.is_wheel and not f.yanked}
-        chosen = pick_upstream(ours, list(files), python)
-        return client.download(files[chosen]) if chosen else None
+        chosen = choose([f for f in releases.get(version, []) if not f.yanked])
+        return client.download(chosen) if chosen else None
+
+
+def find_upstream(ours: Path, python: str, index_url: str | None) -> Path | None:
+    """Upstream's comparable wheel (pick_upstream) of our wheel's release, downloaded, or None."""
+
+    def choose(files: list[DistFile]) -> DistFile | None:
+        wheels = {f.filename: f for f in files if f.is_wheel}
+        chosen = pick_upstream(ours, list(wheels), python)
+        return wheels[chosen] if chosen else None
+
+    return _upstream_file(ours, index_url, choose)
 
 
 # --- running the probe ----------------------------------------------------------------------------
@@ -389,17 +403,10 @@ def tests_ours(
 
 
 def find_sdist(ours: Path, index_url: str | None) -> Path | None:
-    """Download (sha256-verified, cached) upstream's sdist of our wheel's release, or None."""
-    from builder.common.upstream import IndexClient, ProjectNotFound
-
-    name, version, _, _ = parse_wheel_filename(ours.name)
-    with IndexClient(index_url) as client:
-        try:
-            releases = client.project(name).releases()
-        except ProjectNotFound:
-            return None
-        sdists = [f for f in releases.get(version, []) if f.is_sdist and not f.yanked]
-        return client.download(sdists[0]) if sdists else None
+    """Upstream's sdist of our wheel's release, downloaded, or None."""
+    return _upstream_file(
+        ours, index_url, lambda files: next((f for f in files if f.is_sdist), None)
+    )
 
 
 # --- the whole comparison -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from support.projects import make_meson_sdist, make_sdist
 
 import builder.build.toolchain.host as host
 from builder.build.natives.resolve import Missing, missing_from_log
-from builder.build.pipeline import build_sdist
+from builder.build.pipeline import BuildResult, build_sdist
 from builder.build.toolchain.host import CrossToolchain, zig_clang_version
 from builder.build.toolchain.leaks import scan_args, scan_commands
 from builder.build.toolchain.namespace import userns_available
@@ -20,6 +20,15 @@ from builder.common.outcome import Outcome
 from builder.recipes.recipe import TestSpec
 
 TARGET = "manylinux_2_17_aarch64"
+
+
+def _cross(sdist: Path, tmp_path: Path, **kw: object) -> BuildResult:
+    """The sdist cross-built for TARGET and CPython 3.11 (out/ and logs/ under tmp_path)."""
+    project = sdist.name.rsplit("-", 1)[0].replace("_", "-")
+    return build_sdist(
+        sdist, project=project, version="1.0.0", python="3.11", target=TARGET,
+        out_dir=tmp_path / "out", log_dir=tmp_path / "logs", **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 def _ask(tc: CrossToolchain, *args: str) -> str:
@@ -223,15 +232,7 @@ CALLS_CONFIG = (
 @pytest.mark.slow
 def test_a_host_config_tool_is_shadowed_in_the_build(fake_host_tool: Path, tmp_path: Path) -> None:
     sdist = make_sdist(tmp_path / "sdist", "wf-cfg", c_extension=True, setup_prelude=CALLS_CONFIG)
-    r = build_sdist(
-        sdist,
-        project="wf-cfg",
-        version="1.0.0",
-        python="3.11",
-        target=TARGET,
-        out_dir=tmp_path / "out",
-        test=TestSpec(imports=("wf_cfg",)),
-    )
+    r = _cross(sdist, tmp_path, test=TestSpec(imports=("wf_cfg",)))
     assert r.status == Outcome.FAILED and r.step == "build", r.message
     assert "wffoo-config is not available for the target" in r.error, r.error
 
@@ -240,24 +241,15 @@ def test_a_host_config_tool_is_shadowed_in_the_build(fake_host_tool: Path, tmp_p
 def test_a_host_include_folder_fails_the_build_naming_the_command(
     fake_host_tool: Path, tmp_path: Path
 ) -> None:
-    # The sdist hard-codes the host folder (as setup.py files do after asking a host tool).
-    sdist = make_sdist(
-        tmp_path / "sdist",
-        "wf-leak",
-        c_extension=True,
-        setup_prelude="import os\nos.environ['CFLAGS'] = '-I/usr/include/wffoo'\n",
-    )
-    r = build_sdist(
-        sdist,
-        project="wf-leak",
-        version="1.0.0",
-        python="3.11",
-        target=TARGET,
-        out_dir=tmp_path / "out",
-        test=TestSpec(imports=("wf_leak",)),
-    )
+    # The sdist hard-codes host folders (as setup.py files do after asking a host tool). In the
+    # hermetic build /usr/include is the target's (no leak there); /usr/lib is still the host's.
+    flags = "import os\nos.environ['CFLAGS'] = '-I/usr/include/wffoo'\n"
+    flags += "os.environ['LDFLAGS'] = '-L/usr/lib/x86_64-linux-gnu'\n"
+    sdist = make_sdist(tmp_path / "sdist", "wf-leak", c_extension=True, setup_prelude=flags)
+    r = _cross(sdist, tmp_path, test=TestSpec(imports=("wf_leak",)))
     assert r.status == Outcome.FAILED and r.step == "host leak", r.message
-    assert "-I/usr/include/wffoo" in r.error and "_native.c" in r.error, r.error
+    assert r.error.startswith("host leak: -L/usr/lib/x86_64-linux-gnu"), r.error
+    assert "-I/usr/include/wffoo (" not in r.error and "more in the log" not in r.error
     assert not list((tmp_path / "out").glob("*.whl"))
 
 
@@ -280,18 +272,11 @@ def test_swig_reading_host_headers_fails_the_build_naming_the_swig_command(
 ) -> None:
     monkeypatch.setenv("WHEELFARM_DATA", str(tmp_path / "data"))
     sdist = make_sdist(tmp_path / "sdist", "wf-swig", c_extension=True, setup_prelude=RUNS_SWIG)
-    r = build_sdist(
-        sdist,
-        project="wf-swig",
-        version="1.0.0",
-        python="3.11",
-        target=TARGET,
-        out_dir=tmp_path / "out",
-        test=TestSpec(imports=("wf_swig",)),
-    )
+    r = _cross(sdist, tmp_path, test=TestSpec(imports=("wf_swig",)))
     assert r.status == Outcome.FAILED and r.step == "host leak", r.message
-    assert "-I/usr/include/x86_64-linux-gnu" in r.error and "`swig -python" in r.error, r.error
-    assert "SWIG reads the headers" in r.error and "1 more" in r.error  # -D__x86_64__
+    # -I/usr/include/... is the target's in the hermetic build; the host's define is not
+    assert r.error.startswith("host leak: -D__x86_64__") and "`swig -python" in r.error, r.error
+    assert "SWIG reads the headers" in r.error
     assert not list((tmp_path / "out").glob("*.whl"))
 
 
@@ -301,16 +286,7 @@ def test_meson_python_sdist_is_cross_built_with_a_cross_file(tmp_path: Path) -> 
     call = (
         "import wf_meson; assert wf_meson.triangle(4) == 10; assert wf_meson.machine() == 'aarch64'"
     )
-    r = build_sdist(
-        sdist,
-        project="wf-meson",
-        version="1.0.0",
-        python="3.11",
-        target=TARGET,
-        out_dir=tmp_path / "out",
-        test=TestSpec(imports=("wf_meson", "wf_meson._native"), call=call),
-        log_dir=tmp_path / "logs",
-    )
+    r = _cross(sdist, tmp_path, test=TestSpec(imports=("wf_meson", "wf_meson._native"), call=call))
     assert r.status == Outcome.TESTED, r.message
     log = r.log.read_text()
     assert "--cross-file=" in log and "0 leaks" in log
@@ -333,16 +309,7 @@ ASKS_QUIETLY = (
 @pytest.mark.slow
 def test_modules_asked_of_pkg_config_quietly_are_named_in_the_log(tmp_path: Path) -> None:
     sdist = make_sdist(tmp_path / "sdist", "wf-quiet", c_extension=True, setup_prelude=ASKS_QUIETLY)
-    r = build_sdist(
-        sdist,
-        project="wf-quiet",
-        version="1.0.0",
-        python="3.11",
-        target=TARGET,
-        out_dir=tmp_path / "out",
-        log_dir=tmp_path / "logs",
-        test=TestSpec(imports=("wf_quiet",)),
-    )
+    r = _cross(sdist, tmp_path, test=TestSpec(imports=("wf_quiet",)))
     assert r.status == Outcome.FAILED and r.step == "build", r.message
     text = r.log.read_text()
     assert missing_from_log(text) == [
@@ -367,16 +334,7 @@ READS_HEADERS = (
 def test_a_build_script_reading_usr_include_reads_the_targets_headers(tmp_path: Path) -> None:
     assert Path("/usr/include/x86_64-linux-gnu").is_dir()  # the host's, outside the build
     sdist = make_sdist(tmp_path / "sdist", "wf-hdr", c_extension=True, setup_prelude=READS_HEADERS)
-    r = build_sdist(
-        sdist,
-        project="wf-hdr",
-        version="1.0.0",
-        python="3.11",
-        target=TARGET,
-        out_dir=tmp_path / "out",
-        log_dir=tmp_path / "logs",
-        test=TestSpec(imports=("wf_hdr._native",)),
-    )
+    r = _cross(sdist, tmp_path, test=TestSpec(imports=("wf_hdr._native",)))
     assert r.status == Outcome.TESTED, (r.message, r.log.read_text()[-3000:])
     assert "/usr/include is the target's headers" in r.log.read_text()
 
@@ -450,16 +408,6 @@ def test_a_hard_coded_usr_include_folder_finds_the_native_librarys_headers(tmp_p
             "    assert os.path.exists('/usr/include/wfpcsc/wf_only_here.h')\n"
         ),
     )
-    r = build_sdist(
-        sdist,
-        project="wf-pcsc",
-        version="1.0.0",
-        python="3.11",
-        target=TARGET,
-        prefixes=[prefix],
-        out_dir=tmp_path / "out",
-        log_dir=tmp_path / "logs",
-        test=TestSpec(imports=("wf_pcsc._native",)),
-    )
+    r = _cross(sdist, tmp_path, prefixes=[prefix], test=TestSpec(imports=("wf_pcsc._native",)))
     assert r.status == Outcome.TESTED, (r.message, r.log.read_text()[-3000:])
     assert "under 1 native libraries' include folders" in r.log.read_text()
