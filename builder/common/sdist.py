@@ -136,13 +136,23 @@ def _literal_keyword(tree: ast.Module, keyword: str) -> list[str]:
         for kw in node.keywords:
             if kw.arg != keyword:
                 continue
-            value = names.get(kw.value.id, kw.value) if isinstance(kw.value, ast.Name) else kw.value
-            if isinstance(value, (ast.List, ast.Tuple)):
-                return [
-                    e.value
-                    for e in value.elts
-                    if isinstance(e, ast.Constant) and isinstance(e.value, str)
-                ]
+            return _strings(kw.value, names)
+    return []
+
+
+def _strings(node: ast.expr, names: dict[str, ast.expr], depth: int = 0) -> list[str]:
+    """The string literals of a list expression: a literal list or tuple, a module-level name for
+    one, and `+` of those (ssdeep: `setup_requires=["cffi", "six"] + setup_requires`)."""
+    if depth > 5:
+        return []
+    if isinstance(node, ast.Name) and node.id in names:
+        return _strings(names[node.id], names, depth + 1)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _strings(node.left, names, depth + 1) + _strings(node.right, names, depth + 1)
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [
+            e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
+        ]
     return []
 
 

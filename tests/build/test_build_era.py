@@ -89,6 +89,13 @@ def test_a_legacy_projects_setup_requires_are_build_requirements(tmp_path: Path)
         "setup(name='x', setup_requires=SETUP_REQUIRES, cffi_modules=['x/build.py:ffi'])\n"
     )
     assert build_requirements(tmp_path) == ["cffi>=0.8.6", "setuptools>=40.8.0", "six"]
+    (tmp_path / "setup.py").write_text(  # ssdeep 3.4's own form
+        "import sys\nfrom setuptools import setup\n"
+        "if sys.version_info < (2, 7):\n    setup_requires = ['pytest-runner<2.4']\n"
+        "else:\n    setup_requires = ['pytest-runner']\n"
+        "setup(name='x', setup_requires=['cffi>=0.8.6', 'six>=1.4.1'] + setup_requires)\n"
+    )
+    assert build_requirements(tmp_path) == ["cffi>=0.8.6", "setuptools>=40.8.0", "six>=1.4.1"]
     (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup()\n")
     (tmp_path / "setup.cfg").write_text("[options]\nsetup_requires =\n    cython<3\n    numpy\n")
     assert build_requirements(tmp_path) == ["cython<3", "numpy", "setuptools>=40.8.0"]

@@ -54,6 +54,10 @@ def test_the_missing_things_of_real_logs() -> None:
     assert rs.missing_from_log(optional) == []
     augeas = "configure: error: Could not find a working readline library (see config.log for details).\n"
     assert rs.missing_from_log(augeas) == [rs.Missing("library", "readline")]
+    sqlcipher = 'configure: error: Library crypto not found. Install openssl!"\n'
+    assert rs.missing_from_log(sqlcipher) == [rs.Missing("library", "crypto")]
+    parted = "configure: error: GNU Parted requires libuuid - a part of the util-linux-ng package\n"
+    assert rs.missing_from_log(parted) == [rs.Missing("library", "uuid")]
     # dbus' configure (PKG_CHECK_MODULES) lacking expat, as a found library's own build said it
     dbus = (LOGS / "autoconf-pkg-check-modules.log").read_text()
     assert rs.missing_from_log(dbus) == [rs.Missing("pkg-config", "expat")]

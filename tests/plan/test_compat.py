@@ -149,3 +149,10 @@ def test_commented_out_code_is_not_a_blocker(tmp_path: Path) -> None:
     }
     (ok,) = check_sdist(_sdist(tmp_path, "wfcomment", files), ["3.11"])
     assert ok.ok, ok.blockers
+
+
+def test_python2_only_macros_block_every_cpython_3(tmp_path: Path) -> None:
+    """python-cdb 0.35: `staticforward PyTypeObject CdbType;`."""
+    files = {"src/cdbmodule.c": "staticforward PyTypeObject CdbType;\n"}
+    (c,) = check_sdist(_sdist(tmp_path, "wfcdb", files), ["3.11"])
+    assert not c.ok and "staticforward" in c.blockers[0]

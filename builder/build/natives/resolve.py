@@ -77,6 +77,9 @@ _LINE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "library",
         re.compile(r"^configure: error: [Cc]ould not find (?:a working |the )?([\w+-]+) library"),
     ),
+    # sqlcipher: "Library crypto not found. Install openssl!"; parted: "GNU Parted requires libuuid"
+    ("library", re.compile(r"^configure: error: .*\b[Ll]ibrary ([\w+-]+) not found")),
+    ("library", re.compile(r"^configure: error: .*\brequires lib([\w+-]+)\b")),
     ("config-tool", re.compile(r"wheelfarm: ([\w.+-]+[-_]config) is not available")),
     ("config-tool", re.compile(r"([\w.+-]+[-_]config): (?:command )?not found")),
     ("config-tool", re.compile(r"No such file or directory: '([\w.+-]+[-_]config)'")),
