@@ -125,3 +125,27 @@ def test_libpq_from_debian_with_its_sibling_and_a_pg_config_stand_in(
     assert out.returncode == 0 and out.stdout.strip() == f"{prefix.path}/include/postgresql"
     assert (prefix.path / "include" / "postgresql" / "libpq-fe.h").is_file()
     assert prefix.warnings and "above the target's 2.17" in prefix.warnings[0]
+
+
+def test_a_config_program_built_for_the_target_gets_a_stand_in(tmp_path: Path) -> None:
+    """PostgreSQL built from source installs an aarch64 pg_config: a stand-in answers from the
+    prefix's .pc files (PyGreSQL and psycopg2 ask it), and scripts are left alone."""
+    from builder.build.natives.debian_binary import config_tools
+
+    final = tmp_path / "prefix"
+    (final / "bin").mkdir(parents=True)
+    (final / "lib" / "pkgconfig").mkdir(parents=True)
+    (final / "lib" / "pkgconfig" / "libpq.pc").write_text(
+        f"prefix={final}\nlibdir=${{prefix}}/lib\nincludedir=${{prefix}}/include\n"
+        "Name: libpq\nDescription: x\nVersion: 15.18\nLibs: -L${libdir} -lpq\n"
+        "Cflags: -I${includedir}\n"
+    )
+    (final / "bin" / "pg_config").write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 57)
+    (final / "bin" / "wf-config").write_text("#!/bin/sh\necho /usr/lib\n")
+    assert config_tools(final, final, None) == ["pg_config"]
+    ask = lambda *a: subprocess.run(  # noqa: E731
+        [final / "bin" / "pg_config", *a], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert ask("--includedir") == f"{final}/include" and ask("--libdir") == f"{final}/lib"
+    assert ask("--version") == "PostgreSQL 15.18" and ask("--libs") == f"-L{final}/lib -lpq"
+    assert (final / "bin" / "wf-config").read_text().endswith("echo /usr/lib\n")  # untouched

@@ -498,6 +498,13 @@ def build_native(
                     f"full log: {log}",
                     log=log,
                 )
+            if floor is not None and spec.build_system != "debian-binary":
+                # a config program built for the target (pg_config) cannot run here: a stand-in
+                # answering from the .pc files takes its place (debian-binary does its own)
+                from builder.build.natives.debian_binary import config_tools
+
+                for name in config_tools(staged, final, None):
+                    run.note(f"  bin/{name} is an aarch64 program: a stand-in answers for it")
             if floor is None:
                 warnings = _check_macho_binaries(spec, staged, arch, run)
             else:

@@ -118,7 +118,10 @@ def rewrite_pc(text: str, final: Path, triple: str) -> str:
 def _stand_in(name: str, final: Path, modules: list[str]) -> str:
     """A config tool answering from the prefix's .pc files (for an aarch64 one that cannot run)."""
     mods = " ".join(modules)
+    first = modules[0] if modules else ""
     pc = f"PKG_CONFIG_LIBDIR={final}/lib/pkgconfig:{final}/share/pkgconfig pkg-config"
+    # pg_config says "PostgreSQL 15.18", and psycopg2's setup.py splits that (the word first)
+    version_prefix = "PostgreSQL " if name == "pg_config" else ""
     return (
         "#!/bin/sh\n"
         f"# wheelfarm stand-in for Debian's arm64 {name}: answers from {final}\n"
@@ -129,28 +132,33 @@ def _stand_in(name: str, final: Path, modules: list[str]) -> str:
         f"  --bindir) echo {final}/bin;;\n"
         f"  --cflags|--cppflags|--includes) {pc} --cflags {mods};;\n"
         f"  --libs|--ldflags|--libs_r) {pc} --libs {mods};;\n"
-        f"  --version|--modversion) {pc} --modversion {modules[0] if modules else ''};;\n"
+        f"  --version|--modversion) printf '{version_prefix}'; {pc} --modversion {first};;\n"
         f'  *) echo "{name} (wheelfarm stand-in): $a is not answered" >&2; exit 1;;\n'
         "esac; done\n"
     )
 
 
-def config_tools(stage_final: Path, final: Path, triple: str) -> None:
-    """Make the prefix's bin/*-config usable on the host, pointing into the prefix."""
+def config_tools(stage_final: Path, final: Path, triple: str | None) -> list[str]:
+    """Make the prefix's bin/*-config usable on the host: a config program built for the target
+    (pg_config) becomes a stand-in answering from the prefix's .pc files; with `triple` (Debian's
+    binaries), scripts are rewritten to point into the prefix. Returns the stand-ins' names."""
     bindir = stage_final / "bin"
     if not bindir.is_dir():
-        return
+        return []
     modules = sorted(p.stem for p in (stage_final / "lib" / "pkgconfig").glob("*.pc"))
+    stood_in = []
     for tool in sorted(bindir.iterdir()):
-        if not re.search(r"[-_]config$", tool.name) or tool.is_symlink():
+        if not re.search(r"[-_]config$", tool.name) or tool.is_symlink() or not tool.is_file():
             continue
         head = tool.read_bytes()[:4]
-        if head.startswith(b"#!"):
+        if head.startswith(b"#!") and triple:
             text = _into_prefix(tool.read_text(errors="replace"), final, triple)
             tool.write_text(text)
         elif head == b"\x7fELF":
             tool.write_text(_stand_in(tool.name, final, modules))
+            stood_in.append(tool.name)
         tool.chmod(0o755)
+    return stood_in
 
 
 def build(ctx: BuildContext) -> None:
