@@ -54,6 +54,11 @@ LONG_TAIL = [
     ("smbus", "1.1.post2", "f96d345e0aa10053a8a4917634f1dc37ba1f656fa5cace7629b71777e90855c6",
      "import smbus\ntry:\n    smbus.SMBus(99)\nexcept OSError as e:\n    assert e.errno == 2, e\n"
      "else:\n    raise AssertionError('opened a bus that does not exist')"),
+    ("llfuse", "1.5.2", "3f7fdc86e3db433c48cb6505fe3000ec1b3e84a4a40a84ad67b8df3a847f0697",
+     "import llfuse\nassert llfuse.ROOT_INODE == 1\ntry:\n"
+     "    llfuse.init(llfuse.Operations(), '/nonexistent-mountpoint-wf', [])\n"
+     "except RuntimeError as e:\n    assert 'fuse_mount failed' in str(e), e  # libfuse said why\n"
+     "else:\n    raise AssertionError('mounted a folder that does not exist')"),
 ]  # fmt: skip
 
 
