@@ -59,6 +59,9 @@ LONG_TAIL = [
      "    llfuse.init(llfuse.Operations(), '/nonexistent-mountpoint-wf', [])\n"
      "except RuntimeError as e:\n    assert 'fuse_mount failed' in str(e), e  # libfuse said why\n"
      "else:\n    raise AssertionError('mounted a folder that does not exist')"),
+    ("scrypt", "0.9.4", "0d212010ba8c2e55475ba6258f30cee4da0432017514d8f6e855b7f1f8c55c77",
+     "import scrypt\nh = scrypt.hash(b'password', b'NaCl', N=1024, r=8, p=16)  # RFC 7914's vector\n"
+     "assert h.hex().startswith('fdbabe1c9d3472007856e7190d01e9fe'), h.hex()"),
 ]  # fmt: skip
 
 
