@@ -43,6 +43,10 @@ def build(ctx: BuildContext) -> None:
             "--libdir=lib",
             "--buildtype=release",
             "-Ddefault_library=both",
+            # a dependency comes from a prefix or is missing, never a subproject meson would
+            # download (no network here; glib asked for pcre2's tarball): "Dependency ... not
+            # found" then names it for the resolver
+            "--wrap-mode=nofallback",
             *ctx.spec.args,
         ],
         src,
