@@ -208,6 +208,10 @@ class SqlCatalog(Catalog):
 
     # -- writing ----------------------------------------------------------------------------
     def _change(self, conn: Connection, projects: set[str]) -> int:
+        """Take the next generation (holding its row lock until the transaction ends) and stamp
+        `projects` with it. On PostgreSQL one statement (one round trip) does both."""
+        if projects and conn.dialect.name == "postgresql":
+            return max(conn.execute(_CHANGE_PG, {"names": sorted(projects)}).scalars())
         generation = conn.execute(
             generation_table.update()
             .where(generation_table.c.id == 1)
@@ -384,6 +388,17 @@ class SqlCatalog(Catalog):
                 )
         self.refresh(force=True)
         return changed
+
+
+# The generation's UPDATE runs first (a data-modifying CTE runs exactly once, before the outer
+# statement reads its result), so its row lock orders writers as in the two-statement form.
+_CHANGE_PG = sa.text(
+    "WITH g AS (UPDATE index_generation SET value = value + 1 WHERE id = 1 RETURNING value) "
+    "INSERT INTO index_projects (name, changed) "
+    "SELECT n, g.value FROM g, unnest(CAST(:names AS text[])) AS n "
+    "ON CONFLICT (name) DO UPDATE SET changed = excluded.changed "
+    "RETURNING changed"
+)
 
 
 class _SameDistribution(Exception):
