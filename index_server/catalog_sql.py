@@ -255,11 +255,11 @@ class SqlCatalog(Catalog):
                 (r[0], r[1])
                 for r in conn.execute(sa.select(files_table.c.project, files_table.c.filename))
             }
-        stored = set()
-        for project in self.storage.list("files"):
-            for filename in self.storage.list(f"files/{project}"):
-                if not filename.endswith(".metadata"):
-                    stored.add((project, filename))
+        stored = {
+            (project, filename)
+            for project, filename in self.storage.list_two_levels("files")
+            if not filename.endswith(".metadata")
+        }
         for project, filename in sorted(stored - rows):
             try:
                 self._record_existing(NormalizedName(project), filename)
