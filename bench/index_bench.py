@@ -78,6 +78,7 @@ OVERLAY_TAG = (
     "cp311-cp311-manylinux_2_17_x86_64"  # the upstream's cells; the farm's are py3-none-any
 )
 OVERLAY_ROW = "overlay 40-file page"
+REDIRECT_ROW = "file download (302)"
 
 
 def ensure_wrk() -> str:
@@ -177,10 +178,12 @@ def upload_to_visible(
     work: Path, url: str, database: str, env: dict[str, str], client, rounds: int = 5
 ) -> list[float]:
     """Seconds from twine's upload through host A returning to host B listing the file."""
-    from index_server.auth import TokenStore
+    from index_server.auth_sql import tokens_for
     from index_server.storage_s3 import S3Storage
 
-    _, token = TokenStore(S3Storage(url, client=client)).create("bench", "upload")
+    # In the database, where the hosts look (a token in the bucket is imported only at the
+    # database's first start, which the measured hosts already made).
+    _, token = tokens_for(S3Storage(url, client=client), database).create("bench", "upload")
     work.mkdir(parents=True, exist_ok=True)
     out = []
     with contextlib.ExitStack() as stack:
@@ -446,7 +449,7 @@ def main() -> None:
             from support.seaweedfs import start_seaweedfs
 
             sw = start_seaweedfs(work / "seaweedfs")
-            pg = PostgresServer()
+            pg = PostgresServer(base=work.parent)  # next to the other data: /dev/shm
             try:
                 pg.start()
                 database = pg.new_database()
@@ -465,6 +468,23 @@ def main() -> None:
                         work / "multi", url, database, s3env, args.workers
                     ),
                     {**paths, "file download": f"/files/{small_project}/{one_file.name}"},
+                    args,
+                )
+                # Streaming a file from S3 costs a GET through boto3 per download (~2 ms of the
+                # host's CPU and as much of the store's); redirecting costs a pre-signing (~0.3 ms)
+                # and hands the bytes to the store. wrk does not follow the 302: this is the index's
+                # side of a download.
+                print("the same hosts, WHEELFARM_S3_DOWNLOADS=redirect:", flush=True)
+                results["2 hosts S3+PG"] |= measure(
+                    wrk,
+                    lambda: two_hosts_behind_nginx(
+                        work / "multi",
+                        url,
+                        database,
+                        s3env | {"WHEELFARM_S3_DOWNLOADS": "redirect"},
+                        args.workers,
+                    ),
+                    {REDIRECT_ROW: f"/files/{small_project}/{one_file.name}"},
                     args,
                 )
                 visible = upload_to_visible(work / "multi", url, database, s3env, sw.client())
@@ -534,6 +554,12 @@ def main() -> None:
                 print(
                     f"| {label} | {name} | {r.rps:.0f} | {_lat(r, args)} | {r.rps / base.rps:.2f}x |"
                 )
+    if REDIRECT_ROW in results.get("2 hosts S3+PG", {}):
+        r, base = results["2 hosts S3+PG"][REDIRECT_ROW], results["wheelfarm"]["file download"]
+        print(
+            f"| file download | 2 hosts S3+PG, redirect (302 to a pre-signed URL) | {r.rps:.0f} | "
+            f"{_lat(r, args)} | {r.rps / base.rps:.2f}x |"
+        )
     print(f"wrk's own output: {RAW_LOG}")
     errors = {k: sum(r.errors for r in v.values()) for k, v in results.items()}
     if any(errors.values()):

@@ -178,7 +178,10 @@ def wheelfarm_s3_pg(work: Path, workers: int, env: dict[str, str]) -> Iterator[T
     from index_server.storage_s3 import S3Storage
 
     sw = start_seaweedfs(work / "seaweedfs")
-    pg = PostgresServer()
+    # PostgreSQL's cluster next to the other servers' data (a folder of its own there: `work` is
+    # private to this user, and PostgreSQL may run as another), so a commit's WAL fsync costs what
+    # LocalStorage's fsyncs cost: on /dev/shm, nothing.
+    pg = PostgresServer(base=work.parent)
     try:
         pg.start()
         database = pg.new_database()

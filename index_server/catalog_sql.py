@@ -208,6 +208,10 @@ class SqlCatalog(Catalog):
 
     # -- writing ----------------------------------------------------------------------------
     def _change(self, conn: Connection, projects: set[str]) -> int:
+        """Take the next generation (holding its row lock until the transaction ends) and stamp
+        `projects` with it. On PostgreSQL one statement (one round trip) does both."""
+        if projects and conn.dialect.name == "postgresql":
+            return max(conn.execute(_CHANGE_PG, {"names": sorted(projects)}).scalars())
         generation = conn.execute(
             generation_table.update()
             .where(generation_table.c.id == 1)
@@ -251,11 +255,11 @@ class SqlCatalog(Catalog):
                 (r[0], r[1])
                 for r in conn.execute(sa.select(files_table.c.project, files_table.c.filename))
             }
-        stored = set()
-        for project in self.storage.list("files"):
-            for filename in self.storage.list(f"files/{project}"):
-                if not filename.endswith(".metadata"):
-                    stored.add((project, filename))
+        stored = {
+            (project, filename)
+            for project, filename in self.storage.list_two_levels("files")
+            if not filename.endswith(".metadata")
+        }
         for project, filename in sorted(stored - rows):
             try:
                 self._record_existing(NormalizedName(project), filename)
@@ -384,6 +388,17 @@ class SqlCatalog(Catalog):
                 )
         self.refresh(force=True)
         return changed
+
+
+# The generation's UPDATE runs first (a data-modifying CTE runs exactly once, before the outer
+# statement reads its result), so its row lock orders writers as in the two-statement form.
+_CHANGE_PG = sa.text(
+    "WITH g AS (UPDATE index_generation SET value = value + 1 WHERE id = 1 RETURNING value) "
+    "INSERT INTO index_projects (name, changed) "
+    "SELECT n, g.value FROM g, unnest(CAST(:names AS text[])) AS n "
+    "ON CONFLICT (name) DO UPDATE SET changed = excluded.changed "
+    "RETURNING changed"
+)
 
 
 class _SameDistribution(Exception):

@@ -15,7 +15,7 @@ from index_server import files, overlay, simple, slowclients
 from index_server.errors import read_refusal, refuse_unread, unauthorized
 from index_server.state import State
 
-STATUS_LINES = {200: "200 OK", 304: "304 Not Modified"}
+STATUS_LINES = {200: "200 OK", 302: "302 Found", 304: "304 Not Modified"}
 # Endpoints that check a token themselves (an upload token is more than a read token).
 SELF_GUARDED = frozenset({"upload.upload", "static"})
 

@@ -165,6 +165,20 @@ class S3Storage(Storage):
         names.difference_update((STAMPS, LOCKS))
         return sorted(n for n in names if n)
 
+    def list_two_levels(self, prefix: str) -> list[tuple[str, str]]:
+        """One flat listing of the prefix (1,000 keys a call) instead of one call per folder."""
+        base = self._key(prefix) + "/"
+        out = []
+        with self._calls(prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base
+            ):
+                for obj in page.get("Contents", []):
+                    parts = obj["Key"][len(base) :].split("/")
+                    if len(parts) == 2 and all(parts):
+                        out.append((parts[0], parts[1]))
+        return sorted(out)
+
     def open(self, key: str) -> BinaryIO:
         out = tempfile.SpooledTemporaryFile(max_size=SPOOL)  # noqa: SIM115 - the caller closes it
         try:

@@ -55,6 +55,11 @@ def test_storage_contract(store: S3Storage):
     store.put_bytes("records/p/a.whl.json", b"{}")
     assert store.list("") == ["files", "records"]
     assert store.list("files/p") == ["a.whl", "b.whl"]
+    store.put_bytes("files/q/c.whl", b"C")
+    # One flat listing, the same answer as list() folder by folder (the storage's default).
+    assert store.list_two_levels("files") == [("p", "a.whl"), ("p", "b.whl"), ("q", "c.whl")]
+    assert store.list_two_levels("files") == super(S3Storage, store).list_two_levels("files")
+    store.delete("files/q/c.whl")
     assert store.read_bytes("files/p/a.whl") == b"A" * 10
     assert store.exists("files/p/b.whl") and not store.exists("files/p/c.whl")
     assert store.stat("files/p/a.whl").size == 10

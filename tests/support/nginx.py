@@ -9,6 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT_CONF = ROOT / "deploy" / "nginx" / "wheelfarm-export.conf"
+BALANCER_CONF = ROOT / "deploy" / "nginx" / "wheelfarm-balancer.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
@@ -47,18 +48,15 @@ def export_conf(
 
 
 def balancer_conf(prefix: Path, port: int, backends: list[str], workers: int = 1) -> Path:
-    """nginx as a load balancer over `backends` ("127.0.0.1:PORT"), keeping connections alive."""
+    """The shipped balancer configuration over `backends` ("127.0.0.1:PORT"), listening on `port`."""
+    server = BALANCER_CONF.read_text()
+    shipped = "    server 127.0.0.1:8081;\n    server 127.0.0.1:8082;\n"
+    assert shipped in server and "listen 80;" in server
     servers = "".join(f"    server {b};\n" for b in backends)
+    server = server.replace(shipped, servers).replace("listen 80;", f"listen 127.0.0.1:{port};")
     prefix.mkdir(parents=True, exist_ok=True)
-    body = (
-        "  access_log off;\n"
-        f"  upstream wheelfarm {{\n{servers}    keepalive 32;\n  }}\n"
-        f"  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n"
-        "      proxy_pass http://wheelfarm;\n      proxy_http_version 1.1;\n"
-        '      proxy_set_header Connection "";\n      proxy_set_header Host $http_host;\n'
-        "      client_max_body_size 0;\n    }\n  }"
-    )
-    return main_conf(prefix, body, workers)
+    (prefix / "balancer.conf").write_text(server)
+    return main_conf(prefix, f"  access_log off;\n  include {prefix}/balancer.conf;", workers)
 
 
 def command(conf: Path) -> list[str]:

@@ -47,9 +47,11 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, base: Path | None = None) -> None:
+        """base: the folder to keep the cluster in (the benchmarks give /dev/shm, where the other
+        servers' data is, so that a commit's fsync costs what a file's does there); default: TMPDIR."""
         self.bin = _bin_dir()
-        self.root = Path(tempfile.mkdtemp(prefix="wheelfarm-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="wheelfarm-pg-", dir=base))
         self.data = self.root / "data"
         self.port = _free_port()
         self.user = "wheelfarm"
