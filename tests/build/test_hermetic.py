@@ -114,6 +114,23 @@ def test_an_implicit_linker_script_links_its_symbol_aliases(tmp_path: Path, form
     assert "wf_get@WF_1.0" in syms.stdout
 
 
+@pytest.mark.parametrize(
+    "form", [["-Wl,-version-script", "-Wl,{}"], ["-Wl,--version-script", "-Wl,{}"], ["-Wl,{}"]]
+)
+def test_libtools_split_version_script_forms_link(tmp_path: Path, form: list[str]) -> None:
+    """libtool writes `${wl}-version-script ${wl}FILE` (portaudio, curl): one dash, two args."""
+    tc = CrossToolchain(TARGET)
+    (tmp_path / "v.c").write_text("int wf_visible(void) { return 1; }\n")
+    (tmp_path / "v.ver").write_text("WF_1 { global: wf_visible; local: *; };\n")
+    out = tmp_path / "libv.so"
+    args = [a.format(tmp_path / "v.ver") for a in form]
+    subprocess.run(
+        [tc.tool("cc"), "-shared", "-fPIC", *args, tmp_path / "v.c", "-o", out], check=True
+    )
+    syms = subprocess.run(["readelf", "--dyn-syms", "-W", out], capture_output=True, text=True)
+    assert "wf_visible@@WF_1" in syms.stdout
+
+
 def test_a_version_script_in_libtools_comma_form_links(tmp_path: Path) -> None:
     tc = CrossToolchain(TARGET)
     (tmp_path / "v.c").write_text("int wf_visible(void) { return 1; }\n")

@@ -308,7 +308,8 @@ class CrossToolchain:
                 '  case "$a" in --target=*) skip=1;; -target) skipnext=1; skip=1;;\n'
                 # libtool's -Wl,--version-script,FILE (libattr): zig takes only =FILE
                 '    -Wl,--version-script,*) a="-Wl,--version-script=${a#-Wl,--version-script,}";;\n'
-                "    -Wl,--version-script) vs=1; skip=1;;\n"
+                '    -Wl,-version-script,*) a="-Wl,--version-script=${a#-Wl,-version-script,}";;\n'
+                "    -Wl,--version-script|-Wl,-version-script) vs=1; skip=1;;\n"
                 # GNU ld's -h, the soname (krb5's shared library rules): zig knows only -soname
                 '    -Wl,-h,*) a="-Wl,-soname,${a#-Wl,-h,}";;\n'
                 '    -Wl,-h) a="-Wl,-soname";;\n'
