@@ -98,4 +98,6 @@ def build(ctx: BuildContext) -> None:
     run(["make", "install", ctx.dest_arg], src)
 
 
-SYSTEM = BuildSystem("autotools", build, host_packages=("make", "pkg-config"))
+# flex and bison: configure refuses to go on without them in libraries that generate parsers
+# (pcsc-lite: "no lex or flex found"), as Debian's Build-Depends would have installed them
+SYSTEM = BuildSystem("autotools", build, host_packages=("make", "pkg-config", "flex", "bison"))
