@@ -98,13 +98,18 @@ def unguarded(text: str, pattern: str) -> bool:
 _PY2_DIRS = {"python2": "python3", "py2": "py3", "Python2": "Python3"}
 
 
-def _python2_only(name: str, names: set[str]) -> bool:
+def _folders(names: set[str]) -> set[str]:
+    """Every folder that holds a member (`a/b/c.c` -> `a`, `a/b`)."""
+    return {str(parent) for n in names for parent in PurePosixPath(n).parents if str(parent) != "."}
+
+
+def _python2_only(name: str, folders: set[str]) -> bool:
     """A file of a Python 2 source tree kept beside a Python 3 one (pysqlcipher3's src/python2 and
     src/python3): setup.py compiles the tree of the running Python, so the other is never built."""
     parts = PurePosixPath(name).parts
     for i, part in enumerate(parts[:-1]):
         twin = _PY2_DIRS.get(part)
-        if twin and any(n.startswith("/".join([*parts[:i], twin, ""])) for n in names):
+        if twin and "/".join([*parts[:i], twin]) in folders:
             return True
     return False
 
@@ -131,7 +136,8 @@ def check_sdist(sdist: Path, pythons: Sequence[str]) -> list[Compat]:
     """One Compat per Python: what blocks a build as released, and the mechanical fixes."""
     rules = _rules()
     names = _names(sdist)
-    texts = [(n, t) for n, t in _sources(sdist) if not _python2_only(n, names)]
+    folders = _folders(names)
+    texts = [(n, t) for n, t in _sources(sdist) if not _python2_only(n, folders)]
     out = []
     for py in pythons:
         blockers: list[str] = []

@@ -10,6 +10,7 @@ cached tree. Nothing is registered on the host: every mount dies with the namesp
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shlex
@@ -255,6 +256,8 @@ def hermetic_command(
     ]  # fmt: skip
 
 
+@functools.cache
 def userns_available() -> bool:
-    """Whether this process can make the user namespace hermetic_command needs."""
+    """Whether this process can make the user namespace hermetic_command needs (asked once: it
+    runs `unshare`, and every cross build asks)."""
     return _userns_allowed()[0]
