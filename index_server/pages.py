@@ -228,18 +228,27 @@ def status() -> Response:
 _status_cache: dict[tuple, str] = {}
 
 
-@bp.get("/project/<name>/logs/<log_id>")
-def build_log(name: str, log_id: str) -> Response:
+def _stored_log(name: str, log_id: str, suffix: str = "") -> Response | tuple[str, bytes]:
+    """(normalized name, the log's bytes), or the answer instead: a 404 for a bad name or a log
+    the index does not have, a 301 to the normalized name's URL (+ `suffix`)."""
     normalized = distfile.project_name(name)
     if normalized is None:
         return text_error(404, f"no project named {name!r} in this index (not a valid name)")
     if normalized != name:
-        return redirect(f"/project/{normalized}/logs/{quote(log_id)}", code=301)
+        return redirect(f"/project/{normalized}/logs/{quote(log_id)}{suffix}", code=301)
     try:
         check_log_id(log_id)
-        data = get_state().storage.read_bytes(log_key(normalized, log_id))
+        return normalized, get_state().storage.read_bytes(log_key(normalized, log_id))
     except (FarmDataError, FileNotFoundError):
         return text_error(404, f"no build log {log_id!r} for project {normalized!r} in this index")
+
+
+@bp.get("/project/<name>/logs/<log_id>")
+def build_log(name: str, log_id: str) -> Response:
+    found = _stored_log(name, log_id)
+    if not isinstance(found, tuple):
+        return found
+    normalized, data = found
     farm = get_state().farm.status
     cell = farm.by_log.get((normalized, log_id)) if farm else None
     text = strip_ansi(data.decode("utf-8", errors="replace"))
@@ -261,16 +270,10 @@ def build_log(name: str, log_id: str) -> Response:
 @bp.get("/project/<name>/logs/<log_id>/raw")
 def raw_build_log(name: str, log_id: str) -> Response:
     """The log as it was pushed, as plain text (UTF-8; the browser never sniffs it as HTML)."""
-    normalized = distfile.project_name(name)
-    if normalized is None:
-        return text_error(404, f"no project named {name!r} in this index (not a valid name)")
-    if normalized != name:
-        return redirect(f"/project/{normalized}/logs/{quote(log_id)}/raw", code=301)
-    try:
-        check_log_id(log_id)
-        data = get_state().storage.read_bytes(log_key(normalized, log_id))
-    except (FarmDataError, FileNotFoundError):
-        return text_error(404, f"no build log {log_id!r} for project {normalized!r} in this index")
+    found = _stored_log(name, log_id, "/raw")
+    if not isinstance(found, tuple):
+        return found
+    _, data = found
     resp = Response(data, mimetype="text/plain")
     resp.headers["Content-Type"] = "text/plain; charset=utf-8"
     resp.headers["X-Content-Type-Options"] = "nosniff"
