@@ -17,12 +17,8 @@ import sqlalchemy as sa
 
 from index_server.auth import PREFIX, SCOPES, TOKENS, Scope, Token, TokenStore, _digest
 from index_server.catalog import now_iso
-from index_server.database import create_tables, engine_for, import_once, metadata
+from index_server.database import CHECK_EVERY, create_tables, engine_for, import_once, metadata
 from index_server.storage import Storage
-
-# How long this process trusts its copy of the tokens: a token created or revoked on another host
-# is honoured here within this; this process's own changes at once.
-CHECK_EVERY = 0.1
 
 tokens_table = sa.Table(
     "index_tokens",

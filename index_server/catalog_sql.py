@@ -35,14 +35,10 @@ from index_server.catalog import (
     selected_files,
 )
 from index_server.changes import FARM
-from index_server.database import create_tables, engine_for, engine_url, metadata
+from index_server.database import CHECK_EVERY, create_tables, engine_for, engine_url, metadata
 from index_server.storage import AlreadyExists, Storage, StorageError
 
 log = logging.getLogger(__name__)
-
-# How often a process asks PostgreSQL whether anything changed: a change through another host is
-# listed here within this (plus one short query); requests in between cost no round trip.
-CHECK_EVERY = 0.1
 
 files_table = sa.Table(
     "index_files",

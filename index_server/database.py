@@ -12,6 +12,10 @@ from sqlalchemy.engine import Engine
 
 from index_server.storage import StorageError
 
+# How long a process trusts its copy of what the database holds (the change counter, the tokens):
+# a change through another host is seen here within this, this process's own changes at once.
+CHECK_EVERY = 0.1
+
 metadata = sa.MetaData()
 # What was imported from the Storage (one row per kind: "tokens", "farm-status"), so that an import
 # happens once per database and never brings back what was since removed.
