@@ -385,6 +385,15 @@ class Catalog:
             key = file_key(record.project, record.filename) + ".metadata"
             self.storage.put_bytes(key, info.metadata, durable=durable)
 
+    def read_metadata(self, record: FileRecord) -> bytes | None:
+        """A wheel's PEP 658 metadata as stored beside it; None when it has none (or it is gone)."""
+        if not record.metadata_sha256:
+            return None
+        try:
+            return self.storage.read_bytes(file_key(record.project, record.filename) + ".metadata")
+        except FileNotFoundError:
+            return None
+
     def _sync_file(self, record: FileRecord) -> None:
         """Make the file and its .metadata (written with durable=False) durable, together: their
         bytes, then their folder once."""

@@ -1,7 +1,8 @@
 """The catalog's records in a SQL database (PostgreSQL for several hosts; SQLite works too), with
 SQLAlchemy Core: `--database postgresql://...` (WHEELFARM_INDEX_DATABASE).
 
-The bytes (files, `.metadata`) stay in the Storage; what publishes a file is its row in `index_files`.
+The files stay in the Storage; what publishes a file is its row in `index_files`, committed with its
+wheel's PEP 658 metadata (`index_metadata`: small, read by every resolver, no object of its own).
 Every change runs in one transaction that first increments the single row of `index_generation`
 (the row lock orders writers) and stamps the changed project with the new value in
 `index_projects`. A host learns about changes with one cheap query per request (`SELECT value FROM
@@ -13,11 +14,12 @@ database; build logs and provenance, bytes like the files, stay in the Storage.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, replace
+from collections import OrderedDict
+from dataclasses import asdict, fields, replace
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -53,6 +55,10 @@ files_table = sa.Table(
     sa.Column("metadata_sha256", sa.String(64)),
     sa.Column("yanked", sa.Text),
     sa.Column("summary", sa.Text),
+    # What makes two filenames one distribution (1.0 / 1.0.0, Foo_Bar / foo.bar): unique per
+    # project, so the database itself refuses the second spelling (dist_digest).
+    sa.Column("dist_key", sa.String(64)),
+    sa.Index("index_files_dist_key", "project", "dist_key", unique=True),
 )
 projects_table = sa.Table(
     "index_projects",
@@ -66,22 +72,34 @@ generation_table = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
 )
-FIELDS = [c.name for c in files_table.columns]
+# A wheel's METADATA, committed with its file's row. An index whose rows predate this table keeps
+# its `.metadata` objects in the Storage, which read_metadata falls back to.
+metadata_table = sa.Table(
+    "index_metadata",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("filename", sa.String(400), primary_key=True),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+)
+FIELDS = [f.name for f in fields(FileRecord)]
+METADATA_CACHE = 4096  # wheels whose metadata a process keeps (a few KB each; immutable)
 
 
 class SqlCatalog(Catalog):
     def __init__(self, storage: Storage, url: str) -> None:
         super().__init__(storage)
         self._journal = None  # changes are announced in the database (index_generation)
-        self._executor: tuple[int, ThreadPoolExecutor] | None = None
         self.url = engine_url(url)
         self.engine = engine_for(url)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._seen = -1  # the generation whose changes this process has read
+        self._metadata: OrderedDict[str, bytes] = OrderedDict()  # metadata_sha256 -> body
         self._checked = 0.0  # when the change counter was last asked
         self._create()
 
     def _create(self) -> None:
         create_tables(self.engine)
+        _add_dist_keys(self.engine)
         for attempt in range(3):  # two hosts starting at once may both insert the row
             try:
                 with self.engine.begin() as conn:
@@ -162,7 +180,7 @@ class SqlCatalog(Catalog):
     def known_conflict(self, name: distfile.DistName) -> FileRecord | None:
         """The early check, before anything is stored: this process's copy of the catalog (at most
         CHECK_EVERY old; no round trip). What it misses is caught exactly when the upload is stored:
-        the conditional PUT of the file, then the insert (_insert, unique=True)."""
+        the conditional PUT of the file, then the insert (_insert: the unique filename and dist_key)."""
         self.refresh()
         project = self.project(name.project)
         for f in project.files if project else ():
@@ -224,20 +242,58 @@ class SqlCatalog(Catalog):
                 conn.execute(projects_table.insert().values(name=name, changed=generation))
         return generation
 
-    def _insert(self, record: FileRecord, *, unique: bool = False) -> int:
-        """Insert the row (which publishes the file); returns the generation it made. unique:
-        _SameDistribution when a row is the same distribution under another filename (1.0 and
-        1.0.0): read after _change, whose row lock every writer holds until it commits, so no
-        concurrent upload through another host can slip in between."""
+    def _insert(self, record: FileRecord, body: bytes | None) -> int:
+        """Insert the row (which publishes the file) and its metadata, and take the next generation,
+        in one transaction; returns the generation. IntegrityError when a row has the filename or is
+        the same distribution (the unique dist_key): the database decides, so no upload through
+        another host can slip in between. On PostgreSQL one statement in autocommit mode: one round
+        trip, and the generation's row lock is held for that statement only."""
+        values = asdict(record) | {"dist_key": dist_digest(record.filename)}
+        if self.engine.dialect.name == "postgresql":
+            meta = {"body": body} if body is not None else {}
+            with self._autocommit.connect() as conn:
+                return conn.execute(_PUBLISH_PG[body is not None], values | meta).scalar_one()
         with self.engine.begin() as conn:
             generation = self._change(conn, {record.project})
-            if unique:
-                name = distfile.parse_filename(record.filename)
-                clash = _same_in(conn, name)
-                if clash is not None and clash != record.filename:
-                    raise _SameDistribution(clash)
-            conn.execute(files_table.insert().values(**asdict(record)))
+            conn.execute(files_table.insert().values(**values))
+            if body is not None:
+                conn.execute(
+                    metadata_table.insert().values(
+                        project=record.project, filename=record.filename, body=body
+                    )
+                )
         return generation
+
+    def _sync_file(self, record: FileRecord) -> None:
+        self.storage.sync([file_key(record.project, record.filename)])  # its metadata is a row
+
+    def read_metadata(self, record: FileRecord) -> bytes | None:
+        """From the database (kept here by digest, LRU), else the Storage's `.metadata` object of
+        an index that predates the metadata table."""
+        digest = record.metadata_sha256
+        if not digest:
+            return None
+        with self._lock:
+            body = self._metadata.get(digest)
+            if body is not None:
+                self._metadata.move_to_end(digest)
+                return body
+        with self.engine.connect() as conn:
+            body = conn.execute(
+                sa.select(metadata_table.c.body).where(
+                    metadata_table.c.project == record.project,
+                    metadata_table.c.filename == record.filename,
+                )
+            ).scalar()
+        if body is None:
+            body = super().read_metadata(record)
+        if body is None or hashlib.sha256(body).hexdigest() != digest:
+            return None
+        with self._lock:
+            self._metadata[digest] = bytes(body)
+            while len(self._metadata) > METADATA_CACHE:
+                self._metadata.popitem(last=False)
+        return bytes(body)
 
     def _bump(self) -> None:
         with self.engine.begin() as conn:
@@ -271,11 +327,12 @@ class SqlCatalog(Catalog):
             with self.engine.begin() as conn:
                 self._change(conn, {p for p, _ in gone})
                 for project, filename in gone:
-                    conn.execute(
-                        files_table.delete().where(
-                            files_table.c.project == project, files_table.c.filename == filename
+                    for table in (files_table, metadata_table):
+                        conn.execute(
+                            table.delete().where(
+                                table.c.project == project, table.c.filename == filename
+                            )
                         )
-                    )
 
     def _record_existing(self, project: NormalizedName, filename: str) -> None:
         with self.storage.open(file_key(project, filename)) as fh:
@@ -284,66 +341,50 @@ class SqlCatalog(Catalog):
         st = self.storage.stat(file_key(project, filename))
         when = datetime.fromtimestamp((st.mtime_ns if st else 0) / 1e9, UTC)
         record = self._make_record(info, sha256, size, when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-        self._store_metadata(record, info)
-        self._insert(record)
+        self._insert(record, info.metadata if record.metadata_sha256 else None)
 
     def add(
         self, info: distfile.DistInfo, fh, sha256: str, size: int, *, notify: bool = True
     ) -> FileRecord:
-        """Store the file (first writer wins), its metadata, then its row, which publishes it."""
+        """Store the file (first writer wins), then commit its row and metadata, which publishes it."""
         record = self._make_record(info, sha256, size, now_iso())
         key = file_key(record.project, record.filename)
-        pending = None
-        if record.metadata_sha256 and self.storage.concurrent_puts:
-            # Both PUTs at once (each a round trip to the object store), both first-writer-wins. The
-            # file's decides the upload; its winner then replaces a .metadata that a losing upload
-            # (or a killed one) put first. A loser leaves a .metadata alone: it may be the winner's.
-            pending = self._pool().submit(
-                self.storage.put_bytes, key + ".metadata", info.metadata, overwrite=False
-            )
         fh.seek(0)
-        try:
-            # A put that fails or finds the name taken (AlreadyExists) leaves nothing of ours.
-            self.storage.put_atomic(key, fh, overwrite=False, durable=False)
-        except BaseException:
-            if pending is not None:
-                with contextlib.suppress(Exception):
-                    pending.result()
-            raise
+        # A put that fails or finds the name taken (AlreadyExists) leaves nothing of ours.
+        self.storage.put_atomic(key, fh, overwrite=False, durable=False)
         generation = None
         try:
-            if pending is None:
-                self._store_metadata(record, info, durable=False)
-            else:
-                try:
-                    pending.result()
-                except AlreadyExists:
-                    self._store_metadata(record, info)
             self._sync_file(record)
-            generation = self._insert(record, unique=True)
-        except _SameDistribution as clash:
-            for k in (key + ".metadata", key):
+            generation = self._insert(record, info.metadata if record.metadata_sha256 else None)
+        except BaseException as exc:
+            # Our file is stored. A row of its name with its digest is a record of our file (a
+            # reconcile's, or another worker's existing()): published. Anything else takes it back.
+            if not (isinstance(exc, sa.exc.IntegrityError) and self._recorded(record.project, key)):
                 with contextlib.suppress(StorageError, OSError):
-                    self.storage.delete(k)
-            raise AlreadyExists(file_key(record.project, clash.filename)) from None
-        except sa.exc.IntegrityError:
-            # A row without our file cannot exist (the file put decides the winner), unless a
-            # reconcile recorded it meanwhile: the file is ours and published.
-            pass
-        except BaseException:
-            for k in (key + ".metadata", key):
-                with contextlib.suppress(StorageError, OSError):
-                    self.storage.delete(k)
-            raise
+                    self.storage.delete(key)
+                if isinstance(exc, sa.exc.IntegrityError):
+                    with self.engine.connect() as conn:
+                        clash = _same_in(conn, info.name, besides=record.filename)
+                    if clash is not None:
+                        raise AlreadyExists(file_key(record.project, clash)) from None
+                raise
         if notify:
             self._published(record, generation)
         return record
 
-    def _pool(self) -> ThreadPoolExecutor:
-        """This process's threads (greenlets under gevent) for concurrent PUTs; made after fork."""
-        if self._executor is None or self._executor[0] != os.getpid():
-            self._executor = (os.getpid(), ThreadPoolExecutor(8, thread_name_prefix="put"))
-        return self._executor[1]
+    def _recorded(self, project: str, key: str) -> bool:
+        """Whether the row of the file stored under `key` exists and names the stored bytes."""
+        filename = key.rsplit("/", 1)[1]
+        with self.engine.connect() as conn:
+            digest = conn.execute(
+                sa.select(files_table.c.sha256).where(
+                    files_table.c.project == project, files_table.c.filename == filename
+                )
+            ).scalar()
+        if digest is None:
+            return False
+        with self.storage.open(key) as fh:
+            return distfile.hash_file(fh)[0] == digest
 
     def _published(self, record: FileRecord, generation: int | None) -> None:
         """Show our own upload at once: when nothing else changed since this process last read
@@ -397,24 +438,93 @@ _CHANGE_PG = sa.text(
 )
 
 
-class _SameDistribution(Exception):
-    def __init__(self, filename: str) -> None:
-        super().__init__(filename)
-        self.filename = filename
+_FILE_COLUMNS = [*FIELDS, "dist_key"]
 
 
-def _same_in(conn: Connection, name: distfile.DistName) -> str | None:
+def _publish_pg(with_metadata: bool) -> sa.TextClause:
+    """The whole publication as one statement: the next generation (its row lock orders writers),
+    the project's stamp, the file's row and its metadata's. Every data-modifying CTE runs exactly
+    once, read or not; a unique violation (filename, dist_key) fails all of it."""
+    meta = (
+        ", m AS (INSERT INTO index_metadata (project, filename, body) "
+        "VALUES (:project, :filename, :body))"
+        if with_metadata
+        else ""
+    )
+    return sa.text(
+        "WITH g AS (UPDATE index_generation SET value = value + 1 WHERE id = 1 RETURNING value), "
+        "p AS (INSERT INTO index_projects (name, changed) SELECT :project, value FROM g "
+        "ON CONFLICT (name) DO UPDATE SET changed = excluded.changed), "
+        f"f AS (INSERT INTO index_files ({', '.join(_FILE_COLUMNS)}) "
+        f"VALUES ({', '.join(':' + c for c in _FILE_COLUMNS)})){meta} "
+        "SELECT value FROM g"
+    )
+
+
+_PUBLISH_PG = {False: _publish_pg(False), True: _publish_pg(True)}
+
+
+def _same_in(conn: Connection, name: distfile.DistName, besides: str | None = None) -> str | None:
     """The stored filename (a row) that an upload of `name` duplicates: the same filename, or the
-    same distribution under another spelling (distfile.DistName.key)."""
-    names = [
+    same distribution under another spelling (the same dist_key); `besides` does not count."""
+    found = [
         r[0]
         for r in conn.execute(
-            sa.select(files_table.c.filename).where(files_table.c.project == name.project)
+            sa.select(files_table.c.filename).where(
+                files_table.c.project == name.project,
+                sa.or_(
+                    files_table.c.filename == name.filename,
+                    files_table.c.dist_key == dist_digest(name.filename),
+                ),
+            )
         )
+        if r[0] != besides
     ]
-    if name.filename in names:
-        return name.filename
-    return next((n for n in names if distfile.dist_key(n) == name.key), None)
+    return name.filename if name.filename in found else next(iter(found), None)
+
+
+def dist_digest(filename: str) -> str | None:
+    """sha256 of what makes `filename` one distribution (distfile.DistName.key: kind, version,
+    build, tags) in a canonical text form; None for a filename that does not parse."""
+    key = distfile.dist_key(filename)
+    if key is None:
+        return None
+
+    def canonical(part: object) -> object:
+        if isinstance(part, (set, frozenset)):
+            return sorted(str(p) for p in part)
+        if isinstance(part, (tuple, list)):
+            return [canonical(p) for p in part]
+        return str(part)
+
+    return hashlib.sha256(json.dumps(canonical(key)).encode()).hexdigest()
+
+
+def _add_dist_keys(engine: sa.Engine) -> None:
+    """Give an index_files table made before dist_key its column, its values and its unique
+    index. Hosts starting at once: one migrates, the others find it done."""
+    for attempt in range(3):
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("index_files")}
+        if "dist_key" in columns:
+            return
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text("ALTER TABLE index_files ADD COLUMN dist_key VARCHAR(64)"))
+                rows = conn.execute(sa.select(files_table.c.project, files_table.c.filename))
+                for project, filename in rows.all():
+                    conn.execute(
+                        files_table.update()
+                        .where(files_table.c.project == project, files_table.c.filename == filename)
+                        .values(dist_key=dist_digest(filename))
+                    )
+                next(i for i in files_table.indexes if i.name == "index_files_dist_key").create(
+                    conn
+                )
+            log.info("index_files: added dist_key to %s", engine.url.render_as_string())
+            return
+        except sa.exc.SQLAlchemyError:
+            if attempt == 2:
+                raise
 
 
 def catalog_for(storage: Storage, database: str | None) -> Catalog:

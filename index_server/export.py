@@ -11,8 +11,9 @@ Layout under DEST (the same URLs as `wheelfarm serve`):
 
 Pages are rendered by the same functions as the live server's (`index_server.simple`), with links
 relative to the page (`../../files/...`), so the export can be served under any host and prefix; with
-`files_url` the file links point to where the files live (e.g. the live index or a bucket) and no
-file is copied. Every write goes to a temporary file that is renamed into place: a reader sees the old
+`files_url` the file links point to where the files live and no file is copied: the live index
+(which serves each wheel's `.metadata` beside it), or the bucket of an index kept without a database
+(with `--database` the metadata is in the database, not beside the files). Every write goes to a temporary file that is renamed into place: a reader sees the old
 page or the new one, never half of one. An incremental run rewrites only pages whose bytes changed
 (and their `.gz` siblings with them), copies only files it has not copied before, and removes what
 the catalog no longer holds. A bucket export has no `.gz` siblings: a CDN compresses by itself, and
@@ -278,14 +279,14 @@ def export(
     projects = catalog.projects()
     report.projects = len(projects)
     try:
-        _export(storage, target, report, projects, files_url, progress)
+        _export(catalog, target, report, projects, files_url, progress)
     except OSError as exc:
         raise ExportError(f"{dest}: {os.strerror(exc.errno or 0) or exc}: {exc}") from None
     return report
 
 
 def _export(
-    storage: Storage,
+    catalog: Catalog,
     target: _Dest,
     report: ExportReport,
     projects: list[Project],
@@ -305,14 +306,14 @@ def _export(
                 report.files += 1
                 rel = f"files/{project.name}/{f.filename}"
                 key = file_key(project.name, f.filename)
-                if target.copy_once(rel, f.sha256, storage, key):
+                if target.copy_once(rel, f.sha256, catalog.storage, key):
                     report.files_copied.append(rel)
                 else:
                     report.files_kept += 1
                 if f.metadata_sha256:
-                    meta = storage.read_bytes(key + ".metadata")
-                    if _sha256(meta) != f.metadata_sha256:
-                        raise ExportError(f"{key}.metadata: bytes do not match the catalog")
+                    meta = catalog.read_metadata(f)
+                    if meta is None or _sha256(meta) != f.metadata_sha256:
+                        raise ExportError(f"{key}.metadata: missing, or not what the catalog says")
                     target.write_if_changed(rel + ".metadata", meta)
         else:
             report.files += len(project.files)

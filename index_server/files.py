@@ -5,6 +5,7 @@ Only files the catalog has published are served, so a file whose upload was cut 
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 
 from flask import Blueprint, Response, redirect, request
@@ -44,20 +45,24 @@ ARCHIVE_TYPES = {
 
 
 def _find(st, project: str, filename: str):
-    """(record, storage key, ETag, size) of a published file or its .metadata, else None."""
+    """(record, storage key, ETag, size, body) of a published file or its .metadata, else None.
+    body: the .metadata's bytes (the catalog has them, in the Storage or the database); None for a
+    file, which is opened from the Storage under its key."""
     proj = st.catalog.project(project)
     dist_name = filename.removesuffix(".metadata")
     record = proj.get(dist_name) if proj else None
-    is_metadata = dist_name != filename
-    if record is None or (is_metadata and not record.metadata_sha256):
+    if record is None:
         return None
-    key = file_key(record.project, filename)
-    if is_metadata:
-        st_ = st.storage.stat(key)
-        if st_ is None:
+    if dist_name != filename:
+        body = st.catalog.read_metadata(record)
+        if body is None:
             return None
-        return record, key, record.metadata_sha256, st_.size
-    return record, key, record.sha256, record.size
+        return record, None, record.metadata_sha256, len(body), body
+    return record, file_key(record.project, filename), record.sha256, record.size, None
+
+
+def _open(st, key: str | None, body: bytes | None):
+    return io.BytesIO(body) if body is not None else st.storage.open(key)
 
 
 def _headers(st, record, filename: str) -> dict[str, str]:
@@ -77,14 +82,14 @@ def serve(project: str, filename: str) -> Response:
     found = _find(st, project, filename)
     if found is None:
         return text_error(404, f"no file {project}/{filename} in this index")
-    record, key, etag, size = found
-    if (url := st.storage.download_url(key)) is not None:
+    record, key, etag, size, body = found
+    if key is not None and (url := st.storage.download_url(key)) is not None:
         # The object store sends the bytes (a pre-signed URL); the index only says where.
         resp = redirect(url, code=302)
         resp.headers["Cache-Control"] = "no-store"
         return resp
     try:
-        fh = st.storage.open(key)
+        fh = _open(st, key, body)
     except FileNotFoundError:
         return text_error(404, f"no file {project}/{filename} in this index")
     resp = Response(wrap_file(request.environ, fh), direct_passthrough=True)
@@ -119,12 +124,12 @@ def fast_path(st, environ: dict):
     found = _find(st, parts[2], parts[3])
     if found is None:
         return None
-    record, key, etag, size = found
-    if (url := st.storage.download_url(key)) is not None:
+    record, key, etag, size, body = found
+    if key is not None and (url := st.storage.download_url(key)) is not None:
         # The object store sends the bytes; the same answer as the Flask view's.
         return 302, [("Location", url), ("Cache-Control", "no-store"), ("Content-Length", "0")], b""
     try:
-        fh = st.storage.open(key)
+        fh = _open(st, key, body)
     except FileNotFoundError:
         return None
     headers = _headers(st, record, parts[3])

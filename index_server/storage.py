@@ -49,8 +49,6 @@ class Stat:
 class Storage(ABC):
     # Whether append() works (a local file can grow; an object is replaced whole).
     can_append = False
-    # Whether each put is a network round trip, so that independent puts are worth running at once.
-    concurrent_puts = False
 
     @abstractmethod
     def list(self, prefix: str) -> list[str]:

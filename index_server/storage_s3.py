@@ -77,8 +77,6 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 class S3Storage(Storage):
-    concurrent_puts = True
-
     def __init__(
         self,
         url: str,

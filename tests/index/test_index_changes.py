@@ -156,20 +156,145 @@ def test_a_torn_record_is_made_again_at_start(tmp_path: Path) -> None:
     assert io.BytesIO(record.read_bytes()).read()  # written again
 
 
-def test_the_sql_catalog_refuses_another_spelling_through_another_host(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def pg_server():
+    from support.postgres import PostgresServer
+
+    server = PostgresServer()
+    server.start()  # raises with the reason if PostgreSQL cannot start: never a silent skip
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path: Path) -> str:
+    """The SQL catalog's two dialects: SQLite (several statements in a transaction) and PostgreSQL
+    (one statement publishes)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.db'}"
+    return request.getfixturevalue("pg_server").new_database()
+
+
+def test_the_sql_catalog_refuses_another_spelling_through_another_host(
+    tmp_path: Path, database: str
+) -> None:
     """1.0 and 1.0.0 are one distribution: the second is refused even by a host whose copy of the
-    catalog has not seen the first yet (the check runs inside the insert, under the writers' lock)."""
+    catalog has not seen the first yet (the database's unique dist_key refuses it)."""
     from index_server.catalog_sql import SqlCatalog
     from index_server.storage import AlreadyExists
 
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    a = SqlCatalog(LocalStorage(tmp_path / "s"), url)
-    b = SqlCatalog(LocalStorage(tmp_path / "s"), url)
+    a = SqlCatalog(LocalStorage(tmp_path / "s"), database)
+    b = SqlCatalog(LocalStorage(tmp_path / "s"), database)
     a.load()
     b.load()
     first = add(a, tmp_path, "spelled", "1.0")
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(AlreadyExists, match=first):
         add(b, tmp_path, "spelled", "1.0.0")
-    assert sorted(os.listdir(tmp_path / "s" / "files" / "spelled")) == [first, first + ".metadata"]
+    # Its metadata is a row of the database, committed with the file's: no .metadata file.
+    assert sorted(os.listdir(tmp_path / "s" / "files" / "spelled")) == [first]
     b.refresh(force=True)
     assert names(b, "spelled") == [first]
+    record = b.project("spelled").files[0]  # type: ignore[union-attr]
+    body = b.read_metadata(record)
+    assert body is not None and b"Name: spelled" in body
+    second = add(b, tmp_path, "spelled", "1.0.1")  # another version is another distribution
+    a.refresh(force=True)
+    assert names(a, "spelled") == [first, second]
+
+
+def test_a_catalog_made_before_dist_key_gets_it_at_start(tmp_path: Path, database: str) -> None:
+    """An index_files table without the dist_key column (an earlier wheelfarm's) is given the
+    column, its values and the unique index when a host starts; the rule holds for old rows."""
+    import sqlalchemy as sa
+
+    from index_server.catalog_sql import SqlCatalog
+    from index_server.storage import AlreadyExists
+
+    old = SqlCatalog(LocalStorage(tmp_path / "s"), database)
+    old.load()
+    first = add(old, tmp_path, "older", "2.0")
+    with old.engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX index_files_dist_key"))
+        conn.execute(sa.text("ALTER TABLE index_files DROP COLUMN dist_key"))
+    new = SqlCatalog(LocalStorage(tmp_path / "s"), database)
+    new.load()
+    with new.engine.connect() as conn:
+        keys = conn.execute(sa.text("SELECT dist_key FROM index_files")).scalars().all()
+    assert len(keys) == 1 and keys[0] and len(keys[0]) == 64
+    with pytest.raises(AlreadyExists, match=first):
+        add(new, tmp_path, "older", "2.0.0")
+
+
+def sql_catalog(tmp: Path, storage: LocalStorage | None = None):
+    from index_server.catalog_sql import SqlCatalog
+
+    catalog = SqlCatalog(storage or LocalStorage(tmp / "s"), f"sqlite:///{tmp / 'catalog.db'}")
+    catalog.load()
+    return catalog
+
+
+def test_the_sql_catalog_commits_nothing_when_the_file_cannot_be_stored(tmp_path: Path) -> None:
+    """The row and the metadata are inserted while the file is stored; a failed store rolls
+    them back, and its error is what the upload answers."""
+
+    class Refusing(LocalStorage):
+        def put_atomic(self, key, source, *, overwrite=True, durable=True):
+            if key.startswith("files/"):
+                raise StorageFull(f"{key}: no space left on device")
+            super().put_atomic(key, source, overwrite=overwrite, durable=durable)
+
+    import sqlalchemy as sa
+
+    from index_server.catalog_sql import files_table, metadata_table
+
+    catalog = sql_catalog(tmp_path, Refusing(tmp_path / "s"))
+    with pytest.raises(StorageFull):
+        add(catalog, tmp_path, "full", "1.0")
+    with catalog.engine.connect() as conn:
+        for table in (files_table, metadata_table):
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
+    assert names(catalog, "full") == []
+
+
+def test_the_sql_catalog_takes_the_file_back_when_the_commit_fails(tmp_path: Path) -> None:
+    """The file is stored, then the database refuses the change (a real SQLite error, from a
+    trigger): the file is deleted again, nothing is listed, the error is raised."""
+    import sqlalchemy as sa
+
+    catalog = sql_catalog(tmp_path)
+    with catalog.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON index_projects "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+        )
+    with pytest.raises(sa.exc.DatabaseError, match="refused by the test"):
+        add(catalog, tmp_path, "refused", "1.0")
+    assert not (tmp_path / "s" / "files" / "refused").exists() or not os.listdir(
+        tmp_path / "s" / "files" / "refused"
+    )
+    assert names(catalog, "refused") == []
+
+
+def test_the_sql_catalog_serves_metadata_from_rows_and_from_older_objects(tmp_path: Path) -> None:
+    """Metadata is a row committed with the file's; an index whose rows predate the metadata
+    table has it as a `.metadata` object, which is read then, and only when its digest matches."""
+
+    from index_server.catalog import file_key
+    from index_server.catalog_sql import metadata_table
+
+    catalog = sql_catalog(tmp_path)
+    add(catalog, tmp_path, "meta", "1.0")
+    record = catalog.project("meta").files[0]  # type: ignore[union-attr]
+    body = catalog.read_metadata(record)
+    assert body is not None and b"Name: meta" in body
+    with catalog.engine.begin() as conn:
+        conn.execute(metadata_table.delete())
+    older = sql_catalog(tmp_path)  # a fresh process: nothing cached
+    assert older.read_metadata(record) is None  # neither a row nor an object
+    key = file_key(record.project, record.filename) + ".metadata"
+    older.storage.put_bytes(key, b"Metadata-Version: 2.1\nName: other\n")
+    assert older.read_metadata(record) is None  # not the bytes the catalog names
+    older.storage.put_bytes(key, body)
+    assert older.read_metadata(record) == body
