@@ -58,6 +58,7 @@ LOCK_LEASE = (
 )
 LOCK_WAIT = 300.0  # seconds to wait for a lock before giving up (gunicorn's request timeout)
 SPOOL = 8 << 20  # objects up to this size are read into memory, larger ones into a temporary file
+SMALL_PUT = 1 << 20  # bodies up to this size are sent without waiting for 100 Continue
 # The keys read on every request (the catalog's change stamp) or every upload (the tokens): their
 # stat is kept this long, so a request costs no round trip to the store; a change through another
 # host (a new or revoked token too) is seen after at most this.
@@ -104,6 +105,7 @@ class S3Storage(Storage):
                 s3={"addressing_style": "path"},
             ),
         )
+        self.client.meta.events.register("before-send.s3.PutObject", _expect_only_large)
         self._hot: dict[str, tuple[float, Stat | None]] = {}
         self._hot_lock = threading.Lock()
 
@@ -425,6 +427,14 @@ def _condition_failed(exc: Exception) -> bool:
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     code = response.get("Error", {}).get("Code", "")
     return status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict")
+
+
+def _expect_only_large(request: Any, **_: Any) -> None:
+    """botocore sends every PUT body after `Expect: 100-continue`, a round trip to the store
+    before the body: worth it for a large body the store may refuse (a taken name), not for a small
+    one, which goes with its headers. (The header is not signed.)"""
+    if int(request.headers.get("Content-Length") or SMALL_PUT + 1) <= SMALL_PUT:
+        request.headers.pop("Expect", None)
 
 
 def _seekable(source: BinaryIO) -> BinaryIO:

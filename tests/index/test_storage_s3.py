@@ -116,6 +116,54 @@ def test_a_failed_upload_leaves_nothing(store: S3Storage):
     assert store.list("files/p") == []
 
 
+def test_small_bodies_go_at_once_large_ones_wait_for_100_continue(store: S3Storage):
+    """botocore sends a file-like body with `Expect: 100-continue` (a round trip to the store
+    before the body): a small upload is PUT as bytes, without it; a large one keeps it (the store
+    can refuse a taken name before the body is sent). Both arrive whole, from a seekable source
+    read from its current position and from a stream that cannot seek."""
+    from index_server.storage_s3 import SMALL_PUT
+
+    sent: list[tuple[str, bytes | None]] = []
+
+    def record(request, **_):
+        sent.append((request.url.rsplit("/", 1)[1], request.headers.get("Expect")))
+
+    store.client.meta.events.register("before-send.s3.PutObject", record)
+
+    class Stream(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buf) -> int:
+            chunk = self.data.read(min(len(buf), 1 << 16))
+            buf[: len(chunk)] = chunk
+            return len(chunk)
+
+    small, large = b"s" * 1000, os.urandom(SMALL_PUT + 5000)
+    seekable = io.BytesIO(b"skipped" + large)
+    seekable.seek(len(b"skipped"))
+    cases = {
+        "small.whl": io.BytesIO(small),
+        "large.whl": seekable,
+        "stream.whl": io.BufferedReader(Stream(large)),  # type: ignore[arg-type]
+    }
+    for name, source in cases.items():
+        store.put_atomic(f"files/p/{name}", source, overwrite=False)
+    assert dict(sent) == {
+        "small.whl": None,
+        "large.whl": b"100-continue",
+        "stream.whl": b"100-continue",
+    }
+    assert store.read_bytes("files/p/small.whl") == small
+    assert store.read_bytes("files/p/large.whl") == large
+    assert store.read_bytes("files/p/stream.whl") == large
+    with pytest.raises(AlreadyExists):
+        store.put_atomic("files/p/small.whl", io.BytesIO(b"other"), overwrite=False)
+
+
 BUMP = """
 import sys
 from index_server.storage_s3 import S3Storage
