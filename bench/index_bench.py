@@ -15,7 +15,8 @@ project: the overlay's page of it (40 files, upstream page warm in the cache) is
 to /simple/ (pypiserver has no overlay).
 
 The same load also goes to the static export of the same index under nginx (the shipped
-deploy/nginx configuration) and, unless --skip-s3, to two wheelfarm hosts on SeaweedFS + PostgreSQL
+deploy/nginx configuration), to nginx answering `return 200` from memory (the ceiling of any static
+server under this load on these cores, which bounds the export's ratio to the single host) and, unless --skip-s3, to two wheelfarm hosts on SeaweedFS + PostgreSQL
 behind nginx as a load balancer (each host with half the workers), and the time from an upload through
 one host to the file being listed by the other is measured; a table prints each next to the single host.
 
@@ -64,7 +65,7 @@ from servers import (  # noqa: E402
     serving,
 )
 from support.index_server import twine_upload  # noqa: E402
-from support.nginx import balancer_conf, export_conf  # noqa: E402
+from support.nginx import balancer_conf, export_conf, main_conf  # noqa: E402
 from support.nginx import command as nginx_command  # noqa: E402
 from support.projects import make_dummy_wheel  # noqa: E402
 from support.static_index import FileSpec, StaticIndexServer, write_static_index  # noqa: E402
@@ -77,6 +78,7 @@ BIG = "big-project"
 OVERLAY_TAG = (
     "cp311-cp311-manylinux_2_17_x86_64"  # the upstream's cells; the farm's are py3-none-any
 )
+CEILING = "nginx `return 200` (ceiling)"
 OVERLAY_ROW = "overlay 40-file page"
 REDIRECT_ROW = "file download (302)"
 
@@ -444,6 +446,24 @@ def main() -> None:
             args,
         )
 
+        # The most any static server can do here: nginx answering 3 bytes from memory (no file,
+        # no negotiation) under the same wrk load on the same cores. An export can come close to
+        # it, never beyond: it bounds what "export / one host" can reach on this machine.
+        port = free_port()
+        ceiling = main_conf(
+            work / "ceiling",
+            f"  access_log off;\n  server {{ listen 127.0.0.1:{port}; "
+            "location / { return 200 'ok'; } }",
+            args.workers,
+        )
+        print(f"nginx ceiling, `return 200` ({args.workers} workers):", flush=True)
+        results[CEILING] = measure(
+            wrk,
+            lambda: serving(nginx_command(ceiling), port, env, work / "ceiling.log"),
+            {"20-file page": "/anything"},
+            args,
+        )
+
         if not args.skip_s3:
             from support.postgres import PostgresServer
             from support.seaweedfs import start_seaweedfs
@@ -547,7 +567,7 @@ def main() -> None:
     print("|---|---|---:|---:|---:|")
     for label in results["wheelfarm"]:
         base = results["wheelfarm"][label]
-        for layout in ("wheelfarm", "export + nginx", "2 hosts S3+PG"):
+        for layout in ("wheelfarm", "export + nginx", "2 hosts S3+PG", CEILING):
             if label in results.get(layout, {}):  # the overlay is measured on one host only
                 r = results[layout][label]
                 name = "one host" if layout == "wheelfarm" else layout

@@ -85,6 +85,42 @@ def test_a_version_script_naming_symbols_the_link_lacks_links_as_with_gnu_ld(
     assert "wf_here@@WF_1" in syms.stdout
 
 
+def test_objects_named_so_link_as_objects_and_shared_libraries_as_libraries(
+    tmp_path: Path,
+) -> None:
+    """krb5 names its PIC objects *.so and links them into its libraries; zig took every .so
+    input for a shared library and failed ("version '.2.17' in target triple ... is invalid")."""
+    tc = CrossToolchain(TARGET)
+    cc = tc.tool("cc")
+    (tmp_path / "a.c").write_text("int wf_a(void) { return 1; }\n")
+    (tmp_path / "b.c").write_text("int wf_a(void);\nint wf_b(void) { return wf_a() + 1; }\n")
+    subprocess.run([cc, "-c", "-fPIC", tmp_path / "a.c", "-o", tmp_path / "a.so"], check=True)
+    subprocess.run(
+        [
+            cc,
+            "-shared",
+            "-fPIC",
+            "-Wl,-h,libwfa.so.1",
+            tmp_path / "a.so",
+            "-o",
+            tmp_path / "liba.so",
+        ],
+        check=True,
+    )
+    syms = subprocess.run(
+        ["readelf", "--dyn-syms", tmp_path / "liba.so"], capture_output=True, text=True
+    ).stdout
+    assert "wf_a" in syms
+    # A real shared library given as an input is still linked as one (a NEEDED entry).
+    subprocess.run([cc, "-c", "-fPIC", tmp_path / "b.c", "-o", tmp_path / "b.o"], check=True)
+    subprocess.run(
+        [cc, "-shared", tmp_path / "b.o", tmp_path / "liba.so", "-o", tmp_path / "libb.so"],
+        check=True,
+    )
+    dyn = subprocess.run(["readelf", "-d", tmp_path / "libb.so"], capture_output=True, text=True)
+    assert "Shared library: [libwfa.so.1]" in dyn.stdout
+
+
 @pytest.mark.parametrize("form", [["-Wl,-h,libwfh.so.3"], ["-Wl,-h", "-Wl,libwfh.so.3"]])
 def test_gnu_lds_h_names_the_soname(tmp_path: Path, form: list[str]) -> None:
     """krb5 links with -Wl,-h,<soname> (GNU ld's alias of -soname); zig knew only -soname."""
