@@ -151,10 +151,17 @@ def test_an_implicit_linker_script_links_its_symbol_aliases(tmp_path: Path, form
 
 
 @pytest.mark.parametrize(
-    "form", [["-Wl,-version-script", "-Wl,{}"], ["-Wl,--version-script", "-Wl,{}"], ["-Wl,{}"]]
+    "form",
+    [
+        ["-Wl,-version-script", "-Wl,{}"],
+        ["-Wl,--version-script", "-Wl,{}"],
+        ["-Wl,{}"],
+        ["-Wl,--version-script", "{}"],
+    ],
 )
 def test_libtools_split_version_script_forms_link(tmp_path: Path, form: list[str]) -> None:
-    """libtool writes `${wl}-version-script ${wl}FILE` (portaudio, curl): one dash, two args."""
+    """libtool writes `${wl}-version-script ${wl}FILE` (portaudio, curl): one dash, two args;
+    krb5 `-Wl,--version-script FILE`, the file a plain argument that gcc passes on in order."""
     tc = CrossToolchain(TARGET)
     (tmp_path / "v.c").write_text("int wf_visible(void) { return 1; }\n")
     (tmp_path / "v.ver").write_text("WF_1 { global: wf_visible; local: *; };\n")

@@ -305,10 +305,12 @@ class CrossToolchain:
                 'objdir=""; nobj=0\n'
                 'skipnext=0; hasx=0; vs=0\nfor a in "$@"; do shift; skip=0\n'
                 "  if [ $skipnext = 1 ]; then skipnext=0; continue; fi\n"
-                # libtool splits -Wl,--version-script,FILE into two -Wl args (libattr)
+                # libtool splits -Wl,--version-script,FILE into two -Wl args (libattr); krb5
+                # gives the file as a plain argument after it, which gcc passes on in order
                 '  if [ $vs = 1 ]; then vs=0; case "$a" in\n'
                 '    -Wl,*) a="-Wl,--version-script=${a#-Wl,}";;\n'
-                '    *) set -- "$@" -Wl,--version-script;; esac; fi\n'
+                '    -*) set -- "$@" -Wl,--version-script;;\n'
+                '    *) a="-Wl,--version-script=$a";; esac; fi\n'
                 f'  for d in {drop}; do [ "$a" = "$d" ] && skip=1; done\n'
                 '  case "$a" in --target=*) skip=1;; -target) skipnext=1; skip=1;;\n'
                 # libtool's -Wl,--version-script,FILE (libattr): zig takes only =FILE
