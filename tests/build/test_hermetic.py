@@ -121,6 +121,24 @@ def test_objects_named_so_link_as_objects_and_shared_libraries_as_libraries(
     assert "Shared library: [libwfa.so.1]" in dyn.stdout
 
 
+def test_flags_put_last_outrank_a_librarys_own_werror(tmp_path: Path) -> None:
+    """gcc never counts a lost qualifier as an incompatible pointer type; clang does, so krb5's own
+    -Werror=incompatible-pointer-types (after CFLAGS) failed C that gcc builds. Native library
+    builds set LAST_FLAGS_VAR, which the wrappers put after every other argument."""
+    from builder.build.natives import LAST_C_FLAGS, _build_env
+
+    tc = CrossToolchain(TARGET)
+    (tmp_path / "q.c").write_text("char *wf_q(const char *s) { char *p; p = s; return p; }\n")
+    cmd = [tc.tool("cc"), "-c", "-Werror=incompatible-pointer-types", tmp_path / "q.c"]
+    cmd += ["-o", tmp_path / "q.o"]
+    plain = {k: v for k, v in os.environ.items() if k != host.LAST_FLAGS_VAR}
+    refused = subprocess.run(cmd, env=plain, capture_output=True, text=True)
+    assert refused.returncode != 0 and "discards qualifiers" in refused.stderr
+    native = _build_env(tc, {})
+    assert native[host.LAST_FLAGS_VAR] == " ".join(LAST_C_FLAGS)
+    subprocess.run(cmd, env=plain | {host.LAST_FLAGS_VAR: native[host.LAST_FLAGS_VAR]}, check=True)
+
+
 @pytest.mark.parametrize("form", [["-Wl,-h,libwfh.so.3"], ["-Wl,-h", "-Wl,libwfh.so.3"]])
 def test_gnu_lds_h_names_the_soname(tmp_path: Path, form: list[str]) -> None:
     """krb5 links with -Wl,-h,<soname> (GNU ld's alias of -soname); zig knew only -soname."""

@@ -46,7 +46,7 @@ from builder.build.natives.base import (
     is_macos,
 )
 from builder.build.natives.registry import BUILD_SYSTEMS
-from builder.build.toolchain.host import COMMAND_LOG_VAR
+from builder.build.toolchain.host import COMMAND_LOG_VAR, LAST_FLAGS_VAR
 from builder.build.toolchain.leaks import scan_commands
 from builder.check.elfdyn import ElfFacts, ElfReadError, read_elf
 from builder.common.atomic import file_lock
@@ -158,7 +158,9 @@ def toolchain_key(toolchain: Toolchain) -> str:
     """What identifies the toolchain's output: its compilers, flags and zig's version."""
     env = toolchain.env()
     keys = ("CC", "CXX", "AR", "RANLIB", "CFLAGS", "CXXFLAGS", "LDFLAGS", "CPPFLAGS")
-    parts = [f"{k}={env.get(k, '')}" for k in keys] + [f"legacy={' '.join(LEGACY_C_WARNINGS)}"]
+    parts = [f"{k}={env.get(k, '')}" for k in keys] + [
+        f"legacy={' '.join(LEGACY_C_WARNINGS + LAST_C_FLAGS)}"
+    ]
     for attr in ("triple", "target", "version"):
         parts.append(f"{attr}={getattr(toolchain, attr, '')}")
     with contextlib.suppress(metadata.PackageNotFoundError):
@@ -367,12 +369,19 @@ LEGACY_C_WARNINGS = (
 )
 
 
+# gcc does not count a pointer that loses a qualifier (`char *p = strchr(const_s, ':')`) as an
+# incompatible pointer type; clang does, so a library's own -Werror=incompatible-pointer-types (krb5)
+# fails code gcc builds. After the library's flags (the wrappers append it), as gcc has it.
+LAST_C_FLAGS = ("-Wno-error=incompatible-pointer-types-discards-qualifiers",)
+
+
 def _build_env(toolchain: Toolchain, deps_env: Mapping[str, str]) -> dict[str, str]:
     env = {**os.environ, **toolchain.env()}
     env = merge_env(env, deps_env)
     env.setdefault("CFLAGS", "-O2 -fno-sanitize=undefined")
     env.setdefault("CXXFLAGS", env["CFLAGS"])
     env["CFLAGS"] = " ".join([env["CFLAGS"], *LEGACY_C_WARNINGS])
+    env[LAST_FLAGS_VAR] = " ".join(LAST_C_FLAGS)
     env.setdefault("SOURCE_DATE_EPOCH", "1")
     env.pop("DESTDIR", None)
     return env

@@ -154,6 +154,9 @@ _DROPPED_FLAGS = (
 # Where the compiler wrappers append every command they run (cwd TAB argv), when set: the build
 # scans it for host paths afterwards (builder.build.toolchain.leaks).
 COMMAND_LOG_VAR = "WHEELFARM_CC_LOG"
+# Flags the compiler wrappers put after every other argument, when set: after a build's own flags,
+# where a project's -Werror=... comes later than CFLAGS (builder.build.natives: LAST_C_FLAGS).
+LAST_FLAGS_VAR = "WHEELFARM_CC_LAST_FLAGS"
 # Appended to the command log's name: the pkg-config modules a build asked for and did not get.
 PKG_CONFIG_MISSES = ".pkg-config-misses"
 # Where the real pkg-config is looked for (never the wrappers' own folder).
@@ -336,6 +339,7 @@ class CrossToolchain:
                 # symbols of features switched off); lld fails on them unless told otherwise
                 'for a in "$@"; do case "$a" in -Wl,--version-script*)'
                 ' set -- "$@" -Wl,--undefined-version; break;; esac; done\n'
+                f'[ -n "${LAST_FLAGS_VAR}" ] && set -- "$@" ${LAST_FLAGS_VAR}\n'
             )
 
         def run(driver: str) -> str:
