@@ -121,6 +121,21 @@ def test_objects_named_so_link_as_objects_and_shared_libraries_as_libraries(
     assert "Shared library: [libwfa.so.1]" in dyn.stdout
 
 
+def test_date_and_time_macros_compile_and_follow_source_date_epoch(tmp_path: Path) -> None:
+    """zig makes __DATE__ an error (-Werror=date-time); gcc does not even warn (OpenLDAP's version
+    strings). They compile, with the date SOURCE_DATE_EPOCH gives, as the builds set it."""
+    tc = CrossToolchain(TARGET)
+    (tmp_path / "d.c").write_text('const char wf_built[] = "built " __DATE__ " " __TIME__;\n')
+    env = os.environ | {"SOURCE_DATE_EPOCH": "946684800"}
+    cmd = [tc.tool("cc"), "-c", tmp_path / "d.c", "-o", tmp_path / "d.o"]
+    subprocess.run(cmd, env=env, check=True)
+    strings = subprocess.run(["strings", tmp_path / "d.o"], capture_output=True, text=True).stdout
+    assert "built Jan  1 2000 00:00:00" in strings
+    # A build that asks for the error itself still gets it.
+    refused = subprocess.run([*cmd, "-Werror=date-time"], env=env, capture_output=True)
+    assert refused.returncode != 0
+
+
 def test_flags_put_last_outrank_a_librarys_own_werror(tmp_path: Path) -> None:
     """gcc never counts a lost qualifier as an incompatible pointer type; clang does, so krb5's own
     -Werror=incompatible-pointer-types (after CFLAGS) failed C that gcc builds. Native library

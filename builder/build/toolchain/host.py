@@ -343,8 +343,11 @@ class CrossToolchain:
             )
 
         def run(driver: str) -> str:
-            """zig's driver for the arguments; it cleans up after the renamed objects, if any."""
-            command = f'{zig} {driver} -target {self.triple} "$@"'
+            """zig's driver for the arguments; it cleans up after the renamed objects, if any.
+            zig makes __DATE__/__TIME__ an error (-Werror=date-time) where gcc does not even warn
+            (OpenLDAP's version strings): a warning again, before the build's own flags; the
+            builds set SOURCE_DATE_EPOCH, which clang honours, so the value is reproducible."""
+            command = f'{zig} {driver} -target {self.triple} -Wno-error=date-time "$@"'
             return (
                 f'if [ -n "$objdir" ]; then {command}; rc=$?; rm -rf "$objdir"; exit $rc; fi\n'
                 f"exec {command}\n"
