@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from support.postgres import PostgresServer
 
 from builder.farm.ledger import (
     SCHEMA_VERSION,
@@ -30,14 +29,6 @@ from builder.farm.ledger import (
 from builder.plan.planner import Job
 
 TOOLS = {"zig": "0.13.0", "auditwheel": "6.1.0"}
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    server = PostgresServer()
-    server.start()  # raises with the reason if PostgreSQL cannot start: never a silent skip
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

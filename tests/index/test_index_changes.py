@@ -156,23 +156,13 @@ def test_a_torn_record_is_made_again_at_start(tmp_path: Path) -> None:
     assert io.BytesIO(record.read_bytes()).read()  # written again
 
 
-@pytest.fixture(scope="module")
-def pg_server():
-    from support.postgres import PostgresServer
-
-    server = PostgresServer()
-    server.start()  # raises with the reason if PostgreSQL cannot start: never a silent skip
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request, tmp_path: Path) -> str:
     """The SQL catalog's two dialects: SQLite (several statements in a transaction) and PostgreSQL
     (one statement publishes)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'catalog.db'}"
-    return request.getfixturevalue("pg_server").new_database()
+    return request.getfixturevalue("postgres").new_database()
 
 
 def test_the_sql_catalog_refuses_another_spelling_through_another_host(

@@ -22,7 +22,6 @@ from pathlib import Path
 import psycopg
 import pytest
 from support.index_server import Dists, Server, free_port, twine_upload
-from support.postgres import PostgresServer
 from support.projects import make_wheel
 from support.seaweedfs import SeaweedFS
 
@@ -265,14 +264,6 @@ def start_host(
         except OSError:
             assert time.monotonic() < deadline, "host did not start"
             time.sleep(0.1)
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    server = PostgresServer()
-    server.start()  # raises with the reason if PostgreSQL cannot start: never a silent skip
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module", params=["records-in-bucket", "postgresql"])
