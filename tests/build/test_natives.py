@@ -405,3 +405,27 @@ def test_a_config_sub_too_old_for_the_target_is_replaced_by_the_hosts(tmp_path: 
     )
     assert out.returncode == 0 and out.stdout.strip() == "aarch64-unknown-linux-gnu"
     assert refresh_config_scripts(tmp_path, "aarch64-linux-gnu", ctx) == []  # current now
+
+
+def test_configure_gets_glibcs_answers_for_what_it_cannot_run_when_cross_compiling(
+    cache: Path, tmp_path: Path
+) -> None:
+    """autoconf cannot run AC_FUNC_MEMCMP's or AC_FUNC_MALLOC's test program when it
+    cross-compiles and assumes the worst: it replaces memcmp and malloc with its own (OpenLDAP's
+    libldap then called lutil_memcmp, which nothing exports). The glibc answers (config.site) keep
+    the C library's; an answer given as a configure argument still wins."""
+    src = tmp_path / "wfsite"
+    src.mkdir()
+    (src / "configure.ac").write_text(
+        "AC_INIT([wfsite], [1.0])\nAC_PROG_CC\nAC_FUNC_MEMCMP\nAC_FUNC_MALLOC\n"
+        "AC_CONFIG_FILES([Makefile])\nAC_OUTPUT\n"
+    )
+    (src / "Makefile.in").write_text(
+        "prefix = @prefix@\nall:\ninstall:\n\tmkdir -p $(DESTDIR)$(prefix)/share\n"
+        "\techo 'LIBOBJS=@LIBOBJS@' > $(DESTDIR)$(prefix)/share/wfsite.txt\n"
+    )
+    prefix = deps.build_native(lib("wfsite", src, "autotools"), None, TARGET)
+    assert (prefix.path / "share" / "wfsite.txt").read_text().strip() == "LIBOBJS="
+    asked = lib("wfsite", src, "autotools", ("ac_cv_func_memcmp_working=no",))
+    prefix = deps.build_native(asked, None, TARGET)
+    assert "memcmp" in (prefix.path / "share" / "wfsite.txt").read_text()

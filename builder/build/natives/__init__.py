@@ -33,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from builder.build.natives.autotools import GLIBC_SITE
 from builder.build.natives.base import (
     DEBIAN_ARCHES,
     DEFAULT_SUITE,
@@ -163,6 +164,8 @@ def toolchain_key(toolchain: Toolchain) -> str:
     ]
     for attr in ("triple", "target", "version"):
         parts.append(f"{attr}={getattr(toolchain, attr, '')}")
+    # configure's cross answers (autotools.GLIBC_SITE) decide what a library is built with
+    parts.append("config.site=" + hashlib.sha256(GLIBC_SITE.read_bytes()).hexdigest())
     with contextlib.suppress(metadata.PackageNotFoundError):
         parts.append("ziglang=" + metadata.version("ziglang"))
     return "\n".join(parts)

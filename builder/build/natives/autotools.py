@@ -13,6 +13,8 @@ from builder.build.natives.base import BuildContext, BuildSystem, ensure_host, j
 # touched one of them, make would rerun aclocal/automake itself, with whatever the host has (exit 127
 # without them, or autoheader failing on a hand-kept config.h.in: cups).
 INPUTS = ("configure.ac", "configure.in", "acinclude.m4", "aclocal.m4", "Makefile.am")
+# What configure cannot test when cross-compiling to Linux with glibc (see the file)
+GLIBC_SITE = Path(__file__).with_name("config.site")
 
 
 def needs_autoreconf(src: Path) -> bool:
@@ -93,6 +95,8 @@ def build(ctx: BuildContext) -> None:
             *ctx.spec.args,
         ],
         src,
+        # macOS: Apple's libc, for which these glibc answers do not hold
+        None if ctx.macos else {"CONFIG_SITE": str(GLIBC_SITE)},
     )
     run(["make", "-j", jobs()], src)
     run(["make", "install", ctx.dest_arg], src)
