@@ -1,7 +1,8 @@
 """Run a recipe's test against a built wheel under qemu-user, with the arm64 CPython of a sysroot.
 
-The wheel is unpacked into a fresh site folder on PYTHONPATH (test requirements too, as aarch64 or
-pure wheels downloaded for the target). The sysroot holds only Debian's interpreter, so a wheel that
+The wheel is unpacked into a fresh site folder on PYTHONPATH, with what pip would install with it
+(its Requires-Dist for the target, no extras) and the test requirements, as aarch64 or pure wheels
+downloaded for the target. The sysroot holds only Debian's interpreter, so a wheel that
 needs a grafted library must bring it: the test also reads /proc/self/maps and requires every library
 in the wheel's `<pkg>.libs/` folder to be mapped from the wheel, not from anywhere else.
 """
@@ -22,6 +23,8 @@ from builder.common.buildlog import BuildError, BuildLog
 from builder.recipes.recipe import TestSpec
 
 TEST_TIMEOUT = 900.0
+# platform_machine of a Linux platform tag's last part (manylinux2014_aarch64, linux_x86_64)
+MACHINES = ("aarch64", "x86_64", "armv7l", "ppc64le", "s390x", "i686")
 
 
 def unpack_wheel(wheel: Path, site: Path) -> None:
@@ -85,6 +88,43 @@ def download_test_requires(
     return sorted(dest.glob("*.whl"))
 
 
+def wheel_requires(wheel: Path, python: str, machine: str = "aarch64") -> list[str]:
+    """The wheel's Requires-Dist that apply where it runs (CPython `python` on Linux `machine`, no
+    extras), without their markers: pip, downloading for the target from the build machine, would
+    evaluate a marker against the build machine."""
+    from packaging.metadata import parse_email
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    with zipfile.ZipFile(wheel) as zf:
+        names = [
+            n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
+        ]
+        raw, _ = parse_email(zf.read(names[0])) if names else ({}, {})
+    major_minor = ".".join(python.split(".")[:2])
+    env = {
+        "python_version": major_minor,
+        "python_full_version": f"{major_minor}.0",
+        "platform_machine": machine,
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
+    out = []
+    for line in raw.get("requires_dist", []):
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue  # the wheel's checker reports it; the test runs without it
+        if req.marker is not None and not req.marker.evaluate(env):
+            continue
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        out.append(f"{req.name}{extras}{req.specifier}")
+    return out
+
+
 def _clean_env() -> dict[str, str]:
     env = dict(os.environ)
     for key in ("_PYTHON_SYSCONFIGDATA_NAME", "_PYTHON_HOST_PLATFORM", "PYTHONPATH", "PYTHONHOME"):
@@ -100,10 +140,13 @@ def prepare_site(
     workdir: Path,
     log: BuildLog,
 ) -> Path:
-    """A fresh `workdir/site` holding the wheel and `requires` (wheels for `platforms`), unpacked."""
+    """A fresh `workdir/site` holding the wheel, its own requirements and `requires` (wheels for
+    `platforms`), unpacked."""
     site = workdir / "site"
     unpack_wheel(wheel, site)
-    for req in download_test_requires(requires, python, platforms, workdir / "test-requires", log):
+    machine = next((m for p in platforms for m in MACHINES if p.endswith(m)), "aarch64")
+    needed = [*wheel_requires(wheel, python, machine), *requires]
+    for req in download_test_requires(needed, python, platforms, workdir / "test-requires", log):
         unpack_wheel(req, site)
     return site
 

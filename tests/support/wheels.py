@@ -7,7 +7,7 @@ import csv
 import hashlib
 import io
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from packaging.tags import parse_tag
@@ -32,6 +32,7 @@ def assemble_wheel(
     metadata_name: str | None = None,
     metadata_version: str | None = None,
     requires_python: str | None = None,
+    requires_dist: Sequence[str] = (),
     edit_record: Callable[[list[Row]], list[Row]] | None = None,
     compression: int = zipfile.ZIP_DEFLATED,
 ) -> Path:
@@ -39,7 +40,7 @@ def assemble_wheel(
 
     `tag` is the filename's compressed tag (e.g. "cp311-cp311-manylinux_2_17_aarch64"); `wheel_tags`
     makes the WHEEL file declare other tags, `metadata_*` make METADATA disagree, `requires_python`
-    adds Requires-Python, and `edit_record` rewrites the RECORD rows before they are written.
+    adds Requires-Python, `requires_dist` Requires-Dist lines, and `edit_record` rewrites the RECORD rows before they are written.
     """
     dist = canonicalize_name(name).replace("-", "_")
     dist_info = f"{dist}-{version}.dist-info"
@@ -54,6 +55,7 @@ def assemble_wheel(
         f"Metadata-Version: 2.1\nName: {metadata_name or name}\n"
         f"Version: {metadata_version or version}\n"
         + (f"Requires-Python: {requires_python}\n" if requires_python else "")
+        + "".join(f"Requires-Dist: {r}\n" for r in requires_dist)
         + "\nA test wheel.\n"
     ).encode()
     rows = [record_row(n, d) for n, d in contents.items()]
