@@ -23,8 +23,6 @@ from builder.common.buildlog import BuildError, BuildLog
 from builder.recipes.recipe import TestSpec
 
 TEST_TIMEOUT = 900.0
-# platform_machine of a Linux platform tag's last part (manylinux2014_aarch64, linux_x86_64)
-MACHINES = ("aarch64", "x86_64", "armv7l", "ppc64le", "s390x", "i686")
 
 
 def unpack_wheel(wheel: Path, site: Path) -> None:
@@ -88,30 +86,21 @@ def download_test_requires(
     return sorted(dest.glob("*.whl"))
 
 
-def wheel_requires(wheel: Path, python: str, machine: str = "aarch64") -> list[str]:
-    """The wheel's Requires-Dist that apply where it runs (CPython `python` on Linux `machine`, no
-    extras), without their markers: pip, downloading for the target from the build machine, would
-    evaluate a marker against the build machine."""
+def wheel_requires(wheel: Path, python: str, platform: str) -> list[str]:
+    """The wheel's Requires-Dist that apply where it runs (CPython `python` on the platform tag
+    `platform`, no extras), without their markers: pip, downloading for the target from the build
+    machine, would evaluate a marker against the build machine."""
     from packaging.metadata import parse_email
     from packaging.requirements import InvalidRequirement, Requirement
+
+    from builder.plan.pins import marker_env
 
     with zipfile.ZipFile(wheel) as zf:
         names = [
             n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
         ]
         raw, _ = parse_email(zf.read(names[0])) if names else ({}, {})
-    major_minor = ".".join(python.split(".")[:2])
-    env = {
-        "python_version": major_minor,
-        "python_full_version": f"{major_minor}.0",
-        "platform_machine": machine,
-        "sys_platform": "linux",
-        "platform_system": "Linux",
-        "os_name": "posix",
-        "implementation_name": "cpython",
-        "platform_python_implementation": "CPython",
-        "extra": "",
-    }
+    env = marker_env(python, platform)
     out = []
     for line in raw.get("requires_dist", []):
         try:
@@ -144,8 +133,7 @@ def prepare_site(
     `platforms`), unpacked."""
     site = workdir / "site"
     unpack_wheel(wheel, site)
-    machine = next((m for p in platforms for m in MACHINES if p.endswith(m)), "aarch64")
-    needed = [*wheel_requires(wheel, python, machine), *requires]
+    needed = [*wheel_requires(wheel, python, platforms[0]), *requires]
     for req in download_test_requires(needed, python, platforms, workdir / "test-requires", log):
         unpack_wheel(req, site)
     return site
