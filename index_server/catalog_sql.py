@@ -364,7 +364,7 @@ class SqlCatalog(Catalog):
                     self.storage.delete(key)
                 if isinstance(exc, sa.exc.IntegrityError):
                     with self.engine.connect() as conn:
-                        clash = _same_in(conn, info.name, besides=record.filename)
+                        clash = _same_in(conn, info.name)
                     if clash is not None:
                         raise AlreadyExists(file_key(record.project, clash)) from None
                 raise
@@ -464,9 +464,9 @@ def _publish_pg(with_metadata: bool) -> sa.TextClause:
 _PUBLISH_PG = {False: _publish_pg(False), True: _publish_pg(True)}
 
 
-def _same_in(conn: Connection, name: distfile.DistName, besides: str | None = None) -> str | None:
+def _same_in(conn: Connection, name: distfile.DistName) -> str | None:
     """The stored filename (a row) that an upload of `name` duplicates: the same filename, or the
-    same distribution under another spelling (the same dist_key); `besides` does not count."""
+    same distribution under another spelling (the same dist_key)."""
     found = [
         r[0]
         for r in conn.execute(
@@ -478,7 +478,6 @@ def _same_in(conn: Connection, name: distfile.DistName, besides: str | None = No
                 ),
             )
         )
-        if r[0] != besides
     ]
     return name.filename if name.filename in found else next(iter(found), None)
 
